@@ -1,0 +1,448 @@
+//! Build step (pure): from an ExternalSecret and the fetched documents, compute the Secret data we want.
+//! No client and no I/O here; everything is decided from its inputs, so it is unit-tested exhaustively.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD, STANDARD_NO_PAD};
+use sha2::{Digest, Sha256};
+
+use crate::api::{ConversionStrategy, DecodingStrategy, ExternalSecretSpec, MetadataPolicy, RemoteRef};
+use crate::provider::{FetchRequest, ProviderError, SecretBytes};
+
+/// Everything that can make the desired data impossible to compute. Never carries a value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BuildError {
+    #[error("{field} is not supported by secret-sync yet")]
+    Unsupported { field: &'static str },
+    #[error("invalid refreshInterval {value:?}: expected a Go duration such as \"1h\" or \"15m\"")]
+    InvalidRefreshInterval { value: String },
+    #[error("the ExternalSecret has no data and no dataFrom")]
+    NothingToSync,
+    #[error("failed to fetch {key:?}: {source}")]
+    Fetch { key: String, source: ProviderError },
+    #[error("remote key {key:?} is not valid JSON, so property {property:?} cannot be read")]
+    PropertyOfNonJson { key: String, property: String },
+    #[error("property {property:?} does not exist in remote key {key:?}")]
+    PropertyNotFound { key: String, property: String },
+    #[error("remote key {key:?} is not a JSON object, so dataFrom.extract cannot split it into keys")]
+    ExtractNonObject { key: String },
+    #[error("value of remote key {key:?} is not valid {strategy} (decodingStrategy)")]
+    Decode { key: String, strategy: &'static str },
+    #[error("secret key {secret_key:?} is not a valid Secret key (allowed: letters, digits, '-', '_', '.')")]
+    InvalidSecretKey { secret_key: String },
+}
+
+impl BuildError {
+    /// Bounded label for metrics, Events and status.
+    pub fn category(&self) -> &'static str {
+        match self {
+            BuildError::Unsupported { .. } => "Unsupported",
+            BuildError::InvalidRefreshInterval { .. } | BuildError::NothingToSync => "InvalidSpec",
+            BuildError::Fetch { source, .. } => source.category(),
+            BuildError::PropertyOfNonJson { .. } | BuildError::ExtractNonObject { .. } => "InvalidJSON",
+            BuildError::PropertyNotFound { .. } => "PropertyNotFound",
+            BuildError::Decode { .. } => "DecodeFailed",
+            BuildError::InvalidSecretKey { .. } => "InvalidSecretKey",
+        }
+    }
+
+    /// Errors that only a change to the ExternalSecret, the store or the remote value can fix.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            BuildError::Fetch { source, .. } => source.is_permanent(),
+            _ => true,
+        }
+    }
+}
+
+/// Refuse the ESO fields we accept in the schema but do not implement, before any fetch.
+pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
+    if spec.target.template.is_some() {
+        return Err(BuildError::Unsupported { field: "spec.target.template" });
+    }
+    if spec.data.iter().any(|d| d.source_ref.is_some()) {
+        return Err(BuildError::Unsupported { field: "spec.data[].sourceRef" });
+    }
+    for from in &spec.data_from {
+        if from.find.is_some() {
+            return Err(BuildError::Unsupported { field: "spec.dataFrom[].find" });
+        }
+        if from.rewrite.as_ref().is_some_and(|r| !r.is_empty()) {
+            return Err(BuildError::Unsupported { field: "spec.dataFrom[].rewrite" });
+        }
+        if from.source_ref.is_some() {
+            return Err(BuildError::Unsupported { field: "spec.dataFrom[].sourceRef" });
+        }
+    }
+    if spec.data.is_empty() && spec.data_from.iter().all(|f| f.extract.is_none()) {
+        return Err(BuildError::NothingToSync);
+    }
+    Ok(())
+}
+
+/// Parse ESO's refreshInterval (a Go duration). `None` means "never refresh" ("0").
+pub fn refresh_interval(spec: &ExternalSecretSpec) -> Result<Option<Duration>, BuildError> {
+    let raw = spec.refresh_interval.as_deref().unwrap_or("1h");
+    let invalid = || BuildError::InvalidRefreshInterval { value: raw.to_owned() };
+    let nanos = go_parse_duration::parse_duration(raw).map_err(|_| invalid())?;
+    match u64::try_from(nanos) {
+        Ok(0) => Ok(None),
+        Ok(n) => Ok(Some(Duration::from_nanos(n))),
+        Err(_) => Err(invalid()),
+    }
+}
+
+fn request_for(remote: &RemoteRef) -> FetchRequest {
+    FetchRequest {
+        key: remote.key.clone(),
+        version: remote.version.clone().filter(|v| !v.is_empty()),
+        metadata: remote.metadata_policy == Some(MetadataPolicy::Fetch),
+    }
+}
+
+/// The distinct documents this spec needs, so each is fetched once per reconcile.
+pub fn requests(spec: &ExternalSecretSpec) -> Vec<FetchRequest> {
+    let refs = spec.data.iter().map(|d| &d.remote_ref).chain(spec.data_from.iter().filter_map(|f| f.extract.as_ref()));
+    let unique: BTreeSet<FetchRequest> = refs.map(request_for).collect();
+    unique.into_iter().collect()
+}
+
+/// The desired data, plus the remote keys that no longer exist (for the deletion policy to judge).
+#[derive(Debug, Default, PartialEq)]
+pub struct DesiredData {
+    pub data: BTreeMap<String, SecretBytes>,
+    pub missing_remote_keys: Vec<String>,
+}
+
+/// Combine the fetched documents into Secret data. A NotFound document is recorded as missing and
+/// its entries are skipped; any other fetch error fails the whole build so no partial Secret is written.
+pub fn desired_data(
+    spec: &ExternalSecretSpec,
+    fetched: &HashMap<FetchRequest, Result<SecretBytes, ProviderError>>,
+) -> Result<DesiredData, BuildError> {
+    let mut out = DesiredData::default();
+    let mut missing = BTreeSet::new();
+    let mut document = |remote: &RemoteRef| -> Result<Option<SecretBytes>, BuildError> {
+        let request = request_for(remote);
+        match fetched.get(&request) {
+            Some(Ok(bytes)) => Ok(Some(bytes.clone())),
+            Some(Err(ProviderError::NotFound { .. })) => {
+                missing.insert(remote.key.clone());
+                Ok(None)
+            }
+            Some(Err(source)) => Err(BuildError::Fetch { key: remote.key.clone(), source: source.clone() }),
+            None => Err(BuildError::Fetch {
+                key: remote.key.clone(),
+                source: ProviderError::Unavailable { key: remote.key.clone(), detail: "no answer for this key".into() },
+            }),
+        }
+    };
+
+    // dataFrom first, then data, so explicit `data` entries win on key collisions (as in ESO).
+    for from in &spec.data_from {
+        let Some(remote) = &from.extract else { continue };
+        let Some(doc) = document(remote)? else { continue };
+        let doc = match &remote.property {
+            Some(p) if !p.is_empty() => select_property(&remote.key, p, &doc)?,
+            _ => doc,
+        };
+        for (key, value) in extract_object(&remote.key, &doc)? {
+            let key = convert_key(&key, remote.conversion_strategy.unwrap_or_default());
+            let value = decode(&remote.key, remote.decoding_strategy.unwrap_or_default(), value)?;
+            out.data.insert(validated_key(key)?, value);
+        }
+    }
+    for entry in &spec.data {
+        let remote = &entry.remote_ref;
+        let Some(doc) = document(remote)? else { continue };
+        let value = match &remote.property {
+            Some(p) if !p.is_empty() => select_property(&remote.key, p, &doc)?,
+            _ => doc,
+        };
+        let value = decode(&remote.key, remote.decoding_strategy.unwrap_or_default(), value)?;
+        out.data.insert(validated_key(entry.secret_key.clone())?, value);
+    }
+    out.missing_remote_keys = missing.into_iter().collect();
+    Ok(out)
+}
+
+/// Read `property` (gjson path syntax, as ESO: `a.b`, escaped dots `a\.b`) from a JSON document.
+/// A string result is returned unquoted; anything else as its JSON text.
+fn select_property(key: &str, property: &str, doc: &SecretBytes) -> Result<SecretBytes, BuildError> {
+    let text = doc
+        .expose_str()
+        .filter(|t| gjson::valid(t))
+        .ok_or_else(|| BuildError::PropertyOfNonJson { key: key.to_owned(), property: property.to_owned() })?;
+    let found = gjson::get(text, property);
+    if !found.exists() {
+        return Err(BuildError::PropertyNotFound { key: key.to_owned(), property: property.to_owned() });
+    }
+    Ok(match found.kind() {
+        gjson::Kind::String => SecretBytes::from(found.str().to_owned()),
+        _ => SecretBytes::from(found.json().to_owned()),
+    })
+}
+
+/// Split a JSON object into (key, value): strings as-is, everything else as JSON text.
+fn extract_object(key: &str, doc: &SecretBytes) -> Result<Vec<(String, SecretBytes)>, BuildError> {
+    let not_object = || BuildError::ExtractNonObject { key: key.to_owned() };
+    let parsed: serde_json::Value = serde_json::from_slice(doc.expose()).map_err(|_| not_object())?;
+    let serde_json::Value::Object(map) = parsed else { return Err(not_object()) };
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| {
+            let bytes = match v {
+                serde_json::Value::String(s) => SecretBytes::from(s),
+                other => SecretBytes::from(other.to_string()),
+            };
+            (k, bytes)
+        })
+        .collect())
+}
+
+fn decode(key: &str, strategy: DecodingStrategy, value: SecretBytes) -> Result<SecretBytes, BuildError> {
+    let trimmed = value.expose().trim_ascii();
+    let fail = |name| BuildError::Decode { key: key.to_owned(), strategy: name };
+    match strategy {
+        DecodingStrategy::None => Ok(value),
+        DecodingStrategy::Base64 => STANDARD
+            .decode(trimmed)
+            .or_else(|_| STANDARD_NO_PAD.decode(trimmed))
+            .map(SecretBytes::new)
+            .map_err(|_| fail("Base64")),
+        DecodingStrategy::Base64Url => URL_SAFE
+            .decode(trimmed)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(trimmed))
+            .map(SecretBytes::new)
+            .map_err(|_| fail("Base64URL")),
+        // Auto: base64, then base64url, else the value unchanged.
+        DecodingStrategy::Auto => Ok(STANDARD
+            .decode(trimmed)
+            .or_else(|_| URL_SAFE.decode(trimmed))
+            .map(SecretBytes::new)
+            .unwrap_or(value)),
+    }
+}
+
+/// ESO's Unicode conversion: characters not allowed in Secret keys become `_U<hex>_`.
+fn convert_key(key: &str, strategy: ConversionStrategy) -> String {
+    match strategy {
+        ConversionStrategy::Default => key.to_owned(),
+        ConversionStrategy::Unicode => key
+            .chars()
+            .map(|c| if is_secret_key_char(c) { c.to_string() } else { format!("_U{:04x}_", c as u32) })
+            .collect(),
+    }
+}
+
+fn is_secret_key_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+fn validated_key(key: String) -> Result<String, BuildError> {
+    if key.is_empty() || key.len() > 253 || !key.chars().all(is_secret_key_char) {
+        return Err(BuildError::InvalidSecretKey { secret_key: key });
+    }
+    Ok(key)
+}
+
+/// A stable digest of the data, stored on the Secret so unchanged data is never written again.
+/// It lives on the Secret itself, so it reveals nothing to anyone who cannot already read the data.
+pub fn data_hash(data: &BTreeMap<String, SecretBytes>) -> String {
+    let mut hasher = Sha256::new();
+    for (key, value) in data {
+        hasher.update((key.len() as u64).to_be_bytes());
+        hasher.update(key.as_bytes());
+        hasher.update((value.len() as u64).to_be_bytes());
+        hasher.update(value.expose());
+    }
+    hex::encode(&hasher.finalize()[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ExternalSecretData, ExternalSecretDataFromRemoteRef};
+
+    fn spec(yaml: &str) -> ExternalSecretSpec {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn fetched(entries: &[(&str, Result<&str, ProviderError>)]) -> HashMap<FetchRequest, Result<SecretBytes, ProviderError>> {
+        entries
+            .iter()
+            .map(|(k, v)| (FetchRequest::current(*k), v.clone().map(SecretBytes::from_str_value)))
+            .collect()
+    }
+
+    fn text(d: &DesiredData, key: &str) -> String {
+        String::from_utf8(d.data[key].expose().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn plain_value_lands_under_its_secret_key() {
+        let s = spec("data: [{secretKey: password, remoteRef: {key: db}}]");
+        let d = desired_data(&s, &fetched(&[("db", Ok("hunter2"))])).unwrap();
+        assert_eq!(text(&d, "password"), "hunter2");
+    }
+
+    #[test]
+    fn nested_property_and_escaped_dotted_key_are_selected() {
+        let s = spec(
+            r#"data:
+  - {secretKey: user, remoteRef: {key: db, property: creds.user}}
+  - {secretKey: host, remoteRef: {key: db, property: 'conn\.host'}}
+  - {secretKey: port, remoteRef: {key: db, property: conn.port}}
+  - {secretKey: nested, remoteRef: {key: db, property: creds}}"#,
+        );
+        let doc = r#"{"creds":{"user":"admin"},"conn.host":"db.local","conn":{"port":5432}}"#;
+        let d = desired_data(&s, &fetched(&[("db", Ok(doc))])).unwrap();
+        assert_eq!(text(&d, "user"), "admin");
+        assert_eq!(text(&d, "host"), "db.local");
+        assert_eq!(text(&d, "port"), "5432");
+        assert_eq!(text(&d, "nested"), r#"{"user":"admin"}"#);
+    }
+
+    #[test]
+    fn missing_property_fails_with_the_key_and_property_named() {
+        let s = spec("data: [{secretKey: x, remoteRef: {key: db, property: nope}}]");
+        let err = desired_data(&s, &fetched(&[("db", Ok(r#"{"a":"SECRET"}"#))])).unwrap_err();
+        assert_eq!(err, BuildError::PropertyNotFound { key: "db".into(), property: "nope".into() });
+        assert!(!err.to_string().contains("SECRET"));
+    }
+
+    #[test]
+    fn property_of_non_json_value_is_invalid_json() {
+        let s = spec("data: [{secretKey: x, remoteRef: {key: db, property: a}}]");
+        let err = desired_data(&s, &fetched(&[("db", Ok("plain-SECRET"))])).unwrap_err();
+        assert_eq!(err.category(), "InvalidJSON");
+        assert!(!err.to_string().contains("SECRET"));
+    }
+
+    #[test]
+    fn extract_splits_objects_and_keeps_nested_values_as_json() {
+        let s = spec("dataFrom: [{extract: {key: app}}]");
+        let d = desired_data(&s, &fetched(&[("app", Ok(r#"{"a":"1","b":{"c":true},"n":3}"#))])).unwrap();
+        assert_eq!(text(&d, "a"), "1");
+        assert_eq!(text(&d, "b"), r#"{"c":true}"#);
+        assert_eq!(text(&d, "n"), "3");
+    }
+
+    #[test]
+    fn explicit_data_wins_over_extracted_keys() {
+        let s = spec("dataFrom: [{extract: {key: app}}]\ndata: [{secretKey: a, remoteRef: {key: other}}]");
+        let d = desired_data(&s, &fetched(&[("app", Ok(r#"{"a":"from-extract"}"#)), ("other", Ok("explicit"))])).unwrap();
+        assert_eq!(text(&d, "a"), "explicit");
+    }
+
+    #[test]
+    fn unicode_conversion_rewrites_invalid_key_characters() {
+        let s = spec("dataFrom: [{extract: {key: app, conversionStrategy: Unicode}}]");
+        let d = desired_data(&s, &fetched(&[("app", Ok(r#"{"a b":"v"}"#))])).unwrap();
+        assert_eq!(text(&d, "a_U0020_b"), "v");
+    }
+
+    #[test]
+    fn invalid_extracted_key_without_conversion_is_refused() {
+        let s = spec("dataFrom: [{extract: {key: app}}]");
+        let err = desired_data(&s, &fetched(&[("app", Ok(r#"{"a b":"v"}"#))])).unwrap_err();
+        assert_eq!(err, BuildError::InvalidSecretKey { secret_key: "a b".into() });
+    }
+
+    #[test]
+    fn decoding_strategies_decode_as_documented() {
+        let s = spec(
+            r#"data:
+  - {secretKey: std, remoteRef: {key: b64, decodingStrategy: Base64}}
+  - {secretKey: url, remoteRef: {key: b64url, decodingStrategy: Base64URL}}
+  - {secretKey: auto, remoteRef: {key: b64, decodingStrategy: Auto}}
+  - {secretKey: autoraw, remoteRef: {key: raw, decodingStrategy: Auto}}"#,
+        );
+        let d = desired_data(&s, &fetched(&[("b64", Ok("aGk/Pz4+fg==")), ("b64url", Ok("aGk_Pz4-fg")), ("raw", Ok("not base64!"))])).unwrap();
+        assert_eq!(d.data["std"].expose(), b"hi??>>~");
+        assert_eq!(d.data["url"].expose(), b"hi??>>~");
+        assert_eq!(d.data["auto"].expose(), b"hi??>>~");
+        assert_eq!(text(&d, "autoraw"), "not base64!");
+    }
+
+    #[test]
+    fn bad_base64_is_a_decode_error() {
+        let s = spec("data: [{secretKey: x, remoteRef: {key: k, decodingStrategy: Base64}}]");
+        let err = desired_data(&s, &fetched(&[("k", Ok("%%%"))])).unwrap_err();
+        assert_eq!(err.category(), "DecodeFailed");
+    }
+
+    #[test]
+    fn not_found_keys_are_reported_missing_not_failed() {
+        let s = spec("data: [{secretKey: a, remoteRef: {key: gone}}, {secretKey: b, remoteRef: {key: here}}]");
+        let d = desired_data(
+            &s,
+            &fetched(&[("gone", Err(ProviderError::NotFound { key: "gone".into() })), ("here", Ok("v"))]),
+        )
+        .unwrap();
+        assert_eq!(d.missing_remote_keys, vec!["gone".to_string()]);
+        assert_eq!(d.data.keys().collect::<Vec<_>>(), vec!["b"]);
+    }
+
+    #[test]
+    fn any_other_provider_error_fails_the_whole_build() {
+        let s = spec("data: [{secretKey: a, remoteRef: {key: denied}}, {secretKey: b, remoteRef: {key: here}}]");
+        let denied = ProviderError::AccessDenied { key: "denied".into(), detail: "no".into() };
+        let err = desired_data(&s, &fetched(&[("denied", Err(denied)), ("here", Ok("v"))])).unwrap_err();
+        assert_eq!(err.category(), "AccessDenied");
+    }
+
+    #[test]
+    fn requests_are_deduplicated_across_data_and_extract() {
+        let s = spec("data: [{secretKey: a, remoteRef: {key: db, property: x}}, {secretKey: b, remoteRef: {key: db, property: y}}]\ndataFrom: [{extract: {key: db}}]");
+        assert_eq!(requests(&s), vec![FetchRequest::current("db")]);
+    }
+
+    #[test]
+    fn versions_and_metadata_are_distinct_requests() {
+        let s = spec("data: [{secretKey: a, remoteRef: {key: db, version: AWSPREVIOUS}}, {secretKey: b, remoteRef: {key: db, metadataPolicy: Fetch}}]");
+        let got = requests(&s);
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().any(|r| r.version.as_deref() == Some("AWSPREVIOUS")));
+        assert!(got.iter().any(|r| r.metadata));
+    }
+
+    #[test]
+    fn template_and_find_are_refused_until_implemented() {
+        let t = spec("target: {template: {type: kubernetes.io/tls}}\ndata: [{secretKey: a, remoteRef: {key: k}}]");
+        assert_eq!(check_supported(&t), Err(BuildError::Unsupported { field: "spec.target.template" }));
+        let f = spec("dataFrom: [{find: {name: {regexp: '.*'}}}]");
+        assert_eq!(check_supported(&f), Err(BuildError::Unsupported { field: "spec.dataFrom[].find" }));
+        let empty = ExternalSecretSpec { data: vec![], data_from: vec![ExternalSecretDataFromRemoteRef::default()], ..Default::default() };
+        assert_eq!(check_supported(&empty), Err(BuildError::NothingToSync));
+        let ok = ExternalSecretSpec {
+            data: vec![ExternalSecretData { secret_key: "a".into(), remote_ref: RemoteRef { key: "k".into(), ..Default::default() }, source_ref: None }],
+            ..Default::default()
+        };
+        assert_eq!(check_supported(&ok), Ok(()));
+    }
+
+    #[test]
+    fn refresh_interval_follows_go_durations() {
+        let with = |v: &str| ExternalSecretSpec { refresh_interval: Some(v.into()), ..Default::default() };
+        assert_eq!(refresh_interval(&with("1h30m")), Ok(Some(Duration::from_secs(5400))));
+        assert_eq!(refresh_interval(&with("15s")), Ok(Some(Duration::from_secs(15))));
+        assert_eq!(refresh_interval(&with("0")), Ok(None));
+        assert_eq!(refresh_interval(&with("0s")), Ok(None));
+        assert!(refresh_interval(&with("soon")).is_err());
+        assert_eq!(refresh_interval(&ExternalSecretSpec::default()), Ok(Some(Duration::from_secs(3600))));
+    }
+
+    #[test]
+    fn data_hash_changes_with_any_byte_and_is_order_independent() {
+        let a: BTreeMap<_, _> = [("k".to_string(), SecretBytes::from_str_value("v1"))].into();
+        let b: BTreeMap<_, _> = [("k".to_string(), SecretBytes::from_str_value("v2"))].into();
+        assert_ne!(data_hash(&a), data_hash(&b));
+        assert_eq!(data_hash(&a), data_hash(&a.clone()));
+        let ab: BTreeMap<_, _> = [("ab".to_string(), SecretBytes::from_str_value("c"))].into();
+        let a_bc: BTreeMap<_, _> = [("a".to_string(), SecretBytes::from_str_value("bc"))].into();
+        assert_ne!(data_hash(&ab), data_hash(&a_bc));
+    }
+}

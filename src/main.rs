@@ -1,0 +1,17 @@
+//! The `secret-sync` binary: parses the command line and hands over to the library.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use secret_sync::cli::Cli;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

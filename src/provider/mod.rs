@@ -1,0 +1,111 @@
+//! The provider boundary: one trait that fetches many remote values at once, so batching, dedup and
+//! caching live in each backend. Providers return raw documents; selecting properties is `controller::build`'s job.
+
+pub mod fake;
+pub mod value;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::api::{ProviderChoice, StoreObject};
+pub use value::SecretBytes;
+
+/// One remote document to fetch: a key at a version, or its metadata (tags) instead of its value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FetchRequest {
+    pub key: String,
+    /// None means the provider's current version.
+    pub version: Option<String>,
+    /// `metadataPolicy: Fetch`: the document is the remote object's tags as a JSON object.
+    pub metadata: bool,
+}
+
+impl FetchRequest {
+    pub fn current(key: impl Into<String>) -> Self {
+        FetchRequest { key: key.into(), version: None, metadata: false }
+    }
+}
+
+/// Why a fetch failed. Messages name the key, never a value.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum ProviderError {
+    #[error("remote key {key:?} not found")]
+    NotFound { key: String },
+    #[error("access denied reading {key:?}: {detail}")]
+    AccessDenied { key: String, detail: String },
+    #[error("provider throttled the request for {key:?}")]
+    Throttled { key: String, retry_after: Option<Duration> },
+    #[error("provider unavailable for {key:?}: {detail}")]
+    Unavailable { key: String, detail: String },
+    #[error("invalid provider configuration: {detail}")]
+    InvalidConfig { detail: String },
+    #[error("failed to authenticate to the provider: {detail}")]
+    Authentication { detail: String },
+}
+
+impl ProviderError {
+    /// Bounded label for metrics, Events and status.
+    pub fn category(&self) -> &'static str {
+        match self {
+            ProviderError::NotFound { .. } => "NotFound",
+            ProviderError::AccessDenied { .. } => "AccessDenied",
+            ProviderError::Throttled { .. } => "Throttled",
+            ProviderError::Unavailable { .. } => "Unavailable",
+            ProviderError::InvalidConfig { .. } => "InvalidProviderConfig",
+            ProviderError::Authentication { .. } => "AuthenticationFailed",
+        }
+    }
+
+    /// Permanent failures are retried slowly: they need a change to the store or the ExternalSecret.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::AccessDenied { .. } | ProviderError::InvalidConfig { .. } | ProviderError::Authentication { .. }
+        )
+    }
+}
+
+/// A backend that reads secret documents.
+#[async_trait]
+pub trait SecretProvider: Send + Sync {
+    /// Fetch every request; the answer has one result per request, in the same order.
+    /// Requests arrive deduplicated.
+    async fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Result<SecretBytes, ProviderError>>;
+
+    /// A real check that the store's configuration and credentials work (store Ready condition).
+    async fn validate(&self) -> Result<(), ProviderError>;
+}
+
+/// Builds the provider for a store. Backends keep their own caches (credentials, clients) inside.
+#[derive(Clone, Default)]
+pub struct Providers {
+    /// Needed by providers that read Kubernetes objects (credentials Secrets, ServiceAccount tokens).
+    pub kube: Option<kube::Client>,
+}
+
+impl Providers {
+    pub fn new(kube: Option<kube::Client>) -> Self {
+        Providers { kube }
+    }
+
+    /// The provider for `store`, used on behalf of an ExternalSecret in `namespace`.
+    pub async fn for_store(&self, store: &StoreObject, _namespace: &str) -> Result<Arc<dyn SecretProvider>, ProviderError> {
+        match store.spec.provider.choice() {
+            ProviderChoice::Fake(fake) => Ok(Arc::new(fake::FakeSecretProvider::new(fake))),
+            ProviderChoice::Aws(_) => Err(ProviderError::InvalidConfig {
+                detail: "provider aws is not supported by this build yet".to_owned(),
+            }),
+            ProviderChoice::Unsupported(name) => Err(ProviderError::InvalidConfig {
+                detail: format!("provider {name} is not supported"),
+            }),
+            ProviderChoice::Missing => Err(ProviderError::InvalidConfig {
+                detail: "spec.provider names no provider".to_owned(),
+            }),
+            ProviderChoice::Ambiguous(names) => Err(ProviderError::InvalidConfig {
+                detail: format!("spec.provider must name exactly one provider, found {}", names.join(", ")),
+            }),
+        }
+    }
+}
