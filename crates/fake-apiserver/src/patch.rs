@@ -12,7 +12,8 @@ pub fn merge_patch(original: &Value, patch: &Value) -> Value {
 
 /// RFC 6902 JSON patch.
 pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, String> {
-    let ops: json_patch::Patch = serde_json::from_value(patch.clone()).map_err(|e| e.to_string())?;
+    let ops: json_patch::Patch =
+        serde_json::from_value(patch.clone()).map_err(|e| e.to_string())?;
     let mut doc = original.clone();
     json_patch::patch(&mut doc, &ops).map_err(|e| e.to_string())?;
     Ok(doc)
@@ -22,7 +23,12 @@ pub fn json_patch(original: &Value, patch: &Value) -> Result<Value, String> {
 /// Lists without one are replaced atomically, as the real strategic merge does.
 fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
     Some(match field {
-        "containers" | "initContainers" | "ephemeralContainers" | "volumes" | "env" | "imagePullSecrets"
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets"
         | "resourceClaims" => "name",
         "volumeMounts" => "mountPath",
         "volumeDevices" => "devicePath",
@@ -32,7 +38,11 @@ fn merge_key(field: &str, items: &[Value]) -> Option<&'static str> {
         "topologySpreadConstraints" => "topologyKey",
         // Container ports merge on containerPort, Service ports on port.
         "ports" => {
-            if items.iter().any(|i| i.get("containerPort").is_some()) { "containerPort" } else { "port" }
+            if items.iter().any(|i| i.get("containerPort").is_some()) {
+                "containerPort"
+            } else {
+                "port"
+            }
         }
         _ => return None,
     })
@@ -56,7 +66,10 @@ pub fn strategic_merge(original: &Value, patch: &Value) -> Result<Value, String>
 }
 
 /// Returns None when the patch says `$patch: delete` for this map.
-fn merge_map(mut orig: Map<String, Value>, patch: &Map<String, Value>) -> Result<Option<Map<String, Value>>, String> {
+fn merge_map(
+    mut orig: Map<String, Value>,
+    patch: &Map<String, Value>,
+) -> Result<Option<Map<String, Value>>, String> {
     match patch.get("$patch").and_then(Value::as_str) {
         Some("delete") => return Ok(None),
         Some("replace") => {
@@ -75,7 +88,10 @@ fn merge_map(mut orig: Map<String, Value>, patch: &Map<String, Value>) -> Result
             continue;
         }
         if let Some(field) = key.strip_prefix("$setElementOrder/") {
-            orders.push((field.to_string(), pv.as_array().cloned().unwrap_or_default()));
+            orders.push((
+                field.to_string(),
+                pv.as_array().cloned().unwrap_or_default(),
+            ));
             continue;
         }
         if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
@@ -135,7 +151,10 @@ fn merge_list(field: &str, orig: Option<Value>, patch: &[Value]) -> Result<Value
         && !patch.is_empty()
         && let Some(key) = merge_key(field, patch)
     {
-        if patch.iter().any(|p| p.get("$patch").and_then(Value::as_str) == Some("replace")) {
+        if patch
+            .iter()
+            .any(|p| p.get("$patch").and_then(Value::as_str) == Some("replace"))
+        {
             return Ok(Value::Array(
                 patch
                     .iter()
@@ -246,6 +265,9 @@ mod tests {
         let orig = json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1}}, "finalizers": ["a", "b"]});
         let patch = json!({"strategy": {"$retainKeys": ["type"], "type": "Recreate"}, "$deleteFromPrimitiveList/finalizers": ["a"]});
         let out = strategic_merge(&orig, &patch).unwrap();
-        assert_eq!(out, json!({"strategy": {"type": "Recreate"}, "finalizers": ["b"]}));
+        assert_eq!(
+            out,
+            json!({"strategy": {"type": "Recreate"}, "finalizers": ["b"]})
+        );
     }
 }

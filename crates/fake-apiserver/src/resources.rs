@@ -31,12 +31,12 @@ pub struct ResourceDef {
 }
 
 impl ResourceDef {
-    pub fn preferred_version(&self) -> &str {
-        self.versions.first().map(String::as_str).unwrap_or("v1")
-    }
-
     pub fn api_version(&self, version: &str) -> String {
-        if self.group.is_empty() { version.to_string() } else { format!("{}/{version}", self.group) }
+        if self.group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{}/{version}", self.group)
+        }
     }
 
     pub fn serves(&self, version: &str) -> bool {
@@ -59,16 +59,79 @@ const BUILTINS: &[(&str, &str, &str, &str, u8, &[&str])] = &[
     ("", "v1", "Event", "events", NS, &["ev"]),
     ("events.k8s.io", "v1", "Event", "events", NS, &["ev"]),
     ("coordination.k8s.io", "v1", "Lease", "leases", NS, &[]),
-    ("apps", "v1", "Deployment", "deployments", NS | ST | GEN | ALL, &["deploy"]),
-    ("apps", "v1", "StatefulSet", "statefulsets", NS | ST | GEN | ALL, &["sts"]),
-    ("apps", "v1", "DaemonSet", "daemonsets", NS | ST | GEN | ALL, &["ds"]),
+    (
+        "apps",
+        "v1",
+        "Deployment",
+        "deployments",
+        NS | ST | GEN | ALL,
+        &["deploy"],
+    ),
+    (
+        "apps",
+        "v1",
+        "StatefulSet",
+        "statefulsets",
+        NS | ST | GEN | ALL,
+        &["sts"],
+    ),
+    (
+        "apps",
+        "v1",
+        "DaemonSet",
+        "daemonsets",
+        NS | ST | GEN | ALL,
+        &["ds"],
+    ),
     ("rbac.authorization.k8s.io", "v1", "Role", "roles", NS, &[]),
-    ("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", NS, &[]),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", 0, &[]),
-    ("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", 0, &[]),
-    ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", NS | ST | GEN, &["pdb"]),
-    ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", NS | GEN, &["netpol"]),
-    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", ST | GEN, &["crd", "crds"]),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+        NS,
+        &[],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRole",
+        "clusterroles",
+        0,
+        &[],
+    ),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "ClusterRoleBinding",
+        "clusterrolebindings",
+        0,
+        &[],
+    ),
+    (
+        "policy",
+        "v1",
+        "PodDisruptionBudget",
+        "poddisruptionbudgets",
+        NS | ST | GEN,
+        &["pdb"],
+    ),
+    (
+        "networking.k8s.io",
+        "v1",
+        "NetworkPolicy",
+        "networkpolicies",
+        NS | GEN,
+        &["netpol"],
+    ),
+    (
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        ST | GEN,
+        &["crd", "crds"],
+    ),
 ];
 
 pub const CRD_GROUP: &str = "apiextensions.k8s.io";
@@ -86,13 +149,21 @@ pub fn builtins() -> Vec<ResourceDef> {
             singular: kind.to_lowercase(),
             namespaced: flags & NS != 0,
             short_names: short.iter().map(|s| (*s).to_string()).collect(),
-            categories: if flags & ALL != 0 { vec!["all".to_string()] } else { vec![] },
+            categories: if flags & ALL != 0 {
+                vec!["all".to_string()]
+            } else {
+                vec![]
+            },
             has_status: flags & ST != 0,
             generation: flags & GEN != 0,
             custom: false,
             schemas: BTreeMap::new(),
             printer_columns: BTreeMap::new(),
-            extra_subresources: if *plural == "serviceaccounts" { vec!["token"] } else { vec![] },
+            extra_subresources: if *plural == "serviceaccounts" {
+                vec!["token"]
+            } else {
+                vec![]
+            },
         })
         .collect()
 }
@@ -106,7 +177,11 @@ pub fn from_crd(crd: &Value) -> Option<ResourceDef> {
     let plural = names.get("plural")?.as_str()?.to_string();
     let str_list = |v: Option<&Value>| -> Vec<String> {
         v.and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let mut versions = Vec::new();
@@ -172,7 +247,10 @@ pub struct Registry {
 
 impl Default for Registry {
     fn default() -> Self {
-        let defs = builtins().into_iter().map(|d| ((d.group.clone(), d.plural.clone()), d)).collect();
+        let defs = builtins()
+            .into_iter()
+            .map(|d| ((d.group.clone(), d.plural.clone()), d))
+            .collect();
         Self { defs }
     }
 }
@@ -192,12 +270,17 @@ impl Registry {
     }
 
     pub fn upsert_crd(&mut self, def: ResourceDef) {
-        self.defs.insert((def.group.clone(), def.plural.clone()), def);
+        self.defs
+            .insert((def.group.clone(), def.plural.clone()), def);
     }
 
     pub fn remove_crd(&mut self, group: &str, plural: &str) -> Option<ResourceDef> {
         let key = (group.to_string(), plural.to_string());
-        if self.defs.get(&key).is_some_and(|d| d.custom) { self.defs.remove(&key) } else { None }
+        if self.defs.get(&key).is_some_and(|d| d.custom) {
+            self.defs.remove(&key)
+        } else {
+            None
+        }
     }
 
     /// Groups with their served versions, for `/apis` discovery (core group excluded).

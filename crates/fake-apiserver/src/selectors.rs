@@ -37,24 +37,44 @@ fn split_top(s: &str) -> Vec<String> {
         cur.push(c);
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn set_values(s: &str) -> Option<Vec<String>> {
     let inner = s.trim().strip_prefix('(')?.strip_suffix(')')?;
-    Some(inner.split(',').map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).collect())
+    Some(
+        inner
+            .split(',')
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect(),
+    )
 }
 
 impl LabelSelector {
     pub fn parse(s: &str) -> Result<Self, ApiError> {
-        let bad = || ApiError::bad_request(format!("unable to parse requirement: invalid label selector: {s:?}"));
+        let bad = || {
+            ApiError::bad_request(format!(
+                "unable to parse requirement: invalid label selector: {s:?}"
+            ))
+        };
         let mut reqs = Vec::new();
         for part in split_top(s) {
             let words: Vec<&str> = part.split_whitespace().collect();
             let req = if words.len() >= 3 && (words[1] == "in" || words[1] == "notin") {
-                let rest = part.split_once(words[1]).map(|(_, r)| r).unwrap_or_default();
+                let rest = part
+                    .split_once(words[1])
+                    .map(|(_, r)| r)
+                    .unwrap_or_default();
                 let vals = set_values(rest).ok_or_else(bad)?;
-                if words[1] == "in" { Req::In(words[0].into(), vals) } else { Req::NotIn(words[0].into(), vals) }
+                if words[1] == "in" {
+                    Req::In(words[0].into(), vals)
+                } else {
+                    Req::NotIn(words[0].into(), vals)
+                }
             } else if let Some((k, v)) = part.split_once("!=") {
                 Req::NotEq(k.trim().into(), v.trim().into())
             } else if let Some((k, v)) = part.split_once("==") {
@@ -102,15 +122,20 @@ impl FieldSelector {
             } else if let Some((k, v)) = part.split_once('=') {
                 (k, v, true)
             } else {
-                return Err(ApiError::bad_request(format!("invalid selector: '{s}'; can't understand '{part}'")));
+                return Err(ApiError::bad_request(format!(
+                    "invalid selector: '{s}'; can't understand '{part}'"
+                )));
             };
             let field = field.trim();
             let supported = matches!(field, "metadata.name" | "metadata.namespace")
                 || (plural == "secrets" && field == "type")
                 || (plural == "events"
-                    && (field.starts_with("involvedObject.") || matches!(field, "reason" | "type" | "source" | "regarding.name")));
+                    && (field.starts_with("involvedObject.")
+                        || matches!(field, "reason" | "type" | "source" | "regarding.name")));
             if !supported {
-                return Err(ApiError::bad_request(format!("field label not supported: {field}")));
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {field}"
+                )));
             }
             reqs.push((field.to_string(), value.trim().to_string(), equal));
         }
@@ -159,7 +184,11 @@ mod tests {
             ("!missing,app=web", true),
             ("app in (api),tier", false),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&obj), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&obj),
+                want,
+                "{sel}"
+            );
         }
     }
 }

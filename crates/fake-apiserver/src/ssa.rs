@@ -87,7 +87,9 @@ pub fn get_path<'a>(v: &'a Value, path: &Path) -> Option<&'a Value> {
 
 /// Removes the value at `path`, then prunes maps emptied by the removal.
 fn remove_path(v: &mut Value, path: &[String]) {
-    let Some((first, rest)) = path.split_first() else { return };
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
     let Some(m) = v.as_object_mut() else { return };
     if rest.is_empty() {
         m.remove(first);
@@ -142,10 +144,20 @@ pub fn from_fields_v1(v: &Value) -> FieldSet {
 }
 
 pub fn read_entries(obj: &Value) -> Vec<Entry> {
-    let Some(list) = obj.pointer("/metadata/managedFields").and_then(Value::as_array) else { return vec![] };
+    let Some(list) = obj
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+    else {
+        return vec![];
+    };
     list.iter()
         .map(|e| {
-            let s = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            let s = |k: &str| {
+                e.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            };
             Entry {
                 manager: s("manager"),
                 operation: s("operation"),
@@ -194,7 +206,14 @@ fn subresource_name(scope: Scope) -> &'static str {
 
 /// Records a non-apply write by `manager`: changed leaves become its Update-owned fields and are
 /// taken away from everyone else; removed leaves are forgotten.
-pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_version: &str, now: &str, scope: Scope) {
+pub fn record_update(
+    old: Option<&Value>,
+    new: &mut Value,
+    manager: &str,
+    api_version: &str,
+    now: &str,
+    scope: Scope,
+) {
     let mut entries = old.map(read_entries).unwrap_or_default();
     let new_set = field_set(new, scope);
     let old_set = old.map(|o| field_set(o, scope)).unwrap_or_default();
@@ -205,11 +224,15 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, api_ve
         .collect();
     let removed: FieldSet = old_set.difference(&new_set).cloned().collect();
     for e in &mut entries {
-        e.fields.retain(|f| !changed.iter().any(|c| overlaps(c, f)) && !removed.contains(f));
+        e.fields
+            .retain(|f| !changed.iter().any(|c| overlaps(c, f)) && !removed.contains(f));
     }
     let sub = subresource_name(scope);
     if !changed.is_empty() {
-        match entries.iter_mut().find(|e| e.manager == manager && e.operation == "Update" && e.subresource == sub) {
+        match entries
+            .iter_mut()
+            .find(|e| e.manager == manager && e.operation == "Update" && e.subresource == sub)
+        {
             Some(e) => {
                 e.fields.extend(changed);
                 e.time = now.to_string();
@@ -257,15 +280,23 @@ pub fn apply(
     let sub = subresource_name(scope);
     let mut entries = read_entries(current);
     let applied = field_set(config, scope);
-    let is_mine = |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == sub;
+    let is_mine =
+        |e: &Entry| e.manager == manager && e.operation == "Apply" && e.subresource == sub;
 
     let mut conflicts = Vec::new();
-    for e in entries.iter().filter(|e| !is_mine(e) && e.manager != manager) {
+    for e in entries
+        .iter()
+        .filter(|e| !is_mine(e) && e.manager != manager)
+    {
         for owned in &e.fields {
             for p in applied.iter().filter(|p| overlaps(p, owned)) {
                 let at = if p.len() <= owned.len() { p } else { owned };
                 if get_path(current, at) != get_path(config, at) {
-                    conflicts.push(Conflict { manager: e.manager.clone(), api_version: e.api_version.clone(), path: owned.clone() });
+                    conflicts.push(Conflict {
+                        manager: e.manager.clone(),
+                        api_version: e.api_version.clone(),
+                        path: owned.clone(),
+                    });
                     break;
                 }
             }
@@ -277,15 +308,27 @@ pub fn apply(
     if force {
         // Forced fields change owner: everyone else loses them.
         for e in entries.iter_mut().filter(|e| !is_mine(e)) {
-            e.fields.retain(|f| !applied.iter().any(|p| overlaps(p, f)) || get_path(current, f) == get_path(config, f));
+            e.fields.retain(|f| {
+                !applied.iter().any(|p| overlaps(p, f))
+                    || get_path(current, f) == get_path(config, f)
+            });
         }
     }
 
-    let previously: FieldSet = entries.iter().find(|e| is_mine(e)).map(|e| e.fields.clone()).unwrap_or_default();
+    let previously: FieldSet = entries
+        .iter()
+        .find(|e| is_mine(e))
+        .map(|e| e.fields.clone())
+        .unwrap_or_default();
     let mut merged = current.clone();
     deep_merge(&mut merged, config, scope, true);
-    for gone in previously.iter().filter(|p| !applied.iter().any(|a| overlaps(a, p))) {
-        let shared = entries.iter().any(|e| !is_mine(e) && e.fields.iter().any(|f| overlaps(f, gone)));
+    for gone in previously
+        .iter()
+        .filter(|p| !applied.iter().any(|a| overlaps(a, p)))
+    {
+        let shared = entries
+            .iter()
+            .any(|e| !is_mine(e) && e.fields.iter().any(|f| overlaps(f, gone)));
         if !shared {
             remove_path(&mut merged, gone);
         }
@@ -323,7 +366,12 @@ fn deep_merge(target: &mut Value, config: &Value, scope: Scope, top: bool) {
         }
         if top && k == "metadata" {
             // Only the tracked metadata fields are applied; identity fields are the server's.
-            if let (Some(tm), Some(cm)) = (t.entry("metadata").or_insert_with(|| json!({})).as_object_mut(), v.as_object()) {
+            if let (Some(tm), Some(cm)) = (
+                t.entry("metadata")
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut(),
+                v.as_object(),
+            ) {
                 for key in ["labels", "annotations", "finalizers", "ownerReferences"] {
                     if let Some(x) = cm.get(key) {
                         let slot = tm.entry(key.to_string()).or_insert(Value::Null);
@@ -342,7 +390,9 @@ fn deep_merge(target: &mut Value, config: &Value, scope: Scope, top: bool) {
             continue;
         }
         match t.get_mut(k) {
-            Some(existing) if existing.is_object() && v.is_object() => deep_merge(existing, v, scope, false),
+            Some(existing) if existing.is_object() && v.is_object() => {
+                deep_merge(existing, v, scope, false)
+            }
             _ => {
                 t.insert(k.clone(), v.clone());
             }
@@ -360,14 +410,26 @@ mod tests {
         let obj = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "labels": {"a": "1"}}, "data": {"k": "dg=="}});
         let set = field_set(&obj, Scope::Whole);
         let v1 = to_fields_v1(&set);
-        assert_eq!(v1, json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:a": {}}}}));
+        assert_eq!(
+            v1,
+            json!({"f:data": {"f:k": {}}, "f:metadata": {"f:labels": {"f:a": {}}}})
+        );
         assert_eq!(from_fields_v1(&v1), set);
     }
 
     #[test]
     fn apply_conflicts_then_force_takes_ownership_and_dropped_fields_are_removed() {
         let cfg_a = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"x": "1", "y": "1"}});
-        let obj = apply(&json!({"metadata": {"name": "c"}}), &cfg_a, "a", false, "v1", "t", Scope::Whole).unwrap();
+        let obj = apply(
+            &json!({"metadata": {"name": "c"}}),
+            &cfg_a,
+            "a",
+            false,
+            "v1",
+            "t",
+            Scope::Whole,
+        )
+        .unwrap();
         let cfg_b = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"x": "2"}});
         let err = apply(&obj, &cfg_b, "b", false, "v1", "t", Scope::Whole).unwrap_err();
         assert_eq!(err[0].manager, "a");
@@ -375,7 +437,8 @@ mod tests {
         let obj = apply(&obj, &cfg_b, "b", true, "v1", "t", Scope::Whole).unwrap();
         assert_eq!(obj["data"], json!({"x": "2", "y": "1"}));
         // a stops applying y (and no longer owns x): y is removed, x stays (b owns it).
-        let cfg_a2 = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
+        let cfg_a2 =
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {}});
         let obj = apply(&obj, &cfg_a2, "a", false, "v1", "t", Scope::Whole).unwrap();
         assert_eq!(obj["data"], json!({"x": "2"}));
     }

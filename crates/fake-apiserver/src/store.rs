@@ -20,16 +20,6 @@ pub enum EventType {
     Deleted,
 }
 
-impl EventType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::Added => "ADDED",
-            EventType::Modified => "MODIFIED",
-            EventType::Deleted => "DELETED",
-        }
-    }
-}
-
 /// One change, as recorded in history. `old` lets selector-filtered watches turn a MODIFIED
 /// into ADDED/DELETED when an object starts or stops matching, as the real apiserver does.
 #[derive(Debug)]
@@ -78,12 +68,17 @@ impl Store {
     }
 
     pub fn get(&self, res: &ResKey, ns: &str, name: &str) -> Option<Arc<Value>> {
-        self.objects.get(res)?.get(&(ns.to_string(), name.to_string())).cloned()
+        self.objects
+            .get(res)?
+            .get(&(ns.to_string(), name.to_string()))
+            .cloned()
     }
 
     /// Objects of a resource, optionally in one namespace, in (namespace, name) order.
     pub fn list(&self, res: &ResKey, ns: Option<&str>) -> Vec<Arc<Value>> {
-        let Some(map) = self.objects.get(res) else { return Vec::new() };
+        let Some(map) = self.objects.get(res) else {
+            return Vec::new();
+        };
         match ns {
             Some(ns) => map
                 .range((ns.to_string(), String::new())..)
@@ -103,21 +98,49 @@ impl Store {
     }
 
     /// Stores `object` (whose metadata.resourceVersion must already be `rv`) and records the event.
-    pub fn put(&mut self, res: &ResKey, ns: &str, name: &str, object: Value, rv: u64) -> Arc<Value> {
+    pub fn put(
+        &mut self,
+        res: &ResKey,
+        ns: &str,
+        name: &str,
+        object: Value,
+        rv: u64,
+    ) -> Arc<Value> {
         let object = Arc::new(object);
         let old = self
             .objects
             .entry(res.clone())
             .or_default()
             .insert((ns.to_string(), name.to_string()), object.clone());
-        let kind = if old.is_some() { EventType::Modified } else { EventType::Added };
-        self.record(Event { rv, res: res.clone(), namespace: ns.to_string(), kind, object: object.clone(), old });
+        let kind = if old.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(Event {
+            rv,
+            res: res.clone(),
+            namespace: ns.to_string(),
+            kind,
+            object: object.clone(),
+            old,
+        });
         object
     }
 
     /// Removes an object; `last` is its final state (carrying the deletion resourceVersion).
-    pub fn remove(&mut self, res: &ResKey, ns: &str, name: &str, last: Value, rv: u64) -> Option<Arc<Value>> {
-        let removed = self.objects.get_mut(res)?.remove(&(ns.to_string(), name.to_string()))?;
+    pub fn remove(
+        &mut self,
+        res: &ResKey,
+        ns: &str,
+        name: &str,
+        last: Value,
+        rv: u64,
+    ) -> Option<Arc<Value>> {
+        let removed = self
+            .objects
+            .get_mut(res)?
+            .remove(&(ns.to_string(), name.to_string()))?;
         let last = Arc::new(last);
         self.record(Event {
             rv,

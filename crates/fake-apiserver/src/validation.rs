@@ -9,22 +9,42 @@ use serde_json::{Map, Value};
 
 use crate::status::Cause;
 
-static DNS_SUBDOMAIN: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").ok());
-static DNS_LABEL: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").ok());
+static DNS_SUBDOMAIN: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$").ok()
+});
+static DNS_LABEL: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").ok());
 
 /// Validates metadata.name: namespaces are DNS labels, everything else DNS subdomains.
 pub fn validate_name(name: &str, label: bool) -> Option<Cause> {
     if name.is_empty() {
-        return Some(Cause::new("FieldValueRequired", "metadata.name", "Required value: name or generateName is required"));
+        return Some(Cause::new(
+            "FieldValueRequired",
+            "metadata.name",
+            "Required value: name or generateName is required",
+        ));
     }
     let (re, max, what) = if label {
-        (&*DNS_LABEL, 63, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')")
+        (
+            &*DNS_LABEL,
+            63,
+            "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')",
+        )
     } else {
-        (&*DNS_SUBDOMAIN, 253, "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
+        (
+            &*DNS_SUBDOMAIN,
+            253,
+            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+        )
     };
     let ok = name.len() <= max && re.as_ref().is_some_and(|r| r.is_match(name));
-    (!ok).then(|| Cause::new("FieldValueInvalid", "metadata.name", format!("Invalid value: \"{name}\": {what}")))
+    (!ok).then(|| {
+        Cause::new(
+            "FieldValueInvalid",
+            "metadata.name",
+            format!("Invalid value: \"{name}\": {what}"),
+        )
+    })
 }
 
 fn type_name(v: &Value) -> &'static str {
@@ -51,13 +71,31 @@ pub fn validate(value: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>)
     let bool_of = |k: &str| schema.get(k).and_then(Value::as_bool).unwrap_or(false);
     if value.is_null() {
         if !bool_of("nullable") && schema.get("type").is_some() {
-            out.push(Cause::new("FieldValueTypeInvalid", path, format!("Invalid value: \"null\": {path} in body must be of type {}: \"null\"", schema.get("type").and_then(Value::as_str).unwrap_or("object"))));
+            out.push(Cause::new(
+                "FieldValueTypeInvalid",
+                path,
+                format!(
+                    "Invalid value: \"null\": {path} in body must be of type {}: \"null\"",
+                    schema
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("object")
+                ),
+            ));
         }
         return;
     }
     if bool_of("x-kubernetes-int-or-string") {
         if !matches!(type_name(value), "integer" | "string") {
-            out.push(Cause::new("FieldValueTypeInvalid", path, format!("Invalid value: {}: {path} in body must be of type integer-or-string: {:?}", short(value), type_name(value))));
+            out.push(Cause::new(
+                "FieldValueTypeInvalid",
+                path,
+                format!(
+                    "Invalid value: {}: {path} in body must be of type integer-or-string: {:?}",
+                    short(value),
+                    type_name(value)
+                ),
+            ));
         }
         return;
     }
@@ -65,7 +103,13 @@ pub fn validate(value: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>)
         let got = type_name(value);
         let ok = got == want || (want == "number" && got == "integer");
         if !ok {
-            out.push(Cause::new("FieldValueTypeInvalid", path, format!("Invalid value: \"{got}\": {path} in body must be of type {want}: \"{got}\"")));
+            out.push(Cause::new(
+                "FieldValueTypeInvalid",
+                path,
+                format!(
+                    "Invalid value: \"{got}\": {path} in body must be of type {want}: \"{got}\""
+                ),
+            ));
             return;
         }
     }
@@ -73,39 +117,79 @@ pub fn validate(value: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>)
         && !allowed.contains(value)
     {
         let list: Vec<String> = allowed.iter().map(short).collect();
-        out.push(Cause::new("FieldValueNotSupported", path, format!("Unsupported value: {}: supported values: {}", short(value), list.join(", "))));
+        out.push(Cause::new(
+            "FieldValueNotSupported",
+            path,
+            format!(
+                "Unsupported value: {}: supported values: {}",
+                short(value),
+                list.join(", ")
+            ),
+        ));
     }
     let num = |k: &str| schema.get(k).and_then(Value::as_f64);
     if let Some(x) = value.as_f64() {
         if let Some(min) = num("minimum").filter(|m| x < *m) {
-            out.push(Cause::new("FieldValueInvalid", path, format!("Invalid value: {x}: {path} in body should be greater than or equal to {min}")));
+            out.push(Cause::new(
+                "FieldValueInvalid",
+                path,
+                format!(
+                    "Invalid value: {x}: {path} in body should be greater than or equal to {min}"
+                ),
+            ));
         }
         if let Some(max) = num("maximum").filter(|m| x > *m) {
-            out.push(Cause::new("FieldValueInvalid", path, format!("Invalid value: {x}: {path} in body should be less than or equal to {max}")));
+            out.push(Cause::new(
+                "FieldValueInvalid",
+                path,
+                format!("Invalid value: {x}: {path} in body should be less than or equal to {max}"),
+            ));
         }
     }
     if let Some(s) = value.as_str() {
         let len = s.chars().count() as f64;
         if let Some(min) = num("minLength").filter(|m| len < *m) {
-            out.push(Cause::new("FieldValueInvalid", path, format!("Invalid value: \"{s}\": {path} in body should be at least {min} chars long")));
+            out.push(Cause::new(
+                "FieldValueInvalid",
+                path,
+                format!(
+                    "Invalid value: \"{s}\": {path} in body should be at least {min} chars long"
+                ),
+            ));
         }
         if let Some(max) = num("maxLength").filter(|m| len > *m) {
-            out.push(Cause::new("FieldValueTooLong", path, format!("Too long: may not be more than {max} bytes")));
+            out.push(Cause::new(
+                "FieldValueTooLong",
+                path,
+                format!("Too long: may not be more than {max} bytes"),
+            ));
         }
         if let Some(p) = schema.get("pattern").and_then(Value::as_str)
             && let Ok(re) = Regex::new(p)
             && !re.is_match(s)
         {
-            out.push(Cause::new("FieldValueInvalid", path, format!("Invalid value: \"{s}\": {path} in body should match '{p}'")));
+            out.push(Cause::new(
+                "FieldValueInvalid",
+                path,
+                format!("Invalid value: \"{s}\": {path} in body should match '{p}'"),
+            ));
         }
     }
     if let Some(items) = value.as_array() {
         let len = items.len() as f64;
         if let Some(min) = num("minItems").filter(|m| len < *m) {
-            out.push(Cause::new("FieldValueInvalid", path, format!("Invalid value: {len}: {path} in body should have at least {min} items")));
+            out.push(Cause::new(
+                "FieldValueInvalid",
+                path,
+                format!("Invalid value: {len}: {path} in body should have at least {min} items"),
+            ));
         }
         if let Some(max) = num("maxItems").filter(|m| len > *m) {
-            out.push(Cause::new("FieldValueTooMany", path, format!("Too many: {len}: must have at most {max} items")));
+            out.push(Cause::new(
+                "FieldValueTooMany",
+                path,
+                format!("Too many: {len}: must have at most {max} items"),
+            ));
         }
         if let Some(item_schema) = schema.get("items") {
             for (i, item) in items.iter().enumerate() {
@@ -117,7 +201,11 @@ pub fn validate(value: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>)
         if let Some(req) = schema.get("required").and_then(Value::as_array) {
             for r in req.iter().filter_map(Value::as_str) {
                 if !obj.contains_key(r) {
-                    out.push(Cause::new("FieldValueRequired", join(path, r), "Required value"));
+                    out.push(Cause::new(
+                        "FieldValueRequired",
+                        join(path, r),
+                        "Required value",
+                    ));
                 }
             }
         }
@@ -135,12 +223,19 @@ pub fn validate(value: &Value, schema: &Value, path: &str, out: &mut Vec<Cause>)
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// Removes fields the schema does not declare (unless preserved); returns the pruned paths.
 pub fn prune(value: &mut Value, schema: &Value, path: &str, pruned: &mut Vec<String>) {
-    if schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true)
+    if schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true)
         && schema.get("properties").is_none()
     {
         return;
@@ -158,10 +253,20 @@ pub fn prune(value: &mut Value, schema: &Value, path: &str, pruned: &mut Vec<Str
     }
 }
 
-fn prune_object(obj: &mut Map<String, Value>, schema: &Value, path: &str, pruned: &mut Vec<String>) {
-    let preserve = schema.get("x-kubernetes-preserve-unknown-fields").and_then(Value::as_bool) == Some(true);
+fn prune_object(
+    obj: &mut Map<String, Value>,
+    schema: &Value,
+    path: &str,
+    pruned: &mut Vec<String>,
+) {
+    let preserve = schema
+        .get("x-kubernetes-preserve-unknown-fields")
+        .and_then(Value::as_bool)
+        == Some(true);
     let props = schema.get("properties").and_then(Value::as_object);
-    let additional = schema.get("additionalProperties").filter(|a| a.is_object() || a.as_bool() == Some(true));
+    let additional = schema
+        .get("additionalProperties")
+        .filter(|a| a.is_object() || a.as_bool() == Some(true));
     let keys: Vec<String> = obj.keys().cloned().collect();
     for k in keys {
         if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
@@ -198,7 +303,10 @@ mod tests {
         let mut v = json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"}, "spec": {"a": "1", "b": 2, "free": {"z": 1}}, "extra": 1});
         let mut pruned = Vec::new();
         prune(&mut v, &schema, "", &mut pruned);
-        assert_eq!(v, json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"}, "spec": {"a": "1", "free": {"z": 1}}}));
+        assert_eq!(
+            v,
+            json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"}, "spec": {"a": "1", "free": {"z": 1}}})
+        );
         assert_eq!(pruned, vec!["spec.b".to_string(), "extra".to_string()]);
     }
 }
