@@ -1,9 +1,16 @@
 //! Command-line interface: one clap struct per subcommand, destructured in `run` so that a new flag
 //! that is not handled fails to compile. No business logic here.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::admin::{self, AdminState, Health, Metrics};
+use crate::controller::{self, runtime};
+use crate::provider::Providers;
 
 #[derive(Debug, Parser)]
 #[command(name = "secret-sync", version, about = "Keeps Kubernetes Secrets in sync with external secret managers")]
@@ -14,6 +21,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the controller against the cluster in the kubeconfig (or in-cluster config).
+    Run(RunArgs),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
     /// Fetch through the providers and print the Secrets that would be written (no cluster needed).
@@ -24,12 +33,58 @@ pub enum Command {
     },
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Watch only this namespace (Roles instead of ClusterRoles; no ClusterSecretStores).
+    #[arg(long, env = "SECRET_SYNC_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Handle only stores whose spec.controller equals this class ("" = stores without a class).
+    #[arg(long, default_value = "")]
+    pub controller_class: String,
+    /// Address of the admin server (/metrics, /livez, /readyz).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub admin_addr: SocketAddr,
+    /// Reconciles run at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u16,
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax); RUST_LOG is used when this is not given.
+    #[arg(long, env = "SECRET_SYNC_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Run only while holding a coordination.k8s.io Lease (for more than one replica).
+    #[arg(long)]
+    pub leader_elect: bool,
+    #[arg(long, default_value = "secret-sync-leader")]
+    pub lease_name: String,
+    /// Namespace of the Lease (defaults to POD_NAMESPACE, else "default").
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Lease duration in seconds; a standby takes over at most this long after the leader dies.
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration_seconds: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("failed to generate CRDs: {0}")]
     GenerateCrds(#[from] serde_yaml_ng::Error),
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
+    #[error("failed to load Kubernetes configuration: {0}")]
+    KubeConfig(#[source] kube::Error),
+    #[error(transparent)]
+    Admin(#[from] admin::AdminError),
+    #[error("invalid log filter: {0}")]
+    LogFilter(String),
+    #[error("lost leadership: {0}")]
+    Leader(String),
 }
 
 impl Cli {
@@ -44,6 +99,107 @@ impl Cli {
                 print!("{out}");
                 Ok(())
             }
+            Command::Run(args) => args.run().await,
         }
+    }
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), CliError> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match level {
+        Some(l) => EnvFilter::try_new(l).map_err(|e| CliError::LogFilter(e.to_string()))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+impl RunArgs {
+    pub async fn run(self) -> Result<(), CliError> {
+        let RunArgs {
+            namespace,
+            controller_class,
+            admin_addr,
+            concurrency,
+            log_format,
+            log_level,
+            leader_elect,
+            lease_name,
+            lease_namespace,
+            lease_duration_seconds,
+        } = self;
+        init_logging(log_format, log_level.as_deref())?;
+        let client = kube::Client::try_default().await.map_err(CliError::KubeConfig)?;
+        let metrics = Arc::new(Metrics::new());
+        let health = Health::default();
+        health.leader.store(!leader_elect, Ordering::Relaxed);
+        let listener = admin::bind(admin_addr).await?;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested");
+            let _ = stop_tx.send(true);
+        });
+        let admin_task = tokio::spawn(admin::serve(
+            listener,
+            AdminState { metrics: metrics.clone(), health: health.clone() },
+            stopped(),
+        ));
+        let config = controller::Config {
+            namespace,
+            controller_class,
+            concurrency,
+            ..controller::Config::default()
+        };
+        let providers = Providers::new(Some(client.clone()));
+        let work = {
+            let (client, health, metrics) = (client.clone(), health.clone(), metrics.clone());
+            let shutdown = stopped();
+            move || runtime::run(client, config, providers, metrics, health, None, shutdown)
+        };
+        let result = if leader_elect {
+            let _ = (lease_name, lease_namespace, lease_duration_seconds);
+            // Leader election is wired by `leader::run_as_leader` once available.
+            work().await;
+            Ok(())
+        } else {
+            work().await;
+            Ok(())
+        };
+        let _ = admin_task.await;
+        result
     }
 }

@@ -2,6 +2,7 @@
 //! `external-secrets.io/v1` API. Library crate; the `secret-sync` binary is a thin shell over it.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod controller;

@@ -1,12 +1,162 @@
 //! `secret-sync render`: run the pipeline on manifests from files and print the Secrets it would write.
 //! No cluster is contacted; providers are reached exactly as the controller would reach them.
 
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::api::{ClusterSecretStore, CreationPolicy, ExternalSecret, SecretStore, StoreObject};
+use crate::controller::build::{self, BuildError, Ownership};
+use crate::controller::resolve::{self, ResolveError, StoreLookup};
+use crate::provider::{FetchRequest, ProviderError, Providers};
+
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("failed to read {path}: {source}")]
     ReadFile { path: String, source: std::io::Error },
+    #[error("failed to parse {path} document {index}: {source}")]
+    Parse { path: String, index: usize, source: serde_yaml_ng::Error },
+    #[error("no ExternalSecret found in the given files")]
+    NothingToRender,
+    #[error("{failed} of {total} ExternalSecrets could not be rendered:\n{details}")]
+    Failed { failed: usize, total: usize, details: String },
 }
 
-pub async fn render_files(_files: &[std::path::PathBuf]) -> Result<String, RenderError> {
-    Ok(String::new())
+#[derive(Debug, thiserror::Error)]
+enum RenderOneError {
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+#[derive(Default)]
+struct FileObjects {
+    stores: HashMap<(String, String), StoreObject>,
+    cluster_stores: HashMap<String, StoreObject>,
+    namespaces: HashMap<String, BTreeMap<String, String>>,
+    external_secrets: Vec<ExternalSecret>,
+}
+
+impl StoreLookup for FileObjects {
+    fn secret_store(&self, namespace: &str, name: &str) -> Option<StoreObject> {
+        self.stores.get(&(namespace.to_owned(), name.to_owned())).cloned()
+    }
+    fn cluster_secret_store(&self, name: &str) -> Option<StoreObject> {
+        self.cluster_stores.get(name).cloned()
+    }
+    fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
+        self.namespaces.get(namespace).cloned()
+    }
+}
+
+#[derive(Deserialize)]
+struct TypeMeta {
+    #[serde(default)]
+    kind: String,
+}
+
+fn load(files: &[PathBuf]) -> Result<FileObjects, RenderError> {
+    let mut objects = FileObjects::default();
+    for path in files {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| RenderError::ReadFile { path: shown.clone(), source })?;
+        for (index, doc) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
+            let parse_err = |source| RenderError::Parse { path: shown.clone(), index, source };
+            let value = serde_yaml_ng::Value::deserialize(doc).map_err(parse_err)?;
+            if value.is_null() {
+                continue;
+            }
+            let meta: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(parse_err)?;
+            match meta.kind.as_str() {
+                "SecretStore" => {
+                    let mut store: SecretStore = serde_yaml_ng::from_value(value).map_err(parse_err)?;
+                    let ns = store.metadata.namespace.get_or_insert_with(|| "default".to_owned()).clone();
+                    let name = store.metadata.name.clone().unwrap_or_default();
+                    objects.stores.insert((ns, name), StoreObject::from(&store));
+                }
+                "ClusterSecretStore" => {
+                    let store: ClusterSecretStore = serde_yaml_ng::from_value(value).map_err(parse_err)?;
+                    objects.cluster_stores.insert(store.metadata.name.clone().unwrap_or_default(), StoreObject::from(&store));
+                }
+                "ExternalSecret" => {
+                    let mut es: ExternalSecret = serde_yaml_ng::from_value(value).map_err(parse_err)?;
+                    es.metadata.namespace.get_or_insert_with(|| "default".to_owned());
+                    objects.external_secrets.push(es);
+                }
+                "Namespace" => {
+                    let ns: k8s_openapi::api::core::v1::Namespace = serde_yaml_ng::from_value(value).map_err(parse_err)?;
+                    objects
+                        .namespaces
+                        .insert(ns.metadata.name.clone().unwrap_or_default(), ns.metadata.labels.clone().unwrap_or_default());
+                }
+                // Other kinds (Deployments, ServiceAccounts, ...) may share the file; they are not ours.
+                _ => {}
+            }
+        }
+    }
+    Ok(objects)
+}
+
+async fn render_one(objects: &FileObjects, providers: &Providers, es: &ExternalSecret) -> Result<String, RenderOneError> {
+    build::check_supported(&es.spec)?;
+    build::refresh_interval(&es.spec)?;
+    let store = resolve::resolve_store(es, objects, "")?;
+    let namespace = es.metadata.namespace.clone().unwrap_or_default();
+    let provider = providers.for_store(&store, &namespace).await?;
+    let requests = build::requests(&es.spec);
+    let results = provider.fetch_many(&requests).await;
+    let fetched: HashMap<FetchRequest, _> = requests.into_iter().zip(results).collect();
+    let desired = build::desired_data(&es.spec, &fetched)?;
+    if let Some(key) = desired.missing_remote_keys.first() {
+        if es.spec.target.deletion_policy == crate::api::DeletionPolicy::Retain {
+            return Err(ProviderError::NotFound { key: key.clone() }.into());
+        }
+    }
+    let ownership = match es.spec.target.creation_policy {
+        CreationPolicy::Owner => Ownership::Owned,
+        CreationPolicy::Orphan => Ownership::Orphaned,
+        CreationPolicy::Merge => Ownership::MergedInto,
+        CreationPolicy::None => {
+            return Ok(format!("# ExternalSecret {namespace}/{}: creationPolicy None, no Secret is written\n", es.metadata.name.clone().unwrap_or_default()));
+        }
+    };
+    let secret = build::desired_secret(es, &desired.data, ownership);
+    let mut out = String::new();
+    match ownership {
+        Ownership::MergedInto => out.push_str("# creationPolicy Merge: these keys are merged into an existing Secret\n"),
+        Ownership::Owned => out.push_str("# the controller also sets an ownerReference to the ExternalSecret\n"),
+        Ownership::Orphaned => {}
+    }
+    // Serialising a k8s-openapi Secret cannot fail; an empty document would be visible.
+    out.push_str(&serde_yaml_ng::to_string(&secret).unwrap_or_default());
+    Ok(out)
+}
+
+/// Render every ExternalSecret found in `files`, in file order.
+pub async fn render_files(files: &[PathBuf]) -> Result<String, RenderError> {
+    let objects = load(files)?;
+    if objects.external_secrets.is_empty() {
+        return Err(RenderError::NothingToRender);
+    }
+    let providers = Providers::new(None);
+    let mut out = String::new();
+    let mut failures = Vec::new();
+    for es in &objects.external_secrets {
+        let id = format!("{}/{}", es.metadata.namespace.clone().unwrap_or_default(), es.metadata.name.clone().unwrap_or_default());
+        match render_one(&objects, &providers, es).await {
+            Ok(doc) => {
+                out.push_str("---\n");
+                out.push_str(&doc);
+            }
+            Err(e) => failures.push(format!("  ExternalSecret {id}: {e}")),
+        }
+    }
+    if !failures.is_empty() {
+        return Err(RenderError::Failed { failed: failures.len(), total: objects.external_secrets.len(), details: failures.join("\n") });
+    }
+    Ok(out)
 }

@@ -261,6 +261,64 @@ pub fn data_hash(data: &BTreeMap<String, SecretBytes>) -> String {
     hex::encode(&hasher.finalize()[..16])
 }
 
+/// Label on every Secret we create, used to watch only our Secrets (metadata only).
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "secret-sync";
+/// Annotation holding `data_hash` of what we last wrote.
+pub const DATA_HASH_ANNOTATION: &str = "secret-sync.io/data-hash";
+
+/// How the Secret relates to its ExternalSecret, from `target.creationPolicy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    /// Owner: labelled, hashed and owned (garbage-collected with the ExternalSecret).
+    Owned,
+    /// Orphan: labelled and hashed, no ownerReference.
+    Orphaned,
+    /// Merge: only our data keys, on someone else's Secret.
+    MergedInto,
+}
+
+/// The Secret to server-side apply. Under `MergedInto` it carries only the data keys, so our field
+/// manager owns nothing else on the Secret. Pure: same inputs, same object.
+pub fn desired_secret(
+    es: &crate::api::ExternalSecret,
+    data: &BTreeMap<String, SecretBytes>,
+    ownership: Ownership,
+) -> k8s_openapi::api::core::v1::Secret {
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::Secret;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    let mut metadata = ObjectMeta {
+        name: Some(es.target_name()),
+        namespace: es.metadata.namespace.clone(),
+        ..ObjectMeta::default()
+    };
+    if ownership != Ownership::MergedInto {
+        metadata.labels = Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned())].into());
+        metadata.annotations = Some([(DATA_HASH_ANNOTATION.to_owned(), data_hash(data))].into());
+    }
+    // Without a uid (render, before the object exists) no valid ownerReference can be written.
+    if let (Ownership::Owned, Some(uid)) = (ownership, es.metadata.uid.clone()) {
+        metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "external-secrets.io/v1".to_owned(),
+            kind: "ExternalSecret".to_owned(),
+            name: es.metadata.name.clone().unwrap_or_default(),
+            uid,
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]);
+    }
+    let immutable = (ownership != Ownership::MergedInto && es.spec.target.immutable).then_some(true);
+    Secret {
+        metadata,
+        data: Some(data.iter().map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec()))).collect()),
+        type_: (ownership != Ownership::MergedInto).then(|| "Opaque".to_owned()),
+        immutable,
+        ..Secret::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -433,6 +491,36 @@ mod tests {
         assert_eq!(refresh_interval(&with("0s")), Ok(None));
         assert!(refresh_interval(&with("soon")).is_err());
         assert_eq!(refresh_interval(&ExternalSecretSpec::default()), Ok(Some(Duration::from_secs(3600))));
+    }
+
+    fn es(yaml: &str) -> crate::api::ExternalSecret {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn owned_secret_is_labelled_hashed_and_owned() {
+        let es = es("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: app, namespace: ns, uid: u-1}\nspec: {target: {name: app-secret}}");
+        let data: BTreeMap<_, _> = [("k".to_string(), SecretBytes::from_str_value("v"))].into();
+        let secret = desired_secret(&es, &data, Ownership::Owned);
+        assert_eq!(secret.metadata.name.as_deref(), Some("app-secret"));
+        assert_eq!(secret.metadata.labels.unwrap()[MANAGED_BY_LABEL], MANAGED_BY_VALUE);
+        assert_eq!(secret.metadata.annotations.unwrap()[DATA_HASH_ANNOTATION], data_hash(&data));
+        let owner = &secret.metadata.owner_references.unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("ExternalSecret", "u-1", Some(true)));
+        assert_eq!(secret.data.unwrap()["k"].0, b"v");
+    }
+
+    #[test]
+    fn orphan_has_no_owner_and_merge_touches_only_data() {
+        let es = es("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: app, namespace: ns, uid: u-1}\nspec: {target: {immutable: true}}");
+        let data: BTreeMap<_, _> = [("k".to_string(), SecretBytes::from_str_value("v"))].into();
+        let orphan = desired_secret(&es, &data, Ownership::Orphaned);
+        assert!(orphan.metadata.owner_references.is_none());
+        assert_eq!(orphan.immutable, Some(true));
+        assert_eq!(orphan.metadata.name.as_deref(), Some("app"));
+        let merged = desired_secret(&es, &data, Ownership::MergedInto);
+        assert!(merged.metadata.labels.is_none() && merged.metadata.annotations.is_none());
+        assert!(merged.metadata.owner_references.is_none() && merged.type_.is_none() && merged.immutable.is_none());
     }
 
     #[test]

@@ -1,5 +1,397 @@
 //! The reconcile pipeline: resolve store -> fetch -> build (pure) -> apply (server-side apply) -> status.
-//! Each step is its own module; this file wires them to kube-runtime.
+//! Each step is its own module; this file holds the per-object decisions and wires them to kube-runtime.
 
+pub mod apply;
+pub mod backoff;
 pub mod build;
+pub mod caches;
 pub mod resolve;
+pub mod runtime;
+pub mod status;
+pub mod stores;
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::Resource;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::ObjectRef;
+use tracing::{debug, info, warn};
+
+use self::apply::Change;
+use self::build::{BuildError, Ownership};
+use self::caches::Caches;
+use self::resolve::ResolveError;
+use crate::admin::Metrics;
+use crate::api::{CreationPolicy, DeletionPolicy, ExternalSecret, RefreshPolicy, reason};
+use crate::provider::{FetchRequest, ProviderError, Providers};
+
+/// Settings fixed for the life of the controller.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The single server-side-apply field manager for every write.
+    pub field_manager: String,
+    /// Stores whose `spec.controller` differs are left to another controller.
+    pub controller_class: String,
+    /// Watch one namespace only (no ClusterSecretStores, no Namespace watch).
+    pub namespace: Option<String>,
+    pub concurrency: u16,
+    /// Slow retry for failures that need a human to change something.
+    pub permanent_retry: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            field_manager: "secret-sync".to_owned(),
+            controller_class: String::new(),
+            namespace: None,
+            concurrency: 16,
+            permanent_retry: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Everything a reconcile needs, built once by `runtime::run`.
+pub struct Context {
+    pub client: kube::Client,
+    pub config: Config,
+    pub providers: Providers,
+    pub caches: Caches,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    state: Mutex<HashMap<ObjectRef<ExternalSecret>, ObjectState>>,
+}
+
+/// What we remember about an ExternalSecret between reconciles (lost on restart, by design:
+/// a restart re-syncs everything once).
+#[derive(Default, Clone)]
+struct ObjectState {
+    failures: u32,
+    last_success: Option<Instant>,
+    /// Digest of the inputs (spec generation, labels, annotations, store identity) last synced.
+    inputs: Option<u64>,
+    /// resourceVersion of the Secret after our last write or check.
+    secret_rv: Option<String>,
+}
+
+/// Why a sync failed. Messages carry names and keys, never values.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error("failed to use the store's provider: {0}")]
+    Provider(#[from] ProviderError),
+    #[error("invalid target policy: {0}")]
+    InvalidPolicy(&'static str),
+    #[error("target Secret {name:?} does not exist; creationPolicy Merge only adds keys to an existing Secret")]
+    TargetMissing { name: String },
+    #[error("target Secret {name:?} is controlled by {owner}")]
+    TargetOwnedByOther { name: String, owner: String },
+    #[error("failed to apply Secret {name:?}: {source}")]
+    Apply { name: String, source: kube::Error },
+    #[error("failed to read Secret {name:?}: {source}")]
+    Read { name: String, source: kube::Error },
+    #[error("failed to delete Secret {name:?}: {source}")]
+    Delete { name: String, source: kube::Error },
+}
+
+impl SyncError {
+    /// Bounded label for metrics, Events and status.
+    pub fn category(&self) -> &'static str {
+        match self {
+            SyncError::Build(e) => e.category(),
+            SyncError::Resolve(e) => e.category(),
+            SyncError::Provider(e) => e.category(),
+            SyncError::InvalidPolicy(_) => "InvalidSpec",
+            SyncError::TargetMissing { .. } => "SecretMissing",
+            SyncError::TargetOwnedByOther { .. } => "SecretOwnedByOther",
+            SyncError::Apply { .. } | SyncError::Read { .. } | SyncError::Delete { .. } => "KubernetesAPI",
+        }
+    }
+
+    /// Failures only a change to the ExternalSecret, its store or the remote can fix.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            SyncError::Build(e) => e.is_permanent(),
+            SyncError::Provider(e) => e.is_permanent(),
+            SyncError::Resolve(_) | SyncError::InvalidPolicy(_) | SyncError::TargetOwnedByOther { .. } => true,
+            SyncError::TargetMissing { .. } | SyncError::Apply { .. } | SyncError::Read { .. } | SyncError::Delete { .. } => false,
+        }
+    }
+
+    /// The Ready condition reason, as ESO uses them.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SyncError::TargetMissing { .. } => reason::SECRET_MISSING,
+            _ => reason::SECRET_SYNCED_ERROR,
+        }
+    }
+
+    /// "<category>: <message>", the text shown in status and Events.
+    pub fn status_message(&self) -> String {
+        format!("{}: {self}", self.category())
+    }
+}
+
+/// ESO-style version of the inputs a user controls: generation plus labels and annotations, so
+/// editing either (e.g. a `force-sync` annotation) counts as a change.
+pub fn synced_version(es: &ExternalSecret) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    es.metadata.labels.hash(&mut h);
+    es.metadata.annotations.hash(&mut h);
+    format!("{}-{:016x}", es.metadata.generation.unwrap_or_default(), h.finish())
+}
+
+fn inputs_digest(es: &ExternalSecret, store: &crate::api::StoreObject) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    synced_version(es).hash(&mut h);
+    store.uid.hash(&mut h);
+    store.generation.hash(&mut h);
+    h.finish()
+}
+
+fn ownership(policy: CreationPolicy) -> Option<Ownership> {
+    match policy {
+        CreationPolicy::Owner => Some(Ownership::Owned),
+        CreationPolicy::Orphan => Some(Ownership::Orphaned),
+        CreationPolicy::Merge => Some(Ownership::MergedInto),
+        CreationPolicy::None => None,
+    }
+}
+
+/// What a reconcile decided, before status and timing are derived from it.
+enum Decision {
+    /// Nothing to fetch: inputs unchanged and the refresh is not due. Check again after `due_in`.
+    UpToDate { due_in: Option<Duration> },
+    Synced(Change),
+}
+
+impl Context {
+    pub fn new(client: kube::Client, config: Config, providers: Providers, caches: Caches, metrics: Arc<Metrics>, recorder: Recorder) -> Self {
+        Context { client, config, providers, caches, metrics, recorder, state: Mutex::new(HashMap::new()) }
+    }
+
+    fn state_of(&self, key: &ObjectRef<ExternalSecret>) -> ObjectState {
+        self.state.lock().map(|s| s.get(key).cloned().unwrap_or_default()).unwrap_or_default()
+    }
+
+    fn update_state(&self, key: &ObjectRef<ExternalSecret>, f: impl FnOnce(&mut ObjectState)) {
+        if let Ok(mut s) = self.state.lock() {
+            f(s.entry(key.clone()).or_default());
+        }
+    }
+
+    fn forget(&self, key: &ObjectRef<ExternalSecret>) {
+        if let Ok(mut s) = self.state.lock() {
+            s.remove(key);
+        }
+    }
+
+    /// The pipeline for one ExternalSecret, up to and including the Secret write.
+    async fn sync(&self, es: &ExternalSecret, key: &ObjectRef<ExternalSecret>) -> Result<Decision, SyncError> {
+        let spec = &es.spec;
+        build::check_supported(spec)?;
+        let interval = build::refresh_interval(spec)?;
+        let creation = spec.target.creation_policy;
+        match (spec.target.deletion_policy, creation) {
+            (DeletionPolicy::Delete, c) if c != CreationPolicy::Owner => {
+                return Err(SyncError::InvalidPolicy("deletionPolicy Delete requires creationPolicy Owner"));
+            }
+            (DeletionPolicy::Merge, CreationPolicy::None) => {
+                return Err(SyncError::InvalidPolicy("deletionPolicy Merge cannot be used with creationPolicy None"));
+            }
+            _ => {}
+        }
+
+        // 1. Resolve the store from the watch caches.
+        let store = resolve::resolve_store(es, &self.caches, &self.config.controller_class)?;
+        let namespace = es.metadata.namespace.clone().unwrap_or_default();
+
+        // Skip the fetch when nothing the user controls changed and the refresh is not due.
+        let state = self.state_of(key);
+        let inputs = inputs_digest(es, &store);
+        let cached_secret = self.caches.secret_meta(&namespace, &es.target_name());
+        let managed = matches!(creation, CreationPolicy::Owner | CreationPolicy::Orphan);
+        let secret_intact = !managed
+            || cached_secret.as_ref().is_some_and(|s| state.secret_rv.is_none() || s.metadata.resource_version == state.secret_rv);
+        let policy = spec.refresh_policy.unwrap_or(RefreshPolicy::Periodic);
+        if state.inputs == Some(inputs) && secret_intact {
+            if let Some(last) = state.last_success {
+                match (policy, interval) {
+                    (RefreshPolicy::CreatedOnce | RefreshPolicy::OnChange, _) | (_, None) => {
+                        return Ok(Decision::UpToDate { due_in: None });
+                    }
+                    (RefreshPolicy::Periodic, Some(every)) if last.elapsed() < every => {
+                        return Ok(Decision::UpToDate { due_in: Some(every - last.elapsed()) });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // CreatedOnce after a restart: the Secret exists and was synced for these inputs; leave it.
+        if policy == RefreshPolicy::CreatedOnce
+            && cached_secret.is_some()
+            && es.status.as_ref().and_then(|s| s.synced_resource_version.as_deref()) == Some(synced_version(es).as_str())
+        {
+            self.update_state(key, |s| {
+                s.inputs = Some(inputs);
+                s.last_success = Some(Instant::now());
+            });
+            return Ok(Decision::UpToDate { due_in: None });
+        }
+
+        // 2. Fetch every distinct document in one batch.
+        let provider = self.providers.for_store(&store, &namespace).await?;
+        let requests = build::requests(spec);
+        let results = provider.fetch_many(&requests).await;
+        let fetched: HashMap<FetchRequest, _> = requests.into_iter().zip(results).collect();
+
+        // 3. Build the desired data (pure).
+        let desired = build::desired_data(spec, &fetched)?;
+
+        // 4. Apply, honouring the deletion policy when remote keys are gone.
+        let all_gone = !desired.missing_remote_keys.is_empty() && desired.data.is_empty();
+        if let Some(first_missing) = desired.missing_remote_keys.first() {
+            if spec.target.deletion_policy == DeletionPolicy::Retain {
+                return Err(SyncError::Provider(ProviderError::NotFound { key: first_missing.clone() }));
+            }
+        }
+        let (change, secret_rv) = match ownership(creation) {
+            None => (Change::NotWritten, None),
+            Some(Ownership::MergedInto) => {
+                let change = apply::apply_merge(self, es, &desired.data).await?;
+                (if all_gone { Change::Deleted } else { change }, None)
+            }
+            Some(_) if all_gone => (apply::delete_managed(self, es).await?, None),
+            Some(own) => apply::apply_managed(self, es, &desired.data, own, state.secret_rv.as_deref()).await?,
+        };
+        self.update_state(key, |s| {
+            s.inputs = Some(inputs);
+            s.last_success = Some(Instant::now());
+            s.secret_rv = secret_rv;
+        });
+        Ok(Decision::Synced(change))
+    }
+}
+
+/// kube-runtime entry point for one ExternalSecret.
+pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
+    let started = Instant::now();
+    let key = ObjectRef::from_obj(es.as_ref());
+    let namespace = es.metadata.namespace.clone().unwrap_or_default();
+    let name = es.metadata.name.clone().unwrap_or_default();
+    if es.metadata.deletion_timestamp.is_some() {
+        // Owned Secrets go with their owner through garbage collection; nothing to clean up here.
+        ctx.forget(&key);
+        ctx.metrics.forget(&namespace, &name);
+        return Ok(Action::await_change());
+    }
+
+    let outcome = ctx.sync(&es, &key).await;
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let version = synced_version(&es);
+    let (change, action) = match outcome {
+        Ok(Decision::UpToDate { due_in }) => {
+            debug!(%namespace, %name, "up to date; no fetch");
+            let action = due_in.map_or_else(Action::await_change, |d| Action::requeue(backoff::jittered(d)));
+            return Ok(action);
+        }
+        Ok(Decision::Synced(change)) => {
+            ctx.update_state(&key, |s| s.failures = 0);
+            (Ok(change), next_refresh(&es))
+        }
+        Err(err) => {
+            let mut failures = 0;
+            ctx.update_state(&key, |s| {
+                s.failures = s.failures.saturating_add(1);
+                s.inputs = None;
+                failures = s.failures;
+            });
+            let delay = if err.is_permanent() { backoff::jittered(ctx.config.permanent_retry) } else { backoff::failure_delay(failures) };
+            warn!(%namespace, %name, category = err.category(), error = %err, retry_in = ?delay, "sync failed");
+            (Err(err), Action::requeue(delay))
+        }
+    };
+
+    let desired = status::desired_status(&es, &change, &version, &now);
+    let previous_message = es
+        .status
+        .as_ref()
+        .and_then(|s| crate::api::condition::find(&s.conditions, "Ready"))
+        .and_then(|c| c.message.clone());
+    publish_event(&ctx, &es, &change, previous_message.as_deref()).await;
+    let ready = matches!(change, Ok(Change::Created | Change::Updated | Change::Unchanged | Change::NotWritten));
+    ctx.metrics.condition(&namespace, &name, "Ready", ready);
+    ctx.metrics.reconciled(&namespace, &name, started.elapsed().as_secs_f64(), change.as_ref().err().map(SyncError::category));
+    if let Ok(c) = &change {
+        info!(%namespace, %name, change = ?c, "synced");
+    }
+    status::write_if_changed(&ctx, &es, desired).await?;
+    Ok(action)
+}
+
+/// When to fetch again after a successful sync.
+fn next_refresh(es: &ExternalSecret) -> Action {
+    match (es.spec.refresh_policy.unwrap_or(RefreshPolicy::Periodic), build::refresh_interval(&es.spec)) {
+        (RefreshPolicy::Periodic, Ok(Some(every))) => Action::requeue(backoff::jittered(every)),
+        _ => Action::await_change(),
+    }
+}
+
+async fn publish_event(ctx: &Context, es: &ExternalSecret, change: &Result<Change, SyncError>, previous_message: Option<&str>) {
+    let target = es.target_name();
+    let event = match change {
+        Ok(Change::Created) => Event {
+            type_: EventType::Normal,
+            reason: "Created".into(),
+            note: Some(format!("Created Secret {target:?}")),
+            action: "Sync".into(),
+            secondary: None,
+        },
+        Ok(Change::Updated) => Event {
+            type_: EventType::Normal,
+            reason: "Updated".into(),
+            note: Some(format!("Updated Secret {target:?}")),
+            action: "Sync".into(),
+            secondary: None,
+        },
+        Ok(Change::Deleted) => Event {
+            type_: EventType::Normal,
+            reason: "Deleted".into(),
+            note: Some(format!("Deleted Secret {target:?}: every remote key is gone (deletionPolicy Delete/Merge)")),
+            action: "Sync".into(),
+            secondary: None,
+        },
+        Ok(Change::Unchanged | Change::NotWritten) => return,
+        Err(err) => {
+            let message = err.status_message();
+            // Repeated identical failures are already visible in status; one Event per new failure.
+            if previous_message == Some(message.as_str()) {
+                return;
+            }
+            Event { type_: EventType::Warning, reason: "UpdateFailed".into(), note: Some(message), action: "Sync".into(), secondary: None }
+        }
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &es.object_ref(&())).await {
+        debug!(error = %e, "failed to publish event");
+    }
+}
+
+/// Failures of the status write itself (the sync outcome is handled inside `reconcile`).
+pub fn error_policy(es: Arc<ExternalSecret>, err: &kube::Error, ctx: Arc<Context>) -> Action {
+    let key = ObjectRef::from_obj(es.as_ref());
+    let mut failures = 1;
+    ctx.update_state(&key, |s| {
+        s.failures = s.failures.saturating_add(1);
+        failures = s.failures;
+    });
+    warn!(error = %err, "status write failed");
+    Action::requeue(backoff::failure_delay(failures))
+}

@@ -1,0 +1,226 @@
+//! Prometheus metrics, named as ESO names them where the meaning is the same, so ESO dashboards work.
+//! Labels are bounded: object identity, condition, provider call and error category — never a value.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub namespace: String,
+    pub name: String,
+    pub category: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConditionLabels {
+    pub namespace: String,
+    pub name: String,
+    pub condition: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderCallLabels {
+    pub provider: String,
+    pub call: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabels {
+    pub resource: String,
+    pub verb: String,
+}
+
+/// A monotonic counter exposed without the `_total` suffix, because ESO's metric names lack it.
+#[derive(Debug, Default)]
+pub struct EsoCounter(AtomicU64);
+
+impl EsoCounter {
+    pub fn inc_by(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl TypedMetric for EsoCounter {
+    const TYPE: MetricType = MetricType::Unknown;
+}
+
+impl EncodeMetric for EsoCounter {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_gauge(&(i64::try_from(self.get()).unwrap_or(i64::MAX)))
+    }
+    fn metric_type(&self) -> MetricType {
+        MetricType::Unknown
+    }
+}
+
+pub struct Metrics {
+    registry: Registry,
+    sync_calls: Family<ObjectLabels, Counter>,
+    sync_errors: Family<ErrorLabels, EsoCounter>,
+    status_condition: Family<ConditionLabels, Gauge>,
+    reconcile_duration: Family<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    reconcile_seconds: Histogram,
+    provider_calls: Family<ProviderCallLabels, EsoCounter>,
+    kube_writes: Family<WriteLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let sync_calls = Family::<ObjectLabels, Counter>::default();
+        let sync_errors = Family::<ErrorLabels, EsoCounter>::default();
+        let status_condition = Family::<ConditionLabels, Gauge>::default();
+        let reconcile_duration = Family::<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let provider_calls = Family::<ProviderCallLabels, EsoCounter>::default();
+        let kube_writes = Family::<WriteLabels, Counter>::default();
+        registry.register("externalsecret_sync_calls", "Reconciles of an ExternalSecret", sync_calls.clone());
+        registry.register(
+            "externalsecret_sync_calls_error",
+            "Reconciles of an ExternalSecret that failed, by error category",
+            sync_errors.clone(),
+        );
+        registry.register(
+            "externalsecret_status_condition",
+            "ExternalSecret condition status (1 for the current status)",
+            status_condition.clone(),
+        );
+        registry.register(
+            "externalsecret_reconcile_duration",
+            "Duration of the last reconcile of an ExternalSecret, in seconds",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "secret_sync_reconcile_duration_seconds",
+            "Distribution of reconcile durations",
+            reconcile_seconds.clone(),
+        );
+        registry.register(
+            "externalsecret_provider_api_calls_count",
+            "Calls to provider APIs, by provider, call and status",
+            provider_calls.clone(),
+        );
+        registry.register("secret_sync_kube_writes", "Writes to the Kubernetes API, by resource and verb", kube_writes.clone());
+        Metrics {
+            registry,
+            sync_calls,
+            sync_errors,
+            status_condition,
+            reconcile_duration,
+            reconcile_seconds,
+            provider_calls,
+            kube_writes,
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail; an error here would be a bug in the encoder.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn reconciled(&self, namespace: &str, name: &str, seconds: f64, error_category: Option<&str>) {
+        let labels = ObjectLabels { namespace: namespace.to_owned(), name: name.to_owned() };
+        self.sync_calls.get_or_create(&labels).inc();
+        self.reconcile_duration.get_or_create(&labels).set(seconds);
+        self.reconcile_seconds.observe(seconds);
+        if let Some(category) = error_category {
+            self.sync_errors
+                .get_or_create(&ErrorLabels { namespace: namespace.to_owned(), name: name.to_owned(), category: category.to_owned() })
+                .inc_by(1);
+        }
+    }
+
+    /// ESO's convention: the label pair for the current status is 1, the other is 0.
+    pub fn condition(&self, namespace: &str, name: &str, condition: &str, is_true: bool) {
+        for (status, value) in [("True", i64::from(is_true)), ("False", i64::from(!is_true))] {
+            self.status_condition
+                .get_or_create(&ConditionLabels {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    condition: condition.to_owned(),
+                    status: status.to_owned(),
+                })
+                .set(value);
+        }
+    }
+
+    /// Forget an ExternalSecret that was deleted, so label sets do not grow without bound.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let labels = ObjectLabels { namespace: namespace.to_owned(), name: name.to_owned() };
+        self.sync_calls.remove(&labels);
+        self.reconcile_duration.remove(&labels);
+        for status in ["True", "False"] {
+            self.status_condition.remove(&ConditionLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                condition: "Ready".to_owned(),
+                status: status.to_owned(),
+            });
+        }
+    }
+
+    pub fn provider_call(&self, provider: &str, call: &str, status: &str, n: u64) {
+        self.provider_calls
+            .get_or_create(&ProviderCallLabels { provider: provider.to_owned(), call: call.to_owned(), status: status.to_owned() })
+            .inc_by(n);
+    }
+
+    pub fn kube_write(&self, resource: &str, verb: &str) {
+        self.kube_writes.get_or_create(&WriteLabels { resource: resource.to_owned(), verb: verb.to_owned() }).inc();
+    }
+
+    pub fn kube_writes(&self, resource: &str, verb: &str) -> u64 {
+        self.kube_writes.get_or_create(&WriteLabels { resource: resource.to_owned(), verb: verb.to_owned() }).get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eso_metric_names_are_exposed_verbatim() {
+        let m = Metrics::new();
+        m.reconciled("ns", "es", 0.01, Some("NotFound"));
+        m.condition("ns", "es", "Ready", false);
+        m.provider_call("AWS/SecretsManager", "BatchGetSecretValue", "success", 2);
+        let text = m.encode();
+        for name in [
+            "externalsecret_sync_calls_total{",
+            "externalsecret_sync_calls_error{",
+            "externalsecret_status_condition{",
+            "externalsecret_reconcile_duration{",
+            "externalsecret_provider_api_calls_count{",
+        ] {
+            assert!(text.contains(name), "{name} missing in\n{text}");
+        }
+        assert!(text.contains(r#"externalsecret_status_condition{namespace="ns",name="es",condition="Ready",status="False"} 1"#), "{text}");
+    }
+}

@@ -1,0 +1,87 @@
+//! The admin HTTP server: `/metrics`, `/livez`, `/readyz`. It reads shared flags and metrics;
+//! it must never block on, or reach into, the reconcile loop.
+
+pub mod metrics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+pub use metrics::Metrics;
+
+/// Flags the runtime flips as it starts and stops; the admin server only reads them.
+#[derive(Clone, Default)]
+pub struct Health {
+    /// Every watch has produced its first full list.
+    pub watches_ready: Arc<AtomicBool>,
+    /// This replica holds the leader lease (always true without leader election).
+    pub leader: Arc<AtomicBool>,
+    /// The reconcile loop ended unexpectedly: the process should be restarted.
+    pub failed: Arc<AtomicBool>,
+}
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub health: Health,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("failed to bind the admin server to {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("admin server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .with_state(state)
+}
+
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, AdminError> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|source| AdminError::Bind { addr, source })
+}
+
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), AdminError> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(AdminError::Serve)
+}
+
+async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        state.metrics.encode(),
+    )
+}
+
+async fn livez(State(state): State<AdminState>) -> impl IntoResponse {
+    if state.health.failed.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "reconcile loop stopped\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}
+
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    let leader = state.health.leader.load(Ordering::Relaxed);
+    if state.health.watches_ready.load(Ordering::Relaxed) || !leader {
+        // A standby replica is ready to take over; leadership is reported, not required.
+        let body = format!("ok\nleader: {leader}\n");
+        (StatusCode::OK, body)
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "watches not ready\nleader: true\n".to_owned())
+    }
+}

@@ -1,0 +1,149 @@
+//! Apply step: the only code that writes Secrets. Server-side apply with one field manager, skipping
+//! writes whose result would be identical, and deleting only when the deletion policy says so.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+
+use super::build::{self, DATA_HASH_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Ownership};
+use super::{Context, SyncError};
+use crate::api::ExternalSecret;
+use crate::provider::SecretBytes;
+
+/// What the apply step did to the Secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Updated,
+    Unchanged,
+    Deleted,
+    /// creationPolicy None: nothing is written.
+    NotWritten,
+}
+
+/// A Secret body whose payload is wiped once the request is done.
+struct OutgoingSecret(Secret);
+
+impl Drop for OutgoingSecret {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        for value in self.0.data.iter_mut().flat_map(|d| d.values_mut()) {
+            value.0.zeroize();
+        }
+    }
+}
+
+/// Owner and Orphan: create or update our Secret, unless the cached metadata shows it is already
+/// exactly what we would write. Returns the change and the resourceVersion now on the server.
+pub async fn apply_managed(
+    ctx: &Context,
+    es: &ExternalSecret,
+    data: &BTreeMap<String, SecretBytes>,
+    ownership: Ownership,
+    last_written_rv: Option<&str>,
+) -> Result<(Change, Option<String>), SyncError> {
+    let namespace = es.metadata.namespace.clone().unwrap_or_default();
+    let name = es.target_name();
+    let desired_hash = build::data_hash(data);
+    let cached = ctx.caches.secret_meta(&namespace, &name);
+    if let Some(meta) = &cached {
+        if let Some(owner) = foreign_controller(meta.metadata.owner_references.as_deref(), es) {
+            return Err(SyncError::TargetOwnedByOther { name, owner });
+        }
+        let hash_matches = meta.metadata.annotations.as_ref().and_then(|a| a.get(DATA_HASH_ANNOTATION)) == Some(&desired_hash);
+        let labelled = meta.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).map(String::as_str) == Some(MANAGED_BY_VALUE);
+        let owner_ok = ownership != Ownership::Owned || is_owned_by(meta.metadata.owner_references.as_deref(), es);
+        // A resourceVersion other than the one we wrote means someone else edited the Secret.
+        let untouched = last_written_rv.is_none_or(|rv| meta.metadata.resource_version.as_deref() == Some(rv));
+        if hash_matches && labelled && owner_ok && untouched {
+            return Ok((Change::Unchanged, meta.metadata.resource_version.clone()));
+        }
+    }
+    let secret = OutgoingSecret(build::desired_secret(es, data, ownership));
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let written = api
+        .patch(&name, &PatchParams::apply(&ctx.config.field_manager).force(), &Patch::Apply(&secret.0))
+        .await
+        .map_err(|source| SyncError::Apply { name: name.clone(), source })?;
+    ctx.metrics.kube_write("secrets", "apply");
+    let change = if cached.is_some() { Change::Updated } else { Change::Created };
+    Ok((change, written.metadata.resource_version.clone()))
+}
+
+/// Merge: add our keys to a Secret someone else created. Reads the Secret (it is not in our
+/// label-selected cache) and writes only when one of our keys differs.
+pub async fn apply_merge(ctx: &Context, es: &ExternalSecret, data: &BTreeMap<String, SecretBytes>) -> Result<Change, SyncError> {
+    let namespace = es.metadata.namespace.clone().unwrap_or_default();
+    let name = es.target_name();
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let existing = api.get_opt(&name).await.map_err(|source| SyncError::Read { name: name.clone(), source })?;
+    let Some(existing) = existing else {
+        return Err(SyncError::TargetMissing { name });
+    };
+    let current = existing.data.unwrap_or_default();
+    let same = data.iter().all(|(k, v)| current.get(k).is_some_and(|c| c.0 == v.expose()));
+    // Keys we applied before but no longer want are removed by server-side apply itself, so a
+    // shrinking key set also needs a write; the managedFields tell us which keys are ours.
+    let ours_before = managed_data_keys(existing.metadata.managed_fields.as_deref(), &ctx.config.field_manager);
+    let shrinking = ours_before.iter().any(|k| !data.contains_key(k));
+    if same && !shrinking {
+        return Ok(Change::Unchanged);
+    }
+    let secret = OutgoingSecret(build::desired_secret(es, data, Ownership::MergedInto));
+    api.patch(&name, &PatchParams::apply(&ctx.config.field_manager).force(), &Patch::Apply(&secret.0))
+        .await
+        .map_err(|source| SyncError::Apply { name: name.clone(), source })?;
+    ctx.metrics.kube_write("secrets", "apply");
+    Ok(Change::Updated)
+}
+
+/// deletionPolicy Delete with every remote key gone: delete our Secret (if it is still ours).
+pub async fn delete_managed(ctx: &Context, es: &ExternalSecret) -> Result<Change, SyncError> {
+    let namespace = es.metadata.namespace.clone().unwrap_or_default();
+    let name = es.target_name();
+    let Some(meta) = ctx.caches.secret_meta(&namespace, &name) else {
+        return Ok(Change::Deleted);
+    };
+    if !is_owned_by(meta.metadata.owner_references.as_deref(), es) {
+        return Err(SyncError::TargetOwnedByOther { name, owner: "someone else".to_owned() });
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    match api.delete(&name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 404 => {}
+        Err(source) => return Err(SyncError::Delete { name, source }),
+    }
+    ctx.metrics.kube_write("secrets", "delete");
+    Ok(Change::Deleted)
+}
+
+fn is_owned_by(refs: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]>, es: &ExternalSecret) -> bool {
+    refs.unwrap_or_default().iter().any(|r| r.kind == "ExternalSecret" && Some(&r.uid) == es.metadata.uid.as_ref())
+}
+
+/// The controlling ExternalSecret of the Secret, when it is not `es`.
+fn foreign_controller(
+    refs: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]>,
+    es: &ExternalSecret,
+) -> Option<String> {
+    refs.unwrap_or_default()
+        .iter()
+        .find(|r| r.controller == Some(true) && r.kind == "ExternalSecret" && Some(&r.uid) != es.metadata.uid.as_ref())
+        .map(|r| format!("ExternalSecret {:?}", r.name))
+}
+
+/// Data keys whose field manager entry (fieldsV1 `f:data` → `f:<key>`) belongs to `manager`.
+fn managed_data_keys(
+    entries: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry]>,
+    manager: &str,
+) -> Vec<String> {
+    entries
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply"))
+        .filter_map(|e| e.fields_v1.as_ref())
+        .filter_map(|f| f.0.get("f:data").and_then(|d| d.as_object()))
+        .flat_map(|d| d.keys().filter_map(|k| k.strip_prefix("f:").map(str::to_owned)))
+        .collect()
+}

@@ -1,0 +1,196 @@
+//! Wiring: the watches (reflector caches), the ExternalSecret controller and the store-status
+//! controllers, with graceful shutdown. No reconcile logic lives here.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::{FutureExt, Stream, StreamExt, future};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::core::PartialObjectMeta;
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
+use tracing::{info, warn};
+
+use super::build::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use super::caches::Caches;
+use super::{Config, Context, error_policy, reconcile, stores};
+use crate::admin::{Health, Metrics};
+use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore, StoreKind};
+use crate::provider::Providers;
+
+/// External reasons to reconcile now (rotation events, webhooks): a stream of object references.
+pub type Triggers = std::pin::Pin<Box<dyn Stream<Item = ObjectRef<ExternalSecret>> + Send>>;
+
+/// Runs until `shutdown` resolves (then in-flight reconciles finish) or a watch fails for good.
+pub async fn run(
+    client: kube::Client,
+    config: Config,
+    providers: Providers,
+    metrics: Arc<Metrics>,
+    health: Health,
+    triggers: Option<Triggers>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = config.namespace.clone();
+    let es_api: Api<ExternalSecret> = scoped(&client, ns.as_deref());
+    let ss_api: Api<SecretStore> = scoped(&client, ns.as_deref());
+    let secret_api: Api<PartialObjectMeta<Secret>> = scoped(&client, ns.as_deref());
+
+    // Caches the reconcile reads from.
+    let (es_reader, es_writer) = reflector::store::<ExternalSecret>();
+    let (ss_reader, ss_writer) = reflector::store::<SecretStore>();
+    let (secret_reader, secret_writer) = reflector::store();
+    let ss_stream = watcher(ss_api.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(ss_writer)
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    let secret_stream = watcher(
+        secret_api,
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+    )
+    .default_backoff()
+    .reflect(secret_writer)
+    .touched_objects();
+    // Status writes change neither generation, labels nor annotations, so they never re-trigger.
+    let es_stream = watcher(es_api.clone(), watcher::Config::default())
+        .default_backoff()
+        .reflect(es_writer)
+        .applied_objects()
+        .predicate_filter(
+            (predicates::generation as fn(&ExternalSecret) -> Option<u64>)
+                .combine(predicates::labels as fn(&ExternalSecret) -> Option<u64>)
+                .combine(predicates::annotations as fn(&ExternalSecret) -> Option<u64>),
+            Default::default(),
+        );
+
+    let (cluster_stores, namespaces, background) = if ns.is_none() {
+        let (css_reader, css_writer) = reflector::store::<ClusterSecretStore>();
+        let (ns_reader, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+        let css_stream = watcher(Api::<ClusterSecretStore>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(css_writer)
+            .touched_objects()
+            .predicate_filter(predicates::generation, Default::default());
+        let ns_stream = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
+            .default_backoff()
+            .reflect(ns_writer)
+            .touched_objects();
+        // Namespace labels only feed ClusterSecretStore conditions; drain the stream to keep the cache warm.
+        let ns_task = tokio::spawn(ns_stream.for_each(|_| future::ready(())));
+        (Some((css_reader, css_stream)), Some(ns_reader), Some(ns_task))
+    } else {
+        (None, None, None)
+    };
+
+    let caches = Caches {
+        secret_stores: ss_reader.clone(),
+        cluster_stores: cluster_stores.as_ref().map(|(r, _)| r.clone()),
+        namespaces: namespaces.clone(),
+        secrets: secret_reader.clone(),
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: config.field_manager.clone(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let ctx = Arc::new(Context::new(client.clone(), config.clone(), providers.clone(), caches.clone(), metrics.clone(), recorder));
+
+    // Readiness: every cache has listed once.
+    {
+        let health = health.clone();
+        let (es_r, ss_r, sec_r) = (es_reader.clone(), ss_reader.clone(), secret_reader.clone());
+        let css_r = caches.cluster_stores.clone();
+        let ns_r = namespaces.clone();
+        tokio::spawn(async move {
+            let ok = es_r.wait_until_ready().await.is_ok()
+                && ss_r.wait_until_ready().await.is_ok()
+                && sec_r.wait_until_ready().await.is_ok()
+                && wait_opt(css_r).await
+                && wait_opt(ns_r).await;
+            if ok {
+                info!("watches ready");
+                health.watches_ready.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+
+    let shutdown = shutdown.shared();
+    let mut controller = Controller::for_stream(es_stream, es_reader.clone())
+        .owns_stream(secret_stream)
+        .watches_stream(ss_stream, store_mapper(es_reader.clone(), StoreKind::SecretStore))
+        .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
+    if let Some((_, css_stream)) = cluster_stores {
+        controller = controller.watches_stream(css_stream, store_mapper(es_reader.clone(), StoreKind::ClusterSecretStore));
+    }
+    if let Some(triggers) = triggers {
+        controller = controller.reconcile_on(triggers);
+    }
+    let es_controller = controller
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|result| {
+            if let Err(err) = result {
+                tracing::debug!(error = %err, "reconcile request failed");
+            }
+            future::ready(())
+        });
+
+    let store_status = stores::run(client.clone(), config.clone(), providers, shutdown.clone());
+    future::join(es_controller, store_status).await;
+    if let Some(task) = background {
+        task.abort();
+    }
+    if !health.failed.load(Ordering::Relaxed) {
+        info!("controller stopped");
+    } else {
+        warn!("controller stopped after a failure");
+    }
+}
+
+async fn wait_opt<K: kube::Resource + Clone>(store: Option<Store<K>>) -> bool
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    match store {
+        Some(s) => s.wait_until_ready().await.is_ok(),
+        None => true,
+    }
+}
+
+fn scoped<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// A changed store re-reconciles the ExternalSecrets that reference it.
+fn store_mapper<S: kube::Resource>(
+    es_reader: Store<ExternalSecret>,
+    kind: StoreKind,
+) -> impl Fn(S) -> Vec<ObjectRef<ExternalSecret>> + Send + Sync + Clone + 'static {
+    move |store: S| {
+        let name = store.meta().name.clone().unwrap_or_default();
+        let namespace = store.meta().namespace.clone();
+        es_reader
+            .state()
+            .iter()
+            .filter(|es| {
+                es.spec.secret_store_ref.name == name
+                    && es.store_kind() == kind
+                    && (kind == StoreKind::ClusterSecretStore || es.metadata.namespace == namespace)
+            })
+            .map(|es| ObjectRef::from_obj(es.as_ref()))
+            .collect()
+    }
+}
