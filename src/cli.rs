@@ -184,7 +184,7 @@ impl RunArgs {
             concurrency,
             ..controller::Config::default()
         };
-        let providers = Providers::new(Some(client.clone()));
+        let providers = Providers::with_metrics(Some(client.clone()), metrics.clone());
         let work = {
             let (client, health, metrics) = (client.clone(), health.clone(), metrics.clone());
             let shutdown = stopped();

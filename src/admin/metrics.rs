@@ -192,6 +192,12 @@ impl Metrics {
             .inc_by(n);
     }
 
+    pub fn provider_calls(&self, provider: &str, call: &str, status: &str) -> u64 {
+        self.provider_calls
+            .get_or_create(&ProviderCallLabels { provider: provider.to_owned(), call: call.to_owned(), status: status.to_owned() })
+            .get()
+    }
+
     pub fn kube_write(&self, resource: &str, verb: &str) {
         self.kube_writes.get_or_create(&WriteLabels { resource: resource.to_owned(), verb: verb.to_owned() }).inc();
     }

@@ -2,19 +2,22 @@
 //! Used by the quickstart and by tests; it talks to nothing.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use super::{FetchRequest, ProviderError, SecretBytes, SecretProvider};
+use crate::admin::Metrics;
 use crate::api::FakeProvider;
 
 pub struct FakeSecretProvider {
     /// (key, version) -> value; version "" is the unversioned entry.
     values: HashMap<(String, String), SecretBytes>,
+    metrics: Arc<Metrics>,
 }
 
 impl FakeSecretProvider {
-    pub fn new(spec: &FakeProvider) -> Self {
+    pub fn new(spec: &FakeProvider, metrics: Arc<Metrics>) -> Self {
         let mut values = HashMap::new();
         for entry in &spec.data {
             let value = match (&entry.value, &entry.value_map) {
@@ -24,7 +27,7 @@ impl FakeSecretProvider {
             };
             values.insert((entry.key.clone(), entry.version.clone().unwrap_or_default()), value);
         }
-        FakeSecretProvider { values }
+        FakeSecretProvider { values, metrics }
     }
 
     fn lookup(&self, request: &FetchRequest) -> Result<SecretBytes, ProviderError> {
@@ -43,7 +46,11 @@ impl FakeSecretProvider {
 #[async_trait]
 impl SecretProvider for FakeSecretProvider {
     async fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Result<SecretBytes, ProviderError>> {
-        requests.iter().map(|r| self.lookup(r)).collect()
+        let results: Vec<_> = requests.iter().map(|r| self.lookup(r)).collect();
+        let failed = results.iter().filter(|r| r.is_err()).count() as u64;
+        self.metrics.provider_call("fake", "GetSecret", "success", results.len() as u64 - failed);
+        self.metrics.provider_call("fake", "GetSecret", "error", failed);
+        results
     }
 
     async fn validate(&self) -> Result<(), ProviderError> {
@@ -69,7 +76,7 @@ mod tests {
     async fn versions_are_distinct_and_missing_keys_are_not_found() {
         let provider = FakeSecretProvider::new(&FakeProvider {
             data: vec![entry("db", "v-current", None), entry("db", "v-one", Some("v1"))],
-        });
+        }, Arc::default());
         let got = provider
             .fetch_many(&[
                 FetchRequest::current("db"),

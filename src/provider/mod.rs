@@ -83,17 +83,23 @@ pub trait SecretProvider: Send + Sync {
 pub struct Providers {
     /// Needed by providers that read Kubernetes objects (credentials Secrets, ServiceAccount tokens).
     pub kube: Option<kube::Client>,
+    /// Provider API calls are counted here (`externalsecret_provider_api_calls_count`).
+    pub metrics: Arc<crate::admin::Metrics>,
 }
 
 impl Providers {
     pub fn new(kube: Option<kube::Client>) -> Self {
-        Providers { kube }
+        Providers { kube, metrics: Arc::default() }
+    }
+
+    pub fn with_metrics(kube: Option<kube::Client>, metrics: Arc<crate::admin::Metrics>) -> Self {
+        Providers { kube, metrics }
     }
 
     /// The provider for `store`, used on behalf of an ExternalSecret in `namespace`.
     pub async fn for_store(&self, store: &StoreObject, _namespace: &str) -> Result<Arc<dyn SecretProvider>, ProviderError> {
         match store.spec.provider.choice() {
-            ProviderChoice::Fake(fake) => Ok(Arc::new(fake::FakeSecretProvider::new(fake))),
+            ProviderChoice::Fake(fake) => Ok(Arc::new(fake::FakeSecretProvider::new(fake, self.metrics.clone()))),
             ProviderChoice::Aws(_) => Err(ProviderError::InvalidConfig {
                 detail: "provider aws is not supported by this build yet".to_owned(),
             }),
