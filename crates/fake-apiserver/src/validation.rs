@@ -307,6 +307,6 @@ mod tests {
             v,
             json!({"apiVersion": "x/v1", "kind": "K", "metadata": {"name": "n"}, "spec": {"a": "1", "free": {"z": 1}}})
         );
-        assert_eq!(pruned, vec!["spec.b".to_string(), "extra".to_string()]);
+        assert_eq!(pruned, vec!["extra".to_string(), "spec.b".to_string()]);
     }
 }

@@ -1,0 +1,143 @@
+//! Shared helpers for the fake-apiserver tests: timeouts, raw HTTP, and a Widget CRD fixture.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use http_body_util::BodyExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use serde_json::{Value, json};
+
+/// Every test runs inside this, so a hang fails instead of blocking CI.
+pub async fn within<F: Future>(f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(60), f)
+        .await
+        .expect("test timed out")
+}
+
+/// A raw request; returns the status code and the JSON body (Null if not JSON).
+pub async fn raw(
+    client: &Client,
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    body: Value,
+) -> (u16, Value) {
+    let (status, bytes) = raw_bytes(client, method, uri, content_type, &[], body).await;
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+pub async fn raw_bytes(
+    client: &Client,
+    method: &str,
+    uri: &str,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: Value,
+) -> (u16, Vec<u8>) {
+    let data = match &body {
+        Value::Null => Vec::new(),
+        Value::String(s) => s.clone().into_bytes(),
+        other => serde_json::to_vec(other).unwrap(),
+    };
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", content_type);
+    for (k, v) in headers {
+        builder = builder.header(*k, *v);
+    }
+    let req = builder.body(kube::client::Body::from(data)).unwrap();
+    let resp = client.send(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, bytes)
+}
+
+/// Watch events of a finished (timeoutSeconds) raw watch, one JSON value per line.
+pub async fn watch_lines(client: &Client, uri: &str) -> Vec<Value> {
+    let (status, bytes) = raw_bytes(client, "GET", uri, "application/json", &[], Value::Null).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    String::from_utf8(bytes)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub fn widget_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wd"]},
+            "versions": [{
+                "name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": [
+                    {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+                    {"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}
+                ],
+                "schema": {"openAPIV3Schema": {
+                    "type": "object",
+                    "properties": {
+                        "spec": {
+                            "type": "object",
+                            "required": ["size"],
+                            "properties": {
+                                "size": {"type": "integer", "minimum": 0},
+                                "color": {"type": "string", "enum": ["red", "blue"]},
+                                "port": {"x-kubernetes-int-or-string": true},
+                                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}
+                            }
+                        },
+                        "status": {
+                            "type": "object",
+                            "properties": {
+                                "phase": {"type": "string"},
+                                "conditions": {"type": "array", "items": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+                            }
+                        }
+                    }
+                }}
+            }]
+        }
+    })
+}
+
+pub fn widget_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("example.com", "v1", "Widget"),
+        "widgets",
+    )
+}
+
+/// Creates the Widget CRD and returns an Api for widgets in `default`.
+pub async fn install_widgets(client: &Client) -> Api<DynamicObject> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(
+        &PostParams::default(),
+        &serde_json::from_value(widget_crd()).unwrap(),
+    )
+    .await
+    .unwrap();
+    Api::namespaced_with(client.clone(), "default", &widget_resource())
+}
+
+pub fn widget(name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec})).unwrap()
+}
