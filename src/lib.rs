@@ -8,3 +8,10 @@ pub mod cli;
 pub mod controller;
 pub mod render;
 pub mod provider;
+
+/// kube (ring) and the AWS SDK (aws-lc-rs) both bring a rustls crypto backend; with two in the
+/// build rustls cannot pick one, so every entry point installs ring once, before any client exists.
+pub fn install_crypto_provider() {
+    // Err only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

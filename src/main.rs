@@ -6,6 +6,7 @@ use secret_sync::cli::Cli;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    secret_sync::install_crypto_provider();
     let cli = Cli::parse();
     match cli.run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -1,0 +1,6 @@
+//! Shared test support: an operator running against the in-process fake API server, and (for the
+//! AWS tests) a moto launcher. Each test binary uses only part of it.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod cluster;
+pub mod moto;
