@@ -825,16 +825,29 @@ fn apply(
                 return Err(ApiError::conflict(&def.group, &def.plural, name));
             }
             let current = present(&old, &api_version);
-            let merged = ssa::apply(
-                &current,
-                &config,
-                &ctx.manager,
-                force,
-                &api_version,
-                &now,
-                scope,
-            )
-            .map_err(conflict_err)?;
+            let run = |force: bool| {
+                ssa::apply(
+                    &current,
+                    &config,
+                    &ctx.manager,
+                    force,
+                    &api_version,
+                    &now,
+                    scope,
+                )
+            };
+            let merged = match run(force) {
+                Ok(m) => m,
+                // Like the real lastAppliedManager: `kubectl apply --server-side` upgrading an object
+                // managed by client-side apply may take over the fields of the last-applied annotation.
+                Err(c)
+                    if ctx.manager == "kubectl"
+                        && conflicts_allowed_by_last_applied(&current, &c, scope) =>
+                {
+                    run(true).map_err(conflict_err)?
+                }
+                Err(c) => return Err(conflict_err(c)),
+            };
             commit_update(store, ctx, &old, merged, subresource, Managed::Precomputed)
         }
         None if subresource.is_some() => Err(ApiError::not_found(&def.group, &def.plural, name)),
@@ -861,6 +874,27 @@ fn apply(
             create_inner(store, ctx, merged, Managed::Precomputed)
         }
     }
+}
+
+fn conflicts_allowed_by_last_applied(
+    current: &Value,
+    conflicts: &[ssa::Conflict],
+    scope: Scope,
+) -> bool {
+    let Some(last) = current
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get("kubectl.kubernetes.io/last-applied-configuration"))
+        .and_then(Value::as_str)
+        .and_then(|s| serde_json::from_str::<Value>(s).ok())
+    else {
+        return false;
+    };
+    let allowed = ssa::field_set(&last, scope);
+    conflicts.iter().all(|c| {
+        allowed
+            .iter()
+            .any(|a| a.starts_with(&c.path) || c.path.starts_with(a))
+    })
 }
 
 /// DELETE: honours finalizers (sets deletionTimestamp and waits) and propagation policy.
