@@ -887,6 +887,7 @@ async fn create(client: &kube::Client, object: &Value) {
 #[tokio::test]
 async fn rendered_manifests_are_accepted_by_the_api_server() {
     tokio::time::timeout(Duration::from_secs(120), async {
+        secret_sync::install_crypto_provider();
         let server = FakeApiServer::start().await.unwrap();
         let client = server.client();
         for ns in [NAMESPACE, "team-a"] {
@@ -944,6 +945,7 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
 #[tokio::test]
 async fn kubectl_applies_the_default_install() {
     tokio::time::timeout(Duration::from_secs(120), async {
+        secret_sync::install_crypto_provider();
         let server = FakeApiServer::start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
