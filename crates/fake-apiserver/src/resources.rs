@@ -49,8 +49,18 @@ const ST: u8 = 2; // has a status subresource
 const GEN: u8 = 4; // maintains metadata.generation
 const ALL: u8 = 8; // in category "all"
 
-/// group, version, kind, plural, flags, short names. Adding a built-in kind is one line here.
-const BUILTINS: &[(&str, &str, &str, &str, u8, &[&str])] = &[
+/// group, version, kind, plural, flags, short names.
+type Builtin = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    u8,
+    &'static [&'static str],
+);
+
+/// Adding a built-in kind is one line here.
+const BUILTINS: &[Builtin] = &[
     ("", "v1", "Namespace", "namespaces", ST, &["ns"]),
     ("", "v1", "Secret", "secrets", NS, &[]),
     ("", "v1", "ConfigMap", "configmaps", NS, &["cm"]),
