@@ -1,0 +1,126 @@
+//! The CRDs: generated from the Rust types, committed without drift, structural and CEL-free (so they
+//! install on Kubernetes 1.24+), and accepting manifests written in ESO's documented style unchanged.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use kube::api::{Api, DynamicObject};
+use kube::discovery::ApiResource;
+use secret_sync::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use support::cluster::TestCluster;
+
+const COMMITTED: &str = include_str!("../crds/external-secrets.io.yaml");
+
+#[test]
+fn committed_crds_match_the_generated_ones() {
+    let generated = secret_sync::api::crds_yaml().unwrap();
+    assert!(
+        generated == COMMITTED,
+        "crds/external-secrets.io.yaml is out of date: run `cargo run -- crds > crds/external-secrets.io.yaml`"
+    );
+}
+
+#[test]
+fn crds_use_no_cel_rules_and_keep_every_schema_structural() {
+    assert!(!COMMITTED.contains("x-kubernetes-validations"), "CEL rules need Kubernetes 1.25+ without feature gates");
+    for crd in secret_sync::api::crds() {
+        let v = &crd.spec.versions[0];
+        assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{} has a status subresource", crd.spec.names.kind);
+        let schema = serde_json::to_value(v.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap();
+        assert_structural(&schema, &crd.spec.names.kind);
+    }
+}
+
+/// Structural schemas (apiextensions v1) need a type on every node unless it preserves unknown fields
+/// or is int-or-string; `anyOf`/`oneOf` may not carry types of their own.
+fn assert_structural(node: &serde_json::Value, path: &str) {
+    let Some(map) = node.as_object() else { return };
+    let open = map.get("x-kubernetes-preserve-unknown-fields") == Some(&serde_json::Value::Bool(true));
+    let int_or_string = map.get("x-kubernetes-int-or-string") == Some(&serde_json::Value::Bool(true));
+    assert!(map.contains_key("type") || open || int_or_string, "schema node {path} has no type");
+    for (key, child) in map {
+        match key.as_str() {
+            "properties" => {
+                for (name, prop) in child.as_object().unwrap() {
+                    assert_structural(prop, &format!("{path}.{name}"));
+                }
+            }
+            "items" | "additionalProperties" if child.is_object() => assert_structural(child, &format!("{path}[]")),
+            "anyOf" | "oneOf" | "allOf" | "not" => panic!("{path} uses {key}, which our CRDs avoid for old API servers"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn eso_style_manifests_deserialize_into_our_types() {
+    for file in ["stores.yaml", "external-secrets.yaml"] {
+        let text = std::fs::read_to_string(format!("{}/tests/fixtures/eso/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+            let value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+            match value["kind"].as_str().unwrap() {
+                "SecretStore" => drop(serde_json::from_value::<SecretStore>(value).unwrap()),
+                "ClusterSecretStore" => drop(serde_json::from_value::<ClusterSecretStore>(value).unwrap()),
+                "ExternalSecret" => drop(serde_json::from_value::<ExternalSecret>(value).unwrap()),
+                other => panic!("unexpected kind {other}"),
+            }
+        }
+    }
+}
+
+/// Every field the user wrote must come back from the API server unchanged (nothing pruned).
+fn assert_subset(sent: &serde_json::Value, stored: &serde_json::Value, path: &str) {
+    match (sent, stored) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
+            for (k, v) in a {
+                let other = b.get(k).unwrap_or_else(|| panic!("{path}.{k} was pruned by our schema"));
+                assert_subset(v, other, &format!("{path}.{k}"));
+            }
+        }
+        (serde_json::Value::Array(a), serde_json::Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "{path} changed length");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert_subset(x, y, &format!("{path}[{i}]"));
+            }
+        }
+        (a, b) => assert_eq!(a, b, "{path} changed"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eso_style_manifests_are_accepted_by_the_api_server_without_pruning() {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        let c = TestCluster::without_controller().await;
+        for file in ["stores.yaml", "external-secrets.yaml"] {
+            let text = std::fs::read_to_string(format!("{}/tests/fixtures/eso/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            c.apply(&text).await;
+            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                let sent: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+                let kind = sent["kind"].as_str().unwrap();
+                let plural = match kind {
+                    "SecretStore" => "secretstores",
+                    "ClusterSecretStore" => "clustersecretstores",
+                    _ => "externalsecrets",
+                };
+                let ar = ApiResource {
+                    group: "external-secrets.io".into(),
+                    version: "v1".into(),
+                    api_version: "external-secrets.io/v1".into(),
+                    kind: kind.into(),
+                    plural: plural.into(),
+                };
+                let name = sent["metadata"]["name"].as_str().unwrap();
+                let api: Api<DynamicObject> = match sent["metadata"]["namespace"].as_str() {
+                    Some(ns) => Api::namespaced_with(c.client.clone(), ns, &ar),
+                    None => Api::all_with(c.client.clone(), &ar),
+                };
+                let stored = serde_json::to_value(api.get(name).await.unwrap()).unwrap();
+                assert_subset(&sent["spec"], &stored["spec"], &format!("{kind}/{name}.spec"));
+            }
+        }
+    })
+    .await
+    .expect("within time limit");
+}
