@@ -1,6 +1,7 @@
 //! The provider boundary: one trait that fetches many remote values at once, so batching, dedup and
 //! caching live in each backend. Providers return raw documents; selecting properties is `controller::build`'s job.
 
+pub mod aws;
 pub mod fake;
 pub mod value;
 
@@ -85,24 +86,25 @@ pub struct Providers {
     pub kube: Option<kube::Client>,
     /// Provider API calls are counted here (`externalsecret_provider_api_calls_count`).
     pub metrics: Arc<crate::admin::Metrics>,
+    /// AWS identities (credentials, SDK clients), shared by every store that resolves to the same identity.
+    pub aws: Arc<aws::AwsProviders>,
 }
 
 impl Providers {
     pub fn new(kube: Option<kube::Client>) -> Self {
-        Providers { kube, metrics: Arc::default() }
+        Self::with_metrics(kube, Arc::default())
     }
 
     pub fn with_metrics(kube: Option<kube::Client>, metrics: Arc<crate::admin::Metrics>) -> Self {
-        Providers { kube, metrics }
+        let aws = Arc::new(aws::AwsProviders::new(kube.clone(), metrics.clone()));
+        Providers { kube, metrics, aws }
     }
 
     /// The provider for `store`, used on behalf of an ExternalSecret in `namespace`.
-    pub async fn for_store(&self, store: &StoreObject, _namespace: &str) -> Result<Arc<dyn SecretProvider>, ProviderError> {
+    pub async fn for_store(&self, store: &StoreObject, namespace: &str) -> Result<Arc<dyn SecretProvider>, ProviderError> {
         match store.spec.provider.choice() {
             ProviderChoice::Fake(fake) => Ok(Arc::new(fake::FakeSecretProvider::new(fake, self.metrics.clone()))),
-            ProviderChoice::Aws(_) => Err(ProviderError::InvalidConfig {
-                detail: "provider aws is not supported by this build yet".to_owned(),
-            }),
+            ProviderChoice::Aws(aws) => self.aws.for_store(store, aws, namespace).await,
             ProviderChoice::Unsupported(name) => Err(ProviderError::InvalidConfig {
                 detail: format!("provider {name} is not supported"),
             }),

@@ -1,0 +1,297 @@
+//! Parameter Store reads: GetParameters with at most 10 names per call and always WithDecryption, versions
+//! and labels as `name:3` / `name:label` (as ESO builds them), tags through ListTagsForResource.
+//! Returns raw values only (StringList as AWS sends it); must never put a value in an error or a log line.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_ssm::Client;
+use aws_sdk_ssm::types::ResourceTypeForTagging;
+use futures::{StreamExt, stream};
+
+use super::{AwsIdentity, count, errors};
+use crate::admin::Metrics;
+use crate::provider::{FetchRequest, ProviderError, SecretBytes, SecretProvider};
+
+/// AWS's limit of names per GetParameters call.
+const BATCH_LIMIT: usize = 10;
+const CONCURRENCY: usize = 4;
+
+type Fetched = Result<SecretBytes, ProviderError>;
+
+/// One parameter to read: `base` is prefix + key, `name` adds the `:version` selector if any.
+#[derive(Clone, Debug)]
+struct Wanted {
+    index: usize,
+    key: String,
+    base: String,
+    name: String,
+}
+
+/// ESO's provider label in the API call metric.
+const METRIC_PROVIDER: &str = "AWS/ParameterStore";
+
+pub struct ParameterStoreProvider {
+    identity: Arc<AwsIdentity>,
+    prefix: String,
+    metrics: Arc<Metrics>,
+}
+
+impl ParameterStoreProvider {
+    pub fn new(identity: Arc<AwsIdentity>, prefix: String, metrics: Arc<Metrics>) -> Self {
+        ParameterStoreProvider {
+            identity,
+            prefix,
+            metrics,
+        }
+    }
+
+    fn wanted(&self, index: usize, request: &FetchRequest) -> Wanted {
+        let base = format!("{}{}", self.prefix, request.key);
+        let name = match request.version.as_deref().filter(|v| !v.is_empty()) {
+            Some(version) => format!("{base}:{version}"),
+            None => base.clone(),
+        };
+        Wanted {
+            index,
+            key: request.key.clone(),
+            base,
+            name,
+        }
+    }
+
+    /// One GetParameters call. `None` for an entry means "no usable answer": it is fetched on its own.
+    async fn batch(&self, client: &Client, chunk: Vec<Wanted>) -> Vec<(usize, Option<Fetched>)> {
+        let names: Vec<String> = chunk.iter().map(|w| w.name.clone()).collect();
+        let answer = client
+            .get_parameters()
+            .set_names(Some(names))
+            .with_decryption(true)
+            .send()
+            .await;
+        count(&self.metrics, METRIC_PROVIDER, "GetParameters", &answer);
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(err) => {
+                let error = errors::from_sdk("GetParameters", &err);
+                // A call-wide refusal (one name denied or malformed fails them all) says nothing about the
+                // other names: ask for each on its own so every key gets its own answer.
+                let isolate = chunk.len() > 1
+                    && matches!(
+                        error,
+                        ProviderError::AccessDenied { .. }
+                            | ProviderError::NotFound { .. }
+                            | ProviderError::InvalidConfig { .. }
+                    );
+                return chunk
+                    .into_iter()
+                    .map(|w| {
+                        (
+                            w.index,
+                            (!isolate).then(|| Err(errors::rekey(error.clone(), &w.key))),
+                        )
+                    })
+                    .collect();
+            }
+        };
+        // Chunks never hold two names with the same base, so a returned parameter maps to one request
+        // even when the answer omits the `Selector` (moto does).
+        let mut by_base: HashMap<&str, &Wanted> =
+            chunk.iter().map(|w| (w.base.as_str(), w)).collect();
+        let by_name: HashMap<&str, &Wanted> = chunk.iter().map(|w| (w.name.as_str(), w)).collect();
+        let mut out = Vec::with_capacity(chunk.len());
+        for invalid in answer.invalid_parameters.unwrap_or_default() {
+            if let Some(w) = by_name.get(invalid.as_str()) {
+                by_base.remove(w.base.as_str());
+                out.push((
+                    w.index,
+                    Some(Err(ProviderError::NotFound { key: w.key.clone() })),
+                ));
+            }
+        }
+        for parameter in answer.parameters.unwrap_or_default() {
+            let found = [parameter.name.as_deref(), parameter.arn.as_deref()]
+                .into_iter()
+                .flatten()
+                .find_map(|candidate| by_base.remove(candidate));
+            if let Some(w) = found {
+                out.push((w.index, Some(value(&w.key, parameter.value))));
+            }
+        }
+        out.extend(by_base.into_values().map(|w| (w.index, None)));
+        out
+    }
+
+    async fn fetch_one(&self, client: &Client, wanted: &Wanted, metadata: bool) -> Fetched {
+        let key = wanted.key.as_str();
+        if metadata {
+            let listed = client
+                .list_tags_for_resource()
+                .resource_type(ResourceTypeForTagging::Parameter)
+                .resource_id(&wanted.base)
+                .send()
+                .await;
+            count(
+                &self.metrics,
+                METRIC_PROVIDER,
+                "ListTagsForResource",
+                &listed,
+            );
+            let listed = listed.map_err(|e| errors::from_sdk(key, &e))?;
+            let tags: BTreeMap<String, String> = listed
+                .tag_list
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| (t.key, t.value))
+                .collect();
+            let json = serde_json::to_vec(&tags).map_err(|e| ProviderError::Unavailable {
+                key: key.to_owned(),
+                detail: format!("failed to encode tags as JSON: {e}"),
+            })?;
+            return Ok(SecretBytes::new(json));
+        }
+        let answer = client
+            .get_parameter()
+            .name(&wanted.name)
+            .with_decryption(true)
+            .send()
+            .await;
+        count(&self.metrics, METRIC_PROVIDER, "GetParameter", &answer);
+        let answer = answer.map_err(|e| errors::from_sdk(key, &e))?;
+        value(key, answer.parameter.and_then(|p| p.value))
+    }
+}
+
+#[async_trait]
+impl SecretProvider for ParameterStoreProvider {
+    async fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Fetched> {
+        let client = self.identity.ssm();
+        let mut results: Vec<Option<Fetched>> = vec![None; requests.len()];
+        let mut single: Vec<(Wanted, bool)> = Vec::new();
+        let mut values = Vec::new();
+        for (i, request) in requests.iter().enumerate() {
+            let wanted = self.wanted(i, request);
+            if request.metadata {
+                single.push((wanted, true))
+            } else {
+                values.push(wanted)
+            }
+        }
+
+        let answers: Vec<Vec<(usize, Option<Fetched>)>> =
+            stream::iter(chunks_with_distinct_bases(values.clone()))
+                .map(|chunk| self.batch(client, chunk))
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+        let by_index: HashMap<usize, &Wanted> = values.iter().map(|w| (w.index, w)).collect();
+        for (i, answer) in answers.into_iter().flatten() {
+            match answer {
+                Some(result) => results[i] = Some(result),
+                None => {
+                    if let Some(w) = by_index.get(&i) {
+                        single.push(((*w).clone(), false));
+                    }
+                }
+            }
+        }
+
+        let answers: Vec<(usize, Fetched)> =
+            stream::iter(single)
+                .map(|(w, metadata)| async move {
+                    (w.index, self.fetch_one(client, &w, metadata).await)
+                })
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+        for (i, result) in answers {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .zip(requests)
+            .map(|(result, request)| {
+                result.unwrap_or_else(|| {
+                    Err(ProviderError::Unavailable {
+                        key: request.key.clone(),
+                        detail: "Parameter Store gave no answer".to_owned(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    async fn validate(&self) -> Result<(), ProviderError> {
+        self.identity.validate().await
+    }
+}
+
+/// Pack names into as few chunks of at most 10 as possible, never two with the same base name in one
+/// chunk (`db` and `db:3` go to different calls), so answers map back without relying on `Selector`.
+fn chunks_with_distinct_bases(wanted: Vec<Wanted>) -> Vec<Vec<Wanted>> {
+    let mut chunks: Vec<(HashSet<String>, Vec<Wanted>)> = Vec::new();
+    for w in wanted {
+        let slot = chunks
+            .iter_mut()
+            .find(|(bases, items)| items.len() < BATCH_LIMIT && !bases.contains(&w.base));
+        match slot {
+            Some((bases, items)) => {
+                bases.insert(w.base.clone());
+                items.push(w);
+            }
+            None => chunks.push(([w.base.clone()].into(), vec![w])),
+        }
+    }
+    chunks.into_iter().map(|(_, items)| items).collect()
+}
+
+fn value(key: &str, value: Option<String>) -> Fetched {
+    value
+        .map(SecretBytes::from)
+        .ok_or_else(|| ProviderError::Unavailable {
+            key: key.to_owned(),
+            detail: "the parameter has no value".to_owned(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(i: usize, base: &str, name: &str) -> Wanted {
+        Wanted {
+            index: i,
+            key: base.into(),
+            base: base.into(),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn twenty_five_distinct_names_take_three_calls() {
+        let wanted = (0..25)
+            .map(|i| w(i, &format!("p{i}"), &format!("p{i}")))
+            .collect();
+        let sizes: Vec<usize> = chunks_with_distinct_bases(wanted)
+            .iter()
+            .map(Vec::len)
+            .collect();
+        assert_eq!(sizes, vec![10, 10, 5]);
+    }
+
+    #[test]
+    fn versions_of_one_name_never_share_a_call() {
+        let chunks = chunks_with_distinct_bases(vec![
+            w(0, "db", "db"),
+            w(1, "db", "db:3"),
+            w(2, "db", "db:label"),
+            w(3, "x", "x"),
+        ]);
+        assert_eq!(chunks.len(), 3);
+        for chunk in chunks {
+            let bases: HashSet<&str> = chunk.iter().map(|w| w.base.as_str()).collect();
+            assert_eq!(bases.len(), chunk.len());
+        }
+    }
+}

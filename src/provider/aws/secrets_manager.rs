@@ -1,0 +1,319 @@
+//! Secrets Manager reads: current versions batched through BatchGetSecretValue (20 IDs per call), pinned
+//! versions through GetSecretValue, tags through DescribeSecret. Returns raw documents only; must not
+//! parse, select or decode values, and must never put a value in an error or a log line.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use aws_sdk_secretsmanager::Client;
+use aws_smithy_types::Blob;
+use futures::{StreamExt, stream};
+
+use super::{AwsIdentity, count, errors};
+use crate::admin::Metrics;
+use crate::provider::{FetchRequest, ProviderError, SecretBytes, SecretProvider};
+
+/// AWS's limit of secret IDs per BatchGetSecretValue call.
+const BATCH_LIMIT: usize = 20;
+/// Calls in flight at once per fetch: enough to hide latency, few enough to stay far from AWS's TPS limits.
+const CONCURRENCY: usize = 8;
+const CURRENT_STAGE: &str = "AWSCURRENT";
+/// ESO's spelling of a pinned VersionId in `remoteRef.version`.
+const VERSION_ID_PREFIX: &str = "uuid/";
+
+type Fetched = Result<SecretBytes, ProviderError>;
+
+/// ESO's provider label in the API call metric.
+const METRIC_PROVIDER: &str = "AWS/SecretsManager";
+
+pub struct SecretsManagerProvider {
+    identity: Arc<AwsIdentity>,
+    prefix: String,
+    metrics: Arc<Metrics>,
+}
+
+impl SecretsManagerProvider {
+    pub fn new(identity: Arc<AwsIdentity>, prefix: String, metrics: Arc<Metrics>) -> Self {
+        SecretsManagerProvider {
+            identity,
+            prefix,
+            metrics,
+        }
+    }
+
+    fn secret_id(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+
+    /// One BatchGetSecretValue call for `chunk`: (secret id, indices of the requests that want its current
+    /// value). `None` for an index means "no usable answer in the batch": the caller fetches it on its own.
+    async fn batch(
+        &self,
+        client: &Client,
+        requests: &[FetchRequest],
+        chunk: Vec<(String, Vec<usize>)>,
+    ) -> Vec<(usize, Option<Fetched>)> {
+        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
+        let answer = client
+            .batch_get_secret_value()
+            .set_secret_id_list(Some(ids))
+            .send()
+            .await;
+        count(
+            &self.metrics,
+            METRIC_PROVIDER,
+            "BatchGetSecretValue",
+            &answer,
+        );
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(err) => {
+                let error = errors::from_sdk("BatchGetSecretValue", &err);
+                let denied = matches!(error, ProviderError::AccessDenied { .. });
+                if denied {
+                    // Denied the batch action itself, not a secret: fall back to GetSecretValue per key.
+                    self.identity.batch_denied();
+                }
+                let indices = chunk.into_iter().flat_map(|(_, indices)| indices);
+                return indices
+                    .map(|i| {
+                        (
+                            i,
+                            (!denied).then(|| Err(errors::rekey(error.clone(), &requests[i].key))),
+                        )
+                    })
+                    .collect();
+            }
+        };
+        let mut by_id: HashMap<&str, &[usize]> = chunk
+            .iter()
+            .map(|(id, indices)| (id.as_str(), indices.as_slice()))
+            .collect();
+        let mut out = Vec::with_capacity(requests.len());
+        let mut answer_all = |indices: &[usize], result: Fetched| {
+            for &i in indices {
+                let result = result
+                    .clone()
+                    .map_err(|e| errors::rekey(e, &requests[i].key));
+                out.push((i, Some(result)));
+            }
+        };
+        for entry in answer.secret_values.unwrap_or_default() {
+            // The answer names a secret by Name and ARN; the request may have used either (or a partial ARN).
+            let found = [entry.name.as_deref(), entry.arn.as_deref()]
+                .into_iter()
+                .flatten()
+                .find_map(|candidate| by_id.remove(candidate))
+                .or_else(|| {
+                    let arn = entry.arn.as_deref()?;
+                    let partial = by_id
+                        .keys()
+                        .copied()
+                        .find(|id| is_partial_arn_of(id, arn))?;
+                    by_id.remove(partial)
+                });
+            if let Some(indices) = found {
+                let key = first_key(requests, indices);
+                answer_all(
+                    indices,
+                    document(key, entry.secret_string, entry.secret_binary),
+                );
+            }
+        }
+        for error in answer.errors.unwrap_or_default() {
+            let Some(indices) = error.secret_id.as_deref().and_then(|id| by_id.remove(id)) else {
+                continue;
+            };
+            let code = error.error_code.as_deref().unwrap_or("Unknown");
+            let key = first_key(requests, indices);
+            answer_all(
+                indices,
+                Err(errors::from_code(key, code, error.message.as_deref(), None)),
+            );
+        }
+        out.extend(by_id.into_values().flatten().map(|&i| (i, None)));
+        out
+    }
+
+    async fn fetch_one(&self, client: &Client, request: &FetchRequest) -> Fetched {
+        let key = request.key.as_str();
+        let id = self.secret_id(key);
+        if request.metadata {
+            let described = client.describe_secret().secret_id(&id).send().await;
+            count(&self.metrics, METRIC_PROVIDER, "DescribeSecret", &described);
+            let described = described.map_err(|e| errors::from_sdk(key, &e))?;
+            let tags: BTreeMap<String, String> = described
+                .tags
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+                .collect();
+            let json = serde_json::to_vec(&tags).map_err(|e| ProviderError::Unavailable {
+                key: key.to_owned(),
+                detail: format!("failed to encode tags as JSON: {e}"),
+            })?;
+            return Ok(SecretBytes::new(json));
+        }
+        let mut call = client.get_secret_value().secret_id(&id);
+        if let Some(v) = request.version.as_deref().filter(|v| !v.is_empty()) {
+            call = match v.strip_prefix(VERSION_ID_PREFIX) {
+                Some(version_id) => call.version_id(version_id),
+                None => call.version_stage(v),
+            };
+        }
+        let value = call.send().await;
+        count(&self.metrics, METRIC_PROVIDER, "GetSecretValue", &value);
+        let value = value.map_err(|e| errors::from_sdk(key, &e))?;
+        document(key, value.secret_string, value.secret_binary)
+    }
+}
+
+#[async_trait]
+impl SecretProvider for SecretsManagerProvider {
+    async fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Fetched> {
+        let client = self.identity.secrets_manager();
+        let mut results: Vec<Option<Fetched>> = vec![None; requests.len()];
+        let batch_allowed = self.identity.batch_allowed();
+        let (batched, mut single): (Vec<usize>, Vec<usize>) =
+            (0..requests.len()).partition(|&i| batch_allowed && is_current_value(&requests[i]));
+
+        // `None` and `AWSCURRENT` name the same value: one ID in the batch serves both requests.
+        let mut by_id: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for i in batched {
+            by_id
+                .entry(self.secret_id(&requests[i].key))
+                .or_default()
+                .push(i);
+        }
+        let by_id: Vec<(String, Vec<usize>)> = by_id.into_iter().collect();
+        let answers: Vec<Vec<(usize, Option<Fetched>)>> =
+            stream::iter(by_id.chunks(BATCH_LIMIT).map(<[_]>::to_vec))
+                .map(|chunk| self.batch(client, requests, chunk))
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+        for (i, answer) in answers.into_iter().flatten() {
+            match answer {
+                Some(result) => results[i] = Some(result),
+                None => single.push(i),
+            }
+        }
+
+        let answers: Vec<(usize, Fetched)> = stream::iter(single)
+            .map(|i| async move { (i, self.fetch_one(client, &requests[i]).await) })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (i, result) in answers {
+            results[i] = Some(result);
+        }
+        results
+            .into_iter()
+            .zip(requests)
+            .map(|(result, request)| {
+                result.unwrap_or_else(|| {
+                    Err(ProviderError::Unavailable {
+                        key: request.key.clone(),
+                        detail: "Secrets Manager gave no answer".to_owned(),
+                    })
+                })
+            })
+            .collect()
+    }
+
+    async fn validate(&self) -> Result<(), ProviderError> {
+        self.identity.validate().await
+    }
+}
+
+fn first_key<'a>(requests: &'a [FetchRequest], indices: &[usize]) -> &'a str {
+    indices
+        .first()
+        .map(|&i| requests[i].key.as_str())
+        .unwrap_or_default()
+}
+
+/// Current values can be batched; BatchGetSecretValue cannot pin a stage or a VersionId.
+fn is_current_value(request: &FetchRequest) -> bool {
+    !request.metadata
+        && request
+            .version
+            .as_deref()
+            .is_none_or(|v| v.is_empty() || v == CURRENT_STAGE)
+}
+
+/// A partial ARN is the full ARN without the "-" and six random characters AWS appends.
+fn is_partial_arn_of(id: &str, arn: &str) -> bool {
+    id.starts_with("arn:")
+        && arn.len() == id.len() + 7
+        && arn.starts_with(id)
+        && arn.as_bytes().get(id.len()) == Some(&b'-')
+}
+
+/// The raw document of a secret version: SecretString as its bytes, else SecretBinary.
+fn document(key: &str, string: Option<String>, binary: Option<Blob>) -> Fetched {
+    if let Some(text) = string {
+        return Ok(SecretBytes::from(text));
+    }
+    if let Some(bytes) = binary {
+        return Ok(SecretBytes::new(bytes.into_inner()));
+    }
+    Err(ProviderError::Unavailable {
+        key: key.to_owned(),
+        detail: "the secret version has neither SecretString nor SecretBinary".to_owned(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_current_values_are_batched() {
+        let at = |v: Option<&str>| FetchRequest {
+            key: "k".into(),
+            version: v.map(Into::into),
+            metadata: false,
+        };
+        assert!(is_current_value(&at(None)));
+        assert!(is_current_value(&at(Some("AWSCURRENT"))));
+        assert!(!is_current_value(&at(Some("AWSPREVIOUS"))));
+        assert!(!is_current_value(&at(Some("uuid/123"))));
+        assert!(!is_current_value(&FetchRequest {
+            key: "k".into(),
+            version: None,
+            metadata: true
+        }));
+    }
+
+    #[test]
+    fn partial_arns_match_their_full_arn() {
+        let full = "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db-AbCdEf";
+        assert!(is_partial_arn_of(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db",
+            full
+        ));
+        assert!(!is_partial_arn_of(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/d",
+            full
+        ));
+        assert!(!is_partial_arn_of("app/db", full));
+    }
+
+    #[test]
+    fn a_version_without_string_or_binary_is_an_error_naming_only_the_key() {
+        assert_eq!(
+            document("k", Some("v".into()), None).map(|v| v.expose().to_vec()),
+            Ok(b"v".to_vec())
+        );
+        assert_eq!(
+            document("k", None, Some(Blob::new(vec![0, 1]))).map(|v| v.expose().to_vec()),
+            Ok(vec![0, 1])
+        );
+        assert_eq!(
+            document("k", None, None).map_err(|e| e.category()),
+            Err("Unavailable")
+        );
+    }
+}
