@@ -11,7 +11,7 @@ use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use secret_sync::admin::Metrics;
-use secret_sync::api::{ExternalSecretSpec, SecretStore, StoreObject};
+use secret_sync::api::{ClusterSecretStore, ExternalSecretSpec, SecretStore, StoreObject};
 use secret_sync::controller::build::{self, DesiredData};
 use secret_sync::provider::aws::AwsProviders;
 use secret_sync::provider::{FetchRequest, Providers, SecretProvider};
@@ -262,8 +262,15 @@ impl Moto {
     }
 }
 
+/// A SecretStore or ClusterSecretStore (by its `kind`) as the reconcile pipeline sees it.
 pub fn store(yaml: &str) -> StoreObject {
-    let store: SecretStore = serde_yaml_ng::from_str(yaml).expect("SecretStore YAML");
+    let value: serde_yaml_ng::Value = serde_yaml_ng::from_str(yaml).expect("store YAML");
+    if value["kind"].as_str() == Some("ClusterSecretStore") {
+        let store: ClusterSecretStore =
+            serde_yaml_ng::from_value(value).expect("ClusterSecretStore YAML");
+        return StoreObject::from(&store);
+    }
+    let store: SecretStore = serde_yaml_ng::from_value(value).expect("SecretStore YAML");
     StoreObject::from(&store)
 }
 
