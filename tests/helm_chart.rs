@@ -706,7 +706,8 @@ async fn user_values_reach_the_pod() {
     let rendered = render(json!({
         "image": {"repository": "registry.example.com/secret-sync", "tag": "1.2.3", "pullPolicy": "Always"},
         "imagePullSecrets": [{"name": "regcred"}],
-        "extraArgs": ["--log-level=debug"],
+        "logLevel": "info,secret_sync=debug",
+        "extraArgs": ["--concurrency=4"],
         "extraEnv": [{"name": "AWS_REGION", "value": "eu-west-1"}],
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         "nodeSelector": {"kubernetes.io/os": "linux"},
@@ -723,8 +724,14 @@ async fn user_values_reach_the_pod() {
     assert_eq!(container["image"], "registry.example.com/secret-sync:1.2.3");
     assert_eq!(container["imagePullPolicy"], "Always");
     assert_eq!(
-        rendered.args().last().map(String::as_str),
-        Some("--log-level=debug")
+        rendered.args(),
+        [
+            "run",
+            "--admin-addr=0.0.0.0:8080",
+            "--log-format=json",
+            "--log-level=info,secret_sync=debug",
+            "--concurrency=4"
+        ]
     );
     assert_eq!(
         container["env"].as_array().unwrap().last(),
@@ -1004,4 +1011,21 @@ async fn kubectl_applies_the_default_install() {
     })
     .await
     .expect("kubectl apply against the fake API server took more than 120s");
+}
+
+#[tokio::test]
+async fn rendered_arguments_are_accepted_by_the_operator_command_line() {
+    use clap::Parser;
+    let variants = [
+        json!({}),
+        json!({"scope": {"namespace": "team-a"}, "replicaCount": 2, "logLevel": "debug"}),
+        json!({"leaderElection": {"enabled": true}, "extraArgs": ["--concurrency=4"]}),
+    ];
+    for values in variants {
+        let rendered = render(values.clone()).await;
+        let argv = std::iter::once("secret-sync".to_owned()).chain(rendered.args());
+        if let Err(err) = secret_sync::cli::Cli::try_parse_from(argv) {
+            panic!("secret-sync refuses the chart's arguments for {values}: {err}");
+        }
+    }
 }
