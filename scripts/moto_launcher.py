@@ -4,6 +4,7 @@
 Owns: request counting per service action (GET /_counts, POST /_counts/reset), fault injection
 (POST /_faults: answer the next N matching calls with an error), and IAM enforcement that works with
 web identity and matches resource ARNs (POST /_iam/enforce, POST /_iam/role, POST /_iam/user).
+Also answers IAM refusals to JSON-protocol calls in AWS's JSON error shape (moto sends XML there).
 Must not change moto's behaviour for anything else. It exits when its stdin closes, so a test that dies
 never leaves a server behind.
 
@@ -14,6 +15,7 @@ import argparse
 import io
 import json
 import os
+import re
 import sys
 import threading
 import uuid
@@ -87,6 +89,44 @@ def fault_response(service, action, fault, start_response):
     return [body]
 
 
+# moto answers IAM refusals in XML even for JSON-protocol services; AWS uses these JSON error types there.
+JSON_ERROR_TYPES = {
+    "AccessDenied": "AccessDeniedException",
+    "InvalidClientTokenId": "UnrecognizedClientException",
+    "SignatureDoesNotMatch": "InvalidSignatureException",
+}
+
+
+def json_errors(app, environ, start_response):
+    """Run moto, and rewrite an XML error answer to a JSON-protocol call into the JSON shape AWS sends."""
+    captured = {}
+
+    def capture(status, headers, exc_info=None):
+        captured["status"], captured["headers"] = status, headers
+        return lambda data: None
+
+    body = b"".join(app(environ, capture))
+    status, headers = captured["status"], captured["headers"]
+    if int(status.split()[0]) >= 400 and b"<ErrorResponse" in body:
+        text = body.decode("utf-8", "replace")
+        code = re.search(r"<Code>(.*?)</Code>", text)
+        message = re.search(r"<Message>(.*?)</Message>", text, re.S)
+        code = JSON_ERROR_TYPES.get(code.group(1), code.group(1)) if code else "UnknownError"
+        body = json.dumps({"__type": code, "message": message.group(1) if message else ""}).encode()
+        request_id = [v for k, v in headers if k.lower() == "x-amzn-requestid"] or [str(uuid.uuid4())]
+        status = "400 Bad Request"
+        headers = [
+            ("Content-Type", "application/x-amz-json-1.1"),
+            ("x-amzn-ErrorType", code),
+            ("x-amzn-RequestId", request_id[0]),
+            ("Content-Length", str(len(body))),
+        ]
+    else:
+        headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(body)))]
+    start_response(status, headers)
+    return [body]
+
+
 def json_response(start_response, payload, status="200 OK"):
     body = json.dumps(payload).encode()
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
@@ -116,6 +156,8 @@ class Launcher:
                     fault["remaining"] -= 1
                     _counts["_faults_served"] = _counts.get("_faults_served", 0) + 1
                     return fault_response(service, action, fault, start_response)
+        if environ.get("HTTP_X_AMZ_TARGET"):
+            return json_errors(self.app, environ, start_response)
         return self.app(environ, start_response)
 
     def control(self, environ, start_response, path, body):

@@ -1,0 +1,168 @@
+//! Least privilege with IAM enforcement on (moto through scripts/moto_launcher.py): a role allowed to read
+//! `app/*` reads those and gets AccessDenied, as its own category, on `other/*`, with no partial result.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use fake_apiserver::FakeApiServer;
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use kube::Api;
+use kube::api::PostParams;
+use secret_sync::provider::{FetchRequest, Providers};
+use support::moto::{Moto, desired, es_spec, store, within_timeout};
+
+/// The policy an ESO user writes: GetSecretValue/DescribeSecret and GetParameter(s) on their paths only.
+fn app_only_policy(with_batch: bool) -> serde_json::Value {
+    let mut statements = vec![
+        serde_json::json!({
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+            "Resource": "arn:aws:secretsmanager:*:*:secret:app/*"
+        }),
+        serde_json::json!({
+            "Effect": "Allow",
+            "Action": ["ssm:GetParameter", "ssm:GetParameters", "ssm:ListTagsForResource"],
+            "Resource": "arn:aws:ssm:*:*:parameter/app/*"
+        }),
+    ];
+    if with_batch {
+        // AWS requires BatchGetSecretValue on "*" and still checks GetSecretValue per secret.
+        statements.push(serde_json::json!({"Effect": "Allow", "Action": "secretsmanager:BatchGetSecretValue", "Resource": "*"}));
+    }
+    serde_json::json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+async fn cluster_with_service_accounts(roles: &[(&str, &str)]) -> FakeApiServer {
+    let server = FakeApiServer::start().await.unwrap();
+    let ns: Namespace =
+        serde_json::from_value(serde_json::json!({"metadata": {"name": "apps"}})).unwrap();
+    Api::<Namespace>::all(server.client())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    for (name, arn) in roles {
+        let sa: ServiceAccount = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "apps", "annotations": {"eks.amazonaws.com/role-arn": arn}}
+        }))
+        .unwrap();
+        Api::<ServiceAccount>::namespaced(server.client(), "apps")
+            .create(&PostParams::default(), &sa)
+            .await
+            .unwrap();
+    }
+    server
+}
+
+fn jwt_store(service: &str, sa: &str) -> String {
+    format!(
+        "{{apiVersion: external-secrets.io/v1, kind: SecretStore, metadata: {{name: {sa}, namespace: apps}}, spec: \
+         {{provider: {{aws: {{service: {service}, region: us-east-1, auth: {{jwt: {{serviceAccountRef: {{name: {sa}}}}}}}}}}}}}}}"
+    )
+}
+
+async fn setup() -> (Moto, FakeApiServer, Providers) {
+    let moto = Moto::start().await;
+    moto.put_secret_string("app/db", "app-password").await;
+    moto.put_secret_string("other/db", "OTHER-SECRET-CANARY")
+        .await;
+    moto.put_parameter(
+        "/app/url",
+        "https://app",
+        aws_sdk_ssm::types::ParameterType::SecureString,
+    )
+    .await;
+    moto.put_parameter(
+        "/other/url",
+        "OTHER-PARAM-CANARY",
+        aws_sdk_ssm::types::ParameterType::SecureString,
+    )
+    .await;
+    let narrow = moto.iam_role("app-reader", app_only_policy(false)).await;
+    let batching = moto
+        .iam_role("app-batch-reader", app_only_policy(true))
+        .await;
+    moto.enforce_iam().await;
+    let server =
+        cluster_with_service_accounts(&[("narrow", &narrow), ("batching", &batching)]).await;
+    let providers = moto.providers(Some(server.client())).await;
+    (moto, server, providers)
+}
+
+#[tokio::test]
+async fn a_role_limited_to_app_is_denied_other_secrets() {
+    within_timeout(async {
+        let (moto, _server, providers) = setup().await;
+        for sa in ["narrow", "batching"] {
+            let provider = providers.for_store(&store(&jwt_store("SecretsManager", sa)), "apps").await.unwrap();
+            provider.validate().await.unwrap();
+            let got = provider
+                .fetch_many(&[FetchRequest::current("app/db"), FetchRequest::current("other/db")])
+                .await;
+            assert_eq!(got[0].as_ref().unwrap().expose(), b"app-password", "{sa}");
+            let denied = got[1].as_ref().err().unwrap();
+            assert_eq!(denied.category(), "AccessDenied", "{sa}: {denied}");
+            assert!(!denied.to_string().contains("CANARY"));
+
+            // The build step refuses the whole ExternalSecret: nothing partial reaches the Secret.
+            let spec = es_spec("data: [{secretKey: a, remoteRef: {key: app/db}}, {secretKey: o, remoteRef: {key: other/db}}]");
+            let err = desired(provider.as_ref(), &spec).await.unwrap_err();
+            assert_eq!(err.category(), "AccessDenied", "{sa}: {err}");
+            assert!(err.is_permanent());
+        }
+        // Without BatchGetSecretValue permission the provider falls back to GetSecretValue and stops
+        // trying the batch (1 refused batch, then 2 + 2 single gets); with it, denials come back per
+        // secret inside one batch call per fetch (2 batches, no single gets).
+        let counts = moto.counts().await;
+        assert_eq!(counts.get("secretsmanager.BatchGetSecretValue"), Some(&3), "{counts:?}");
+        assert_eq!(counts.get("secretsmanager.GetSecretValue"), Some(&4), "{counts:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_role_limited_to_app_is_denied_other_parameters() {
+    within_timeout(async {
+        let (_moto, _server, providers) = setup().await;
+        let provider = providers
+            .for_store(&store(&jwt_store("ParameterStore", "narrow")), "apps")
+            .await
+            .unwrap();
+        let got = provider
+            .fetch_many(&[
+                FetchRequest::current("/app/url"),
+                FetchRequest::current("/other/url"),
+            ])
+            .await;
+        assert_eq!(got[0].as_ref().unwrap().expose(), b"https://app");
+        let denied = got[1].as_ref().err().unwrap();
+        assert_eq!(denied.category(), "AccessDenied", "{denied}");
+        assert!(!denied.to_string().contains("CANARY"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn unknown_keys_are_rejected_by_iam() {
+    within_timeout(async {
+        let (moto, _server, providers) = setup().await;
+        let (akid, secret) = ("AKIAUNKNOWNKEY000000", "not-a-real-key");
+        let config = moto
+            .config_with(aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(akid, secret, None, None, "test"),
+            ))
+            .await;
+        let strangers = secret_sync::provider::aws::AwsProviders::with_base_config(None, providers.metrics.clone(), config);
+        let plain = "{apiVersion: external-secrets.io/v1, kind: SecretStore, metadata: {name: s, namespace: apps}, \
+                     spec: {provider: {aws: {service: SecretsManager, region: us-east-1}}}}";
+        let store_object = store(plain);
+        let spec = match &store_object.spec.provider.aws {
+            Some(aws) => aws.clone(),
+            None => unreachable!(),
+        };
+        let provider = strangers.for_store(&store_object, &spec, "apps").await.unwrap();
+        let got = provider.fetch_many(&[FetchRequest::current("app/db")]).await;
+        let err = got[0].as_ref().err().unwrap();
+        assert_eq!(err.category(), "AuthenticationFailed", "{err}");
+    })
+    .await;
+}
