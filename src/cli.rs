@@ -83,7 +83,7 @@ pub enum CliError {
     Admin(#[from] admin::AdminError),
     #[error("invalid log filter: {0}")]
     LogFilter(String),
-    #[error("lost leadership: {0}")]
+    #[error("leader election: {0}")]
     Leader(String),
 }
 
@@ -116,6 +116,15 @@ fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), CliError> 
         LogFormat::Text => builder.try_init(),
     };
     Ok(())
+}
+
+/// This replica's name in the Lease: the pod name, else the host name, else a random one.
+fn replica_identity() -> String {
+    std::env::var("POD_NAME")
+        .ok()
+        .filter(|n| !n.is_empty())
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()))
+        .unwrap_or_else(|| format!("secret-sync-{:016x}", rand::random::<u64>()))
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -191,10 +200,28 @@ impl RunArgs {
             move || runtime::run(client, config, providers, metrics, health, None, shutdown)
         };
         let result = if leader_elect {
-            let _ = (lease_name, lease_namespace, lease_duration_seconds);
-            // Leader election is wired by `leader::run_as_leader` once available.
-            work().await;
-            Ok(())
+            let lease_duration = std::time::Duration::from_secs(lease_duration_seconds.max(2));
+            let leader_config = crate::leader::LeaderConfig {
+                lease_name,
+                lease_namespace: lease_namespace.unwrap_or_else(|| "default".to_owned()),
+                identity: replica_identity(),
+                lease_duration,
+                // Renew four times per lease: a leader steps down before anyone may take over.
+                renew_every: lease_duration / 4,
+            };
+            let election = crate::leader::run_as_leader(client.clone(), leader_config, health.leader.clone(), work);
+            tokio::pin!(election);
+            tokio::select! {
+                result = &mut election => result.map_err(|e| CliError::Leader(e.to_string())),
+                () = stopped() => {
+                    if health.leader.load(Ordering::Relaxed) {
+                        // The work sees the same shutdown signal and finishes; then the Lease is released.
+                        election.await.map_err(|e| CliError::Leader(e.to_string()))
+                    } else {
+                        Ok(())
+                    }
+                }
+            }
         } else {
             work().await;
             Ok(())

@@ -365,3 +365,15 @@ async fn a_deleted_secret_is_recreated() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_turns_true_once_every_watch_has_listed() {
+    within(async {
+        let c = TestCluster::start().await;
+        wait_for("watches_ready", Duration::from_secs(15), || async {
+            c.health.watches_ready.load(std::sync::atomic::Ordering::Relaxed).then_some(())
+        })
+        .await;
+    })
+    .await;
+}

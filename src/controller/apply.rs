@@ -60,6 +60,11 @@ pub async fn apply_managed(
             return Ok((Change::Unchanged, meta.metadata.resource_version.clone()));
         }
     }
+    if cached.is_none() && !owner_still_exists(ctx, es).await? {
+        // The ExternalSecret was deleted while this reconcile ran: creating its Secret now would leave
+        // an orphan for the garbage collector (or forever, under Orphan).
+        return Err(SyncError::OwnerGone);
+    }
     let secret = OutgoingSecret(build::desired_secret(es, data, ownership));
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let written = api
@@ -116,6 +121,14 @@ pub async fn delete_managed(ctx: &Context, es: &ExternalSecret) -> Result<Change
     }
     ctx.metrics.kube_write("secrets", "delete");
     Ok(Change::Deleted)
+}
+
+/// One GET, only on the rare create path: is this very ExternalSecret (same uid) still alive?
+async fn owner_still_exists(ctx: &Context, es: &ExternalSecret) -> Result<bool, SyncError> {
+    let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), es.metadata.namespace.as_deref().unwrap_or("default"));
+    let name = es.metadata.name.clone().unwrap_or_default();
+    let current = api.get_opt(&name).await.map_err(|source| SyncError::Read { name: name.clone(), source })?;
+    Ok(current.is_some_and(|c| c.metadata.uid == es.metadata.uid && c.metadata.deletion_timestamp.is_none()))
 }
 
 fn is_owned_by(refs: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]>, es: &ExternalSecret) -> bool {

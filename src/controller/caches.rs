@@ -18,9 +18,15 @@ pub struct Caches {
     pub namespaces: Option<Store<PartialObjectMeta<Namespace>>>,
     /// Only Secrets carrying our managed-by label; metadata only, never data.
     pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// Every cache above has listed once; before that a missing store may just be not yet seen.
+    pub ready: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Caches {
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn secret_meta(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<PartialObjectMeta<Secret>>> {
         self.secrets.get(&ObjectRef::new(name).within(namespace))
     }

@@ -100,6 +100,8 @@ pub enum SyncError {
     Read { name: String, source: kube::Error },
     #[error("failed to delete Secret {name:?}: {source}")]
     Delete { name: String, source: kube::Error },
+    #[error("the ExternalSecret was deleted during the sync")]
+    OwnerGone,
 }
 
 impl SyncError {
@@ -113,6 +115,7 @@ impl SyncError {
             SyncError::TargetMissing { .. } => "SecretMissing",
             SyncError::TargetOwnedByOther { .. } => "SecretOwnedByOther",
             SyncError::Apply { .. } | SyncError::Read { .. } | SyncError::Delete { .. } => "KubernetesAPI",
+            SyncError::OwnerGone => "OwnerGone",
         }
     }
 
@@ -122,7 +125,11 @@ impl SyncError {
             SyncError::Build(e) => e.is_permanent(),
             SyncError::Provider(e) => e.is_permanent(),
             SyncError::Resolve(_) | SyncError::InvalidPolicy(_) | SyncError::TargetOwnedByOther { .. } => true,
-            SyncError::TargetMissing { .. } | SyncError::Apply { .. } | SyncError::Read { .. } | SyncError::Delete { .. } => false,
+            SyncError::TargetMissing { .. }
+            | SyncError::Apply { .. }
+            | SyncError::Read { .. }
+            | SyncError::Delete { .. }
+            | SyncError::OwnerGone => false,
         }
     }
 
@@ -294,6 +301,10 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::await_change());
     }
 
+    if !ctx.caches.is_ready() {
+        // Stores may exist but not be listed yet: judging now would report a bogus StoreNotFound.
+        return Ok(Action::requeue(Duration::from_millis(200)));
+    }
     let outcome = ctx.sync(&es, &key).await;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let version = synced_version(&es);
@@ -306,6 +317,10 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         Ok(Decision::Synced(change)) => {
             ctx.update_state(&key, |s| s.failures = 0);
             (Ok(change), next_refresh(&es))
+        }
+        Err(SyncError::OwnerGone) => {
+            ctx.forget(&key);
+            return Ok(Action::await_change());
         }
         Err(err) => {
             let mut failures = 0;

@@ -80,7 +80,7 @@ pub async fn run(
             .reflect(ns_writer)
             .touched_objects();
         // Namespace labels only feed ClusterSecretStore conditions; drain the stream to keep the cache warm.
-        let ns_task = tokio::spawn(ns_stream.for_each(|_| future::ready(())));
+        let ns_task = AbortOnDrop(tokio::spawn(ns_stream.for_each(|_| future::ready(()))));
         (Some((css_reader, css_stream)), Some(ns_reader), Some(ns_task))
     } else {
         (None, None, None)
@@ -91,6 +91,7 @@ pub async fn run(
         cluster_stores: cluster_stores.as_ref().map(|(r, _)| r.clone()),
         namespaces: namespaces.clone(),
         secrets: secret_reader.clone(),
+        ready: health.watches_ready.clone(),
     };
     let recorder = Recorder::new(
         client.clone(),
@@ -102,23 +103,23 @@ pub async fn run(
     let ctx = Arc::new(Context::new(client.clone(), config.clone(), providers.clone(), caches.clone(), metrics.clone(), recorder));
 
     // Readiness: every cache has listed once.
-    {
+    let _readiness = {
         let health = health.clone();
         let (es_r, ss_r, sec_r) = (es_reader.clone(), ss_reader.clone(), secret_reader.clone());
         let css_r = caches.cluster_stores.clone();
         let ns_r = namespaces.clone();
-        tokio::spawn(async move {
-            let ok = es_r.wait_until_ready().await.is_ok()
-                && ss_r.wait_until_ready().await.is_ok()
-                && sec_r.wait_until_ready().await.is_ok()
-                && wait_opt(css_r).await
-                && wait_opt(ns_r).await;
+        AbortOnDrop(tokio::spawn(async move {
+            let ok = wait_ready(Some(es_r)).await
+                && wait_ready(Some(ss_r)).await
+                && wait_ready(Some(sec_r)).await
+                && wait_ready(css_r).await
+                && wait_ready(ns_r).await;
             if ok {
                 info!("watches ready");
                 health.watches_ready.store(true, Ordering::Relaxed);
             }
-        });
-    }
+        }))
+    };
 
     let shutdown = shutdown.shared();
     let mut controller = Controller::for_stream(es_stream, es_reader.clone())
@@ -143,9 +144,7 @@ pub async fn run(
 
     let store_status = stores::run(client.clone(), config.clone(), providers, shutdown.clone());
     future::join(es_controller, store_status).await;
-    if let Some(task) = background {
-        task.abort();
-    }
+    drop(background);
     if !health.failed.load(Ordering::Relaxed) {
         info!("controller stopped");
     } else {
@@ -153,13 +152,29 @@ pub async fn run(
     }
 }
 
-async fn wait_opt<K: kube::Resource + Clone>(store: Option<Store<K>>) -> bool
+/// Tasks started by `run` end with it, also when `run` is dropped (lost leadership): nothing it
+/// started may keep running, let alone writing.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Wait until a cache has listed once (true), or its writer is gone (false).
+/// `Store::wait_until_ready` keeps only the last waiter's waker, and the Controller waits on the same
+/// store, so a lone long wait here could sleep forever; short, repeated waits re-register each time.
+async fn wait_ready<K: kube::Resource + Clone>(store: Option<Store<K>>) -> bool
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
-    match store {
-        Some(s) => s.wait_until_ready().await.is_ok(),
-        None => true,
+    let Some(store) = store else { return true };
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_millis(100), store.wait_until_ready()).await {
+            Ok(result) => return result.is_ok(),
+            Err(_elapsed) => continue,
+        }
     }
 }
 
