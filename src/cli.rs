@@ -13,7 +13,11 @@ use crate::controller::{self, runtime};
 use crate::provider::Providers;
 
 #[derive(Debug, Parser)]
-#[command(name = "secret-sync", version, about = "Keeps Kubernetes Secrets in sync with external secret managers")]
+#[command(
+    name = "secret-sync",
+    version,
+    about = "Keeps Kubernetes Secrets in sync with external secret managers"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -110,7 +114,9 @@ fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), CliError> 
         Some(l) => EnvFilter::try_new(l).map_err(|e| CliError::LogFilter(e.to_string()))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
@@ -123,7 +129,12 @@ fn replica_identity() -> String {
     std::env::var("POD_NAME")
         .ok()
         .filter(|n| !n.is_empty())
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+        })
         .unwrap_or_else(|| format!("secret-sync-{:016x}", rand::random::<u64>()))
 }
 
@@ -165,7 +176,9 @@ impl RunArgs {
             lease_duration_seconds,
         } = self;
         init_logging(log_format, log_level.as_deref())?;
-        let client = kube::Client::try_default().await.map_err(CliError::KubeConfig)?;
+        let client = kube::Client::try_default()
+            .await
+            .map_err(CliError::KubeConfig)?;
         let metrics = Arc::new(Metrics::new());
         let health = Health::default();
         health.leader.store(!leader_elect, Ordering::Relaxed);
@@ -184,7 +197,10 @@ impl RunArgs {
         });
         let admin_task = tokio::spawn(admin::serve(
             listener,
-            AdminState { metrics: metrics.clone(), health: health.clone() },
+            AdminState {
+                metrics: metrics.clone(),
+                health: health.clone(),
+            },
             stopped(),
         ));
         let config = controller::Config {
@@ -209,7 +225,12 @@ impl RunArgs {
                 // Renew four times per lease: a leader steps down before anyone may take over.
                 renew_every: lease_duration / 4,
             };
-            let election = crate::leader::run_as_leader(client.clone(), leader_config, health.leader.clone(), work);
+            let election = crate::leader::run_as_leader(
+                client.clone(),
+                leader_config,
+                health.leader.clone(),
+                work,
+            );
             tokio::pin!(election);
             tokio::select! {
                 result = &mut election => result.map_err(|e| CliError::Leader(e.to_string())),

@@ -7,8 +7,8 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod leader;
-pub mod render;
 pub mod provider;
+pub mod render;
 
 /// kube (ring) and the AWS SDK (aws-lc-rs) both bring a rustls crypto backend; with two in the
 /// build rustls cannot pick one, so every entry point installs ring once, before any client exists.

@@ -14,13 +14,24 @@ use crate::provider::{FetchRequest, ProviderError, Providers};
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     #[error("failed to read {path}: {source}")]
-    ReadFile { path: String, source: std::io::Error },
+    ReadFile {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("failed to parse {path} document {index}: {source}")]
-    Parse { path: String, index: usize, source: serde_yaml_ng::Error },
+    Parse {
+        path: String,
+        index: usize,
+        source: serde_yaml_ng::Error,
+    },
     #[error("no ExternalSecret found in the given files")]
     NothingToRender,
     #[error("{failed} of {total} ExternalSecrets could not be rendered:\n{details}")]
-    Failed { failed: usize, total: usize, details: String },
+    Failed {
+        failed: usize,
+        total: usize,
+        details: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +54,9 @@ struct FileObjects {
 
 impl StoreLookup for FileObjects {
     fn secret_store(&self, namespace: &str, name: &str) -> Option<StoreObject> {
-        self.stores.get(&(namespace.to_owned(), name.to_owned())).cloned()
+        self.stores
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
     }
     fn cluster_secret_store(&self, name: &str) -> Option<StoreObject> {
         self.cluster_stores.get(name).cloned()
@@ -63,9 +76,16 @@ fn load(files: &[PathBuf]) -> Result<FileObjects, RenderError> {
     let mut objects = FileObjects::default();
     for path in files {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| RenderError::ReadFile { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| RenderError::ReadFile {
+            path: shown.clone(),
+            source,
+        })?;
         for (index, doc) in serde_yaml_ng::Deserializer::from_str(&text).enumerate() {
-            let parse_err = |source| RenderError::Parse { path: shown.clone(), index, source };
+            let parse_err = |source| RenderError::Parse {
+                path: shown.clone(),
+                index,
+                source,
+            };
             let value = serde_yaml_ng::Value::deserialize(doc).map_err(parse_err)?;
             if value.is_null() {
                 continue;
@@ -73,25 +93,39 @@ fn load(files: &[PathBuf]) -> Result<FileObjects, RenderError> {
             let meta: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(parse_err)?;
             match meta.kind.as_str() {
                 "SecretStore" => {
-                    let mut store: SecretStore = serde_yaml_ng::from_value(value).map_err(parse_err)?;
-                    let ns = store.metadata.namespace.get_or_insert_with(|| "default".to_owned()).clone();
+                    let mut store: SecretStore =
+                        serde_yaml_ng::from_value(value).map_err(parse_err)?;
+                    let ns = store
+                        .metadata
+                        .namespace
+                        .get_or_insert_with(|| "default".to_owned())
+                        .clone();
                     let name = store.metadata.name.clone().unwrap_or_default();
                     objects.stores.insert((ns, name), StoreObject::from(&store));
                 }
                 "ClusterSecretStore" => {
-                    let store: ClusterSecretStore = serde_yaml_ng::from_value(value).map_err(parse_err)?;
-                    objects.cluster_stores.insert(store.metadata.name.clone().unwrap_or_default(), StoreObject::from(&store));
+                    let store: ClusterSecretStore =
+                        serde_yaml_ng::from_value(value).map_err(parse_err)?;
+                    objects.cluster_stores.insert(
+                        store.metadata.name.clone().unwrap_or_default(),
+                        StoreObject::from(&store),
+                    );
                 }
                 "ExternalSecret" => {
-                    let mut es: ExternalSecret = serde_yaml_ng::from_value(value).map_err(parse_err)?;
-                    es.metadata.namespace.get_or_insert_with(|| "default".to_owned());
+                    let mut es: ExternalSecret =
+                        serde_yaml_ng::from_value(value).map_err(parse_err)?;
+                    es.metadata
+                        .namespace
+                        .get_or_insert_with(|| "default".to_owned());
                     objects.external_secrets.push(es);
                 }
                 "Namespace" => {
-                    let ns: k8s_openapi::api::core::v1::Namespace = serde_yaml_ng::from_value(value).map_err(parse_err)?;
-                    objects
-                        .namespaces
-                        .insert(ns.metadata.name.clone().unwrap_or_default(), ns.metadata.labels.clone().unwrap_or_default());
+                    let ns: k8s_openapi::api::core::v1::Namespace =
+                        serde_yaml_ng::from_value(value).map_err(parse_err)?;
+                    objects.namespaces.insert(
+                        ns.metadata.name.clone().unwrap_or_default(),
+                        ns.metadata.labels.clone().unwrap_or_default(),
+                    );
                 }
                 // Other kinds (Deployments, ServiceAccounts, ...) may share the file; they are not ours.
                 _ => {}
@@ -101,7 +135,11 @@ fn load(files: &[PathBuf]) -> Result<FileObjects, RenderError> {
     Ok(objects)
 }
 
-async fn render_one(objects: &FileObjects, providers: &Providers, es: &ExternalSecret) -> Result<String, RenderOneError> {
+async fn render_one(
+    objects: &FileObjects,
+    providers: &Providers,
+    es: &ExternalSecret,
+) -> Result<String, RenderOneError> {
     build::check_supported(&es.spec)?;
     build::refresh_interval(&es.spec)?;
     let store = resolve::resolve_store(es, objects, "")?;
@@ -121,14 +159,21 @@ async fn render_one(objects: &FileObjects, providers: &Providers, es: &ExternalS
         CreationPolicy::Orphan => Ownership::Orphaned,
         CreationPolicy::Merge => Ownership::MergedInto,
         CreationPolicy::None => {
-            return Ok(format!("# ExternalSecret {namespace}/{}: creationPolicy None, no Secret is written\n", es.metadata.name.clone().unwrap_or_default()));
+            return Ok(format!(
+                "# ExternalSecret {namespace}/{}: creationPolicy None, no Secret is written\n",
+                es.metadata.name.clone().unwrap_or_default()
+            ));
         }
     };
     let secret = build::desired_secret(es, &desired.data, ownership);
     let mut out = String::new();
     match ownership {
-        Ownership::MergedInto => out.push_str("# creationPolicy Merge: these keys are merged into an existing Secret\n"),
-        Ownership::Owned => out.push_str("# the controller also sets an ownerReference to the ExternalSecret\n"),
+        Ownership::MergedInto => {
+            out.push_str("# creationPolicy Merge: these keys are merged into an existing Secret\n")
+        }
+        Ownership::Owned => {
+            out.push_str("# the controller also sets an ownerReference to the ExternalSecret\n")
+        }
         Ownership::Orphaned => {}
     }
     // Serialising a k8s-openapi Secret cannot fail; an empty document would be visible.
@@ -146,7 +191,11 @@ pub async fn render_files(files: &[PathBuf]) -> Result<String, RenderError> {
     let mut out = String::new();
     let mut failures = Vec::new();
     for es in &objects.external_secrets {
-        let id = format!("{}/{}", es.metadata.namespace.clone().unwrap_or_default(), es.metadata.name.clone().unwrap_or_default());
+        let id = format!(
+            "{}/{}",
+            es.metadata.namespace.clone().unwrap_or_default(),
+            es.metadata.name.clone().unwrap_or_default()
+        );
         match render_one(&objects, &providers, es).await {
             Ok(doc) => {
                 out.push_str("---\n");
@@ -156,7 +205,11 @@ pub async fn render_files(files: &[PathBuf]) -> Result<String, RenderError> {
         }
     }
     if !failures.is_empty() {
-        return Err(RenderError::Failed { failed: failures.len(), total: objects.external_secrets.len(), details: failures.join("\n") });
+        return Err(RenderError::Failed {
+            failed: failures.len(),
+            total: objects.external_secrets.len(),
+            details: failures.join("\n"),
+        });
     }
     Ok(out)
 }

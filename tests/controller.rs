@@ -13,7 +13,10 @@ use support::cluster::{TestCluster, wait_for};
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn store(ns: &str, name: &str, entries: &[(&str, &str)]) -> String {
-    let data: Vec<String> = entries.iter().map(|(k, v)| format!("        - key: {k}\n          value: '{v}'")).collect();
+    let data: Vec<String> = entries
+        .iter()
+        .map(|(k, v)| format!("        - key: {k}\n          value: '{v}'"))
+        .collect();
     format!(
         "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  provider:\n    fake:\n      data:\n{}\n",
         data.join("\n")
@@ -21,11 +24,15 @@ fn store(ns: &str, name: &str, entries: &[(&str, &str)]) -> String {
 }
 
 fn external_secret(ns: &str, name: &str, spec: &str) -> String {
-    format!("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}\n")
+    format!(
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}\n"
+    )
 }
 
 async fn within<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(LIMIT, f).await.expect("test finished within its time limit");
+    tokio::time::timeout(LIMIT, f)
+        .await
+        .expect("test finished within its time limit");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,7 +378,10 @@ async fn readiness_turns_true_once_every_watch_has_listed() {
     within(async {
         let c = TestCluster::start().await;
         wait_for("watches_ready", Duration::from_secs(15), || async {
-            c.health.watches_ready.load(std::sync::atomic::Ordering::Relaxed).then_some(())
+            c.health
+                .watches_ready
+                .load(std::sync::atomic::Ordering::Relaxed)
+                .then_some(())
         })
         .await;
     })

@@ -24,11 +24,29 @@ fn committed_crds_match_the_generated_ones() {
 
 #[test]
 fn crds_use_no_cel_rules_and_keep_every_schema_structural() {
-    assert!(!COMMITTED.contains("x-kubernetes-validations"), "CEL rules need Kubernetes 1.25+ without feature gates");
+    assert!(
+        !COMMITTED.contains("x-kubernetes-validations"),
+        "CEL rules need Kubernetes 1.25+ without feature gates"
+    );
     for crd in secret_sync::api::crds() {
         let v = &crd.spec.versions[0];
-        assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "{} has a status subresource", crd.spec.names.kind);
-        let schema = serde_json::to_value(v.schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap()).unwrap();
+        assert!(
+            v.subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some(),
+            "{} has a status subresource",
+            crd.spec.names.kind
+        );
+        let schema = serde_json::to_value(
+            v.schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap();
         assert_structural(&schema, &crd.spec.names.kind);
     }
 }
@@ -37,9 +55,14 @@ fn crds_use_no_cel_rules_and_keep_every_schema_structural() {
 /// or is int-or-string; `anyOf`/`oneOf` may not carry types of their own.
 fn assert_structural(node: &serde_json::Value, path: &str) {
     let Some(map) = node.as_object() else { return };
-    let open = map.get("x-kubernetes-preserve-unknown-fields") == Some(&serde_json::Value::Bool(true));
-    let int_or_string = map.get("x-kubernetes-int-or-string") == Some(&serde_json::Value::Bool(true));
-    assert!(map.contains_key("type") || open || int_or_string, "schema node {path} has no type");
+    let open =
+        map.get("x-kubernetes-preserve-unknown-fields") == Some(&serde_json::Value::Bool(true));
+    let int_or_string =
+        map.get("x-kubernetes-int-or-string") == Some(&serde_json::Value::Bool(true));
+    assert!(
+        map.contains_key("type") || open || int_or_string,
+        "schema node {path} has no type"
+    );
     for (key, child) in map {
         match key.as_str() {
             "properties" => {
@@ -47,8 +70,12 @@ fn assert_structural(node: &serde_json::Value, path: &str) {
                     assert_structural(prop, &format!("{path}.{name}"));
                 }
             }
-            "items" | "additionalProperties" if child.is_object() => assert_structural(child, &format!("{path}[]")),
-            "anyOf" | "oneOf" | "allOf" | "not" => panic!("{path} uses {key}, which our CRDs avoid for old API servers"),
+            "items" | "additionalProperties" if child.is_object() => {
+                assert_structural(child, &format!("{path}[]"))
+            }
+            "anyOf" | "oneOf" | "allOf" | "not" => {
+                panic!("{path} uses {key}, which our CRDs avoid for old API servers")
+            }
             _ => {}
         }
     }
@@ -57,12 +84,18 @@ fn assert_structural(node: &serde_json::Value, path: &str) {
 #[test]
 fn eso_style_manifests_deserialize_into_our_types() {
     for file in ["stores.yaml", "external-secrets.yaml"] {
-        let text = std::fs::read_to_string(format!("{}/tests/fixtures/eso/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let text = std::fs::read_to_string(format!(
+            "{}/tests/fixtures/eso/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
             match value["kind"].as_str().unwrap() {
                 "SecretStore" => drop(serde_json::from_value::<SecretStore>(value).unwrap()),
-                "ClusterSecretStore" => drop(serde_json::from_value::<ClusterSecretStore>(value).unwrap()),
+                "ClusterSecretStore" => {
+                    drop(serde_json::from_value::<ClusterSecretStore>(value).unwrap())
+                }
                 "ExternalSecret" => drop(serde_json::from_value::<ExternalSecret>(value).unwrap()),
                 other => panic!("unexpected kind {other}"),
             }
@@ -75,7 +108,9 @@ fn assert_subset(sent: &serde_json::Value, stored: &serde_json::Value, path: &st
     match (sent, stored) {
         (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
             for (k, v) in a {
-                let other = b.get(k).unwrap_or_else(|| panic!("{path}.{k} was pruned by our schema"));
+                let other = b
+                    .get(k)
+                    .unwrap_or_else(|| panic!("{path}.{k} was pruned by our schema"));
                 assert_subset(v, other, &format!("{path}.{k}"));
             }
         }
@@ -94,7 +129,11 @@ async fn eso_style_manifests_are_accepted_by_the_api_server_without_pruning() {
     tokio::time::timeout(Duration::from_secs(60), async {
         let c = TestCluster::without_controller().await;
         for file in ["stores.yaml", "external-secrets.yaml"] {
-            let text = std::fs::read_to_string(format!("{}/tests/fixtures/eso/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+            let text = std::fs::read_to_string(format!(
+                "{}/tests/fixtures/eso/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .unwrap();
             c.apply(&text).await;
             for doc in serde_yaml_ng::Deserializer::from_str(&text) {
                 let sent: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
@@ -117,7 +156,11 @@ async fn eso_style_manifests_are_accepted_by_the_api_server_without_pruning() {
                     None => Api::all_with(c.client.clone(), &ar),
                 };
                 let stored = serde_json::to_value(api.get(name).await.unwrap()).unwrap();
-                assert_subset(&sent["spec"], &stored["spec"], &format!("{kind}/{name}.spec"));
+                assert_subset(
+                    &sent["spec"],
+                    &stored["spec"],
+                    &format!("{kind}/{name}.spec"),
+                );
             }
         }
     })

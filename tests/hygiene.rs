@@ -30,16 +30,26 @@ impl Write for Capture {
 
 fn forms(value: &str) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
-    vec![value.to_owned(), b64.encode(value), b64.encode(format!("{{\"pw\":\"{value}\"}}"))]
+    vec![
+        value.to_owned(),
+        b64.encode(value),
+        b64.encode(format!("{{\"pw\":\"{value}\"}}")),
+    ]
 }
 
 fn assert_clean(place: &str, text: &str) {
     for canary in [CANARY, CANARY_ROTATED] {
         for form in forms(canary) {
-            assert!(!text.contains(&form), "secret value (form {form:?}) leaked into {place}");
+            assert!(
+                !text.contains(&form),
+                "secret value (form {form:?}) leaked into {place}"
+            );
         }
         // Even a fragment is too much.
-        assert!(!text.contains(&canary[..16]), "secret value fragment leaked into {place}");
+        assert!(
+            !text.contains(&canary[..16]),
+            "secret value fragment leaked into {place}"
+        );
     }
 }
 
@@ -92,7 +102,10 @@ async fn canary_values_never_reach_logs_events_status_or_metrics() {
     .expect("within time limit");
 
     let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
-    assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "trace logging was captured");
+    assert!(
+        logs.contains("TRACE") || logs.contains("DEBUG"),
+        "trace logging was captured"
+    );
     assert!(logs.contains("synced"), "controller logs were captured");
     assert_clean("logs", &logs);
 }

@@ -17,7 +17,11 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("kubectl is installed on every machine of this kind");
-    assert!(out.status.success(), "kubectl {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -25,22 +29,36 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((status, body))
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !check() {
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -69,22 +87,69 @@ async fn kubectl_quickstart_against_the_real_binary() {
                 .unwrap();
 
             // Before the CRDs exist the watches cannot start: alive, but not ready.
-            wait_until("/livez to answer 200", Duration::from_secs(20), || http_get(&admin, "/livez").is_some_and(|(s, _)| s == 200));
+            wait_until("/livez to answer 200", Duration::from_secs(20), || {
+                http_get(&admin, "/livez").is_some_and(|(s, _)| s == 200)
+            });
             let (status, _) = http_get(&admin, "/readyz").unwrap();
             assert_eq!(status, 503, "not ready before the watches have listed");
 
-            kubectl(&kubeconfig, &["apply", "--validate=false", "-f", &format!("{root}/crds/external-secrets.io.yaml")]);
-            wait_until("/readyz to turn 200 once watches start", Duration::from_secs(30), || {
-                http_get(&admin, "/readyz").is_some_and(|(s, _)| s == 200)
-            });
+            kubectl(
+                &kubeconfig,
+                &[
+                    "apply",
+                    "--validate=false",
+                    "-f",
+                    &format!("{root}/crds/external-secrets.io.yaml"),
+                ],
+            );
+            wait_until(
+                "/readyz to turn 200 once watches start",
+                Duration::from_secs(30),
+                || http_get(&admin, "/readyz").is_some_and(|(s, _)| s == 200),
+            );
 
-            kubectl(&kubeconfig, &["apply", "--validate=false", "-f", &format!("{root}/examples/quickstart.yaml")]);
-            kubectl(&kubeconfig, &["wait", "--for=condition=Ready", "externalsecret/demo-app", "--timeout=30s"]);
-            let token = kubectl(&kubeconfig, &["get", "secret", "demo-app-credentials", "-o", "jsonpath={.data.API_TOKEN}"]);
-            assert_eq!(token.trim(), "dG9rLTEyMzQ=", "API_TOKEN holds base64(tok-1234)");
+            kubectl(
+                &kubeconfig,
+                &[
+                    "apply",
+                    "--validate=false",
+                    "-f",
+                    &format!("{root}/examples/quickstart.yaml"),
+                ],
+            );
+            kubectl(
+                &kubeconfig,
+                &[
+                    "wait",
+                    "--for=condition=Ready",
+                    "externalsecret/demo-app",
+                    "--timeout=30s",
+                ],
+            );
+            let token = kubectl(
+                &kubeconfig,
+                &[
+                    "get",
+                    "secret",
+                    "demo-app-credentials",
+                    "-o",
+                    "jsonpath={.data.API_TOKEN}",
+                ],
+            );
+            assert_eq!(
+                token.trim(),
+                "dG9rLTEyMzQ=",
+                "API_TOKEN holds base64(tok-1234)"
+            );
             let table = kubectl(&kubeconfig, &["get", "es"]);
-            assert!(table.contains("STORETYPE") && table.contains("REFRESH INTERVAL"), "printer columns: {table}");
-            assert!(table.contains("SecretSynced") && table.contains("True"), "{table}");
+            assert!(
+                table.contains("STORETYPE") && table.contains("REFRESH INTERVAL"),
+                "printer columns: {table}"
+            );
+            assert!(
+                table.contains("SecretSynced") && table.contains("True"),
+                "{table}"
+            );
 
             let (status, metrics) = http_get(&admin, "/metrics").unwrap();
             assert_eq!(status, 200);
@@ -99,7 +164,10 @@ async fn kubectl_quickstart_against_the_real_binary() {
                 "externalsecret_reconcile_duration",
                 "externalsecret_provider_api_calls_count",
             ] {
-                assert!(names.contains(&expected), "{expected} missing from /metrics:\n{metrics}");
+                assert!(
+                    names.contains(&expected),
+                    "{expected} missing from /metrics:\n{metrics}"
+                );
             }
             assert!(
                 metrics.contains(r#"externalsecret_status_condition{namespace="default",name="demo-app",condition="Ready",status="True"} 1"#),
@@ -108,28 +176,58 @@ async fn kubectl_quickstart_against_the_real_binary() {
 
             // SIGTERM: graceful stop, exit code 0.
             let pid = operator.id().to_string();
-            assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+            assert!(
+                Command::new("kill")
+                    .args(["-TERM", &pid])
+                    .status()
+                    .unwrap()
+                    .success()
+            );
             let deadline = Instant::now() + Duration::from_secs(15);
             let status = loop {
                 if let Some(s) = operator.try_wait().unwrap() {
                     break s;
                 }
-                assert!(Instant::now() < deadline, "operator did not stop within 15s of SIGTERM");
+                assert!(
+                    Instant::now() < deadline,
+                    "operator did not stop within 15s of SIGTERM"
+                );
                 std::thread::sleep(Duration::from_millis(100));
             };
             let mut logs = String::new();
-            operator.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+            operator
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut logs)
+                .unwrap();
             assert!(status.success(), "exit status {status:?}; logs:\n{logs}");
             assert!(logs.contains("shutdown requested"), "{logs}");
-            assert!(logs.lines().all(|l| l.trim().is_empty() || l.starts_with('{')), "--log-format json prints JSON lines:\n{logs}");
+            assert!(
+                logs.lines()
+                    .all(|l| l.trim().is_empty() || l.starts_with('{')),
+                "--log-format json prints JSON lines:\n{logs}"
+            );
         })
     };
-    tokio::time::timeout(Duration::from_secs(120), test).await.expect("within time limit").unwrap();
+    tokio::time::timeout(Duration::from_secs(120), test)
+        .await
+        .expect("within time limit")
+        .unwrap();
 }
 
 fn spawn_operator(kubeconfig: &Path, admin: &str, identity: &str) -> std::process::Child {
     Command::new(env!("CARGO_BIN_EXE_secret-sync"))
-        .args(["run", "--admin-addr", admin, "--leader-elect", "--lease-namespace", "default", "--lease-duration-seconds", "3"])
+        .args([
+            "run",
+            "--admin-addr",
+            admin,
+            "--leader-elect",
+            "--lease-namespace",
+            "default",
+            "--lease-duration-seconds",
+            "3",
+        ])
         .env("KUBECONFIG", kubeconfig)
         .env("POD_NAME", identity)
         .env("RUST_LOG", "info")
@@ -158,22 +256,83 @@ async fn two_replicas_with_leader_election_only_the_leader_writes_and_the_other_
     server.write_kubeconfig(&kubeconfig).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
     let test = tokio::task::spawn_blocking(move || {
-        kubectl(&kubeconfig, &["apply", "--validate=false", "-f", &format!("{root}/crds/external-secrets.io.yaml")]);
-        kubectl(&kubeconfig, &["apply", "--validate=false", "-f", &format!("{root}/examples/quickstart.yaml")]);
-        let (admin_a, admin_b) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+        kubectl(
+            &kubeconfig,
+            &[
+                "apply",
+                "--validate=false",
+                "-f",
+                &format!("{root}/crds/external-secrets.io.yaml"),
+            ],
+        );
+        kubectl(
+            &kubeconfig,
+            &[
+                "apply",
+                "--validate=false",
+                "-f",
+                &format!("{root}/examples/quickstart.yaml"),
+            ],
+        );
+        let (admin_a, admin_b) = (
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+        );
         let mut a = spawn_operator(&kubeconfig, &admin_a, "replica-a");
-        kubectl(&kubeconfig, &["wait", "--for=condition=Ready", "externalsecret/demo-app", "--timeout=30s"]);
-        let holder = kubectl(&kubeconfig, &["get", "lease", "secret-sync-leader", "-o", "jsonpath={.spec.holderIdentity}"]);
+        kubectl(
+            &kubeconfig,
+            &[
+                "wait",
+                "--for=condition=Ready",
+                "externalsecret/demo-app",
+                "--timeout=30s",
+            ],
+        );
+        let holder = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "lease",
+                "secret-sync-leader",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+        );
         assert_eq!(holder, "replica-a");
 
         let mut b = spawn_operator(&kubeconfig, &admin_b, "replica-b");
-        wait_until("replica b to serve /readyz", Duration::from_secs(20), || http_get(&admin_b, "/readyz").is_some());
+        wait_until(
+            "replica b to serve /readyz",
+            Duration::from_secs(20),
+            || http_get(&admin_b, "/readyz").is_some(),
+        );
         // A change while both run: only the leader reconciles it.
-        kubectl(&kubeconfig, &["annotate", "externalsecret/demo-app", "force-sync=1", "--overwrite"]);
-        wait_until("the leader to reconcile the change", Duration::from_secs(10), || {
-            let status = kubectl(&kubeconfig, &["get", "es", "demo-app", "-o", "jsonpath={.status.syncedResourceVersion}"]);
-            !status.is_empty() && sync_calls(&admin_a) >= 2
-        });
+        kubectl(
+            &kubeconfig,
+            &[
+                "annotate",
+                "externalsecret/demo-app",
+                "force-sync=1",
+                "--overwrite",
+            ],
+        );
+        wait_until(
+            "the leader to reconcile the change",
+            Duration::from_secs(10),
+            || {
+                let status = kubectl(
+                    &kubeconfig,
+                    &[
+                        "get",
+                        "es",
+                        "demo-app",
+                        "-o",
+                        "jsonpath={.status.syncedResourceVersion}",
+                    ],
+                );
+                !status.is_empty() && sync_calls(&admin_a) >= 2
+            },
+        );
         std::thread::sleep(Duration::from_secs(2));
         assert_eq!(sync_calls(&admin_b), 0, "the standby must not reconcile");
         let (_, readyz) = http_get(&admin_b, "/readyz").unwrap();
@@ -184,33 +343,73 @@ async fn two_replicas_with_leader_election_only_the_leader_writes_and_the_other_
         a.wait().unwrap();
         let died = Instant::now();
         kubectl(&kubeconfig, &["delete", "secret", "demo-app-credentials"]);
-        wait_until("replica b to take over and recreate the Secret", Duration::from_secs(20), || {
-            Command::new("kubectl")
-                .arg("--kubeconfig")
-                .arg(&kubeconfig)
-                .args(["get", "secret", "demo-app-credentials"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
+        wait_until(
+            "replica b to take over and recreate the Secret",
+            Duration::from_secs(20),
+            || {
+                Command::new("kubectl")
+                    .arg("--kubeconfig")
+                    .arg(&kubeconfig)
+                    .args(["get", "secret", "demo-app-credentials"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            },
+        );
         let takeover = died.elapsed();
-        assert!(takeover < Duration::from_secs(8), "takeover took {takeover:?} with a 3s lease");
-        let holder = kubectl(&kubeconfig, &["get", "lease", "secret-sync-leader", "-o", "jsonpath={.spec.holderIdentity}"]);
+        assert!(
+            takeover < Duration::from_secs(8),
+            "takeover took {takeover:?} with a 3s lease"
+        );
+        let holder = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "lease",
+                "secret-sync-leader",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+        );
         assert_eq!(holder, "replica-b");
         assert!(sync_calls(&admin_b) >= 1);
 
-        assert!(Command::new("kill").args(["-TERM", &b.id().to_string()]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &b.id().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
         let deadline = Instant::now() + Duration::from_secs(15);
         let status = loop {
             if let Some(s) = b.try_wait().unwrap() {
                 break s;
             }
-            assert!(Instant::now() < deadline, "replica b did not stop after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "replica b did not stop after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(100));
         };
         assert!(status.success(), "{status:?}");
         // A graceful stop releases the Lease for the next replica.
-        let holder = kubectl(&kubeconfig, &["get", "lease", "secret-sync-leader", "-o", "jsonpath={.spec.holderIdentity}"]);
-        assert!(holder.is_empty(), "Lease released on SIGTERM, holder is {holder:?}");
+        let holder = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "lease",
+                "secret-sync-leader",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+        );
+        assert!(
+            holder.is_empty(),
+            "Lease released on SIGTERM, holder is {holder:?}"
+        );
     });
-    tokio::time::timeout(Duration::from_secs(120), test).await.expect("within time limit").unwrap();
+    tokio::time::timeout(Duration::from_secs(120), test)
+        .await
+        .expect("within time limit")
+        .unwrap();
 }

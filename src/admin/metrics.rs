@@ -94,11 +94,16 @@ impl Metrics {
         let sync_calls = Family::<ObjectLabels, Counter>::default();
         let sync_errors = Family::<ErrorLabels, EsoCounter>::default();
         let status_condition = Family::<ConditionLabels, Gauge>::default();
-        let reconcile_duration = Family::<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        let reconcile_duration =
+            Family::<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let provider_calls = Family::<ProviderCallLabels, EsoCounter>::default();
         let kube_writes = Family::<WriteLabels, Counter>::default();
-        registry.register("externalsecret_sync_calls", "Reconciles of an ExternalSecret", sync_calls.clone());
+        registry.register(
+            "externalsecret_sync_calls",
+            "Reconciles of an ExternalSecret",
+            sync_calls.clone(),
+        );
         registry.register(
             "externalsecret_sync_calls_error",
             "Reconciles of an ExternalSecret that failed, by error category",
@@ -124,7 +129,11 @@ impl Metrics {
             "Calls to provider APIs, by provider, call and status",
             provider_calls.clone(),
         );
-        registry.register("secret_sync_kube_writes", "Writes to the Kubernetes API, by resource and verb", kube_writes.clone());
+        registry.register(
+            "secret_sync_kube_writes",
+            "Writes to the Kubernetes API, by resource and verb",
+            kube_writes.clone(),
+        );
         Metrics {
             registry,
             sync_calls,
@@ -145,14 +154,27 @@ impl Metrics {
         out
     }
 
-    pub fn reconciled(&self, namespace: &str, name: &str, seconds: f64, error_category: Option<&str>) {
-        let labels = ObjectLabels { namespace: namespace.to_owned(), name: name.to_owned() };
+    pub fn reconciled(
+        &self,
+        namespace: &str,
+        name: &str,
+        seconds: f64,
+        error_category: Option<&str>,
+    ) {
+        let labels = ObjectLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
         self.sync_calls.get_or_create(&labels).inc();
         self.reconcile_duration.get_or_create(&labels).set(seconds);
         self.reconcile_seconds.observe(seconds);
         if let Some(category) = error_category {
             self.sync_errors
-                .get_or_create(&ErrorLabels { namespace: namespace.to_owned(), name: name.to_owned(), category: category.to_owned() })
+                .get_or_create(&ErrorLabels {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    category: category.to_owned(),
+                })
                 .inc_by(1);
         }
     }
@@ -173,7 +195,10 @@ impl Metrics {
 
     /// Forget an ExternalSecret that was deleted, so label sets do not grow without bound.
     pub fn forget(&self, namespace: &str, name: &str) {
-        let labels = ObjectLabels { namespace: namespace.to_owned(), name: name.to_owned() };
+        let labels = ObjectLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        };
         self.sync_calls.remove(&labels);
         self.reconcile_duration.remove(&labels);
         for status in ["True", "False"] {
@@ -188,22 +213,40 @@ impl Metrics {
 
     pub fn provider_call(&self, provider: &str, call: &str, status: &str, n: u64) {
         self.provider_calls
-            .get_or_create(&ProviderCallLabels { provider: provider.to_owned(), call: call.to_owned(), status: status.to_owned() })
+            .get_or_create(&ProviderCallLabels {
+                provider: provider.to_owned(),
+                call: call.to_owned(),
+                status: status.to_owned(),
+            })
             .inc_by(n);
     }
 
     pub fn provider_calls(&self, provider: &str, call: &str, status: &str) -> u64 {
         self.provider_calls
-            .get_or_create(&ProviderCallLabels { provider: provider.to_owned(), call: call.to_owned(), status: status.to_owned() })
+            .get_or_create(&ProviderCallLabels {
+                provider: provider.to_owned(),
+                call: call.to_owned(),
+                status: status.to_owned(),
+            })
             .get()
     }
 
     pub fn kube_write(&self, resource: &str, verb: &str) {
-        self.kube_writes.get_or_create(&WriteLabels { resource: resource.to_owned(), verb: verb.to_owned() }).inc();
+        self.kube_writes
+            .get_or_create(&WriteLabels {
+                resource: resource.to_owned(),
+                verb: verb.to_owned(),
+            })
+            .inc();
     }
 
     pub fn kube_writes(&self, resource: &str, verb: &str) -> u64 {
-        self.kube_writes.get_or_create(&WriteLabels { resource: resource.to_owned(), verb: verb.to_owned() }).get()
+        self.kube_writes
+            .get_or_create(&WriteLabels {
+                resource: resource.to_owned(),
+                verb: verb.to_owned(),
+            })
+            .get()
     }
 }
 

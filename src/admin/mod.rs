@@ -35,7 +35,10 @@ pub struct AdminState {
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {
     #[error("failed to bind the admin server to {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("admin server failed: {0}")]
     Serve(std::io::Error),
 }
@@ -49,7 +52,9 @@ pub fn router(state: AdminState) -> Router {
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, AdminError> {
-    tokio::net::TcpListener::bind(addr).await.map_err(|source| AdminError::Bind { addr, source })
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AdminError::Bind { addr, source })
 }
 
 pub async fn serve(
@@ -57,12 +62,18 @@ pub async fn serve(
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), AdminError> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await.map_err(AdminError::Serve)
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(AdminError::Serve)
 }
 
 async fn metrics_handler(State(state): State<AdminState>) -> impl IntoResponse {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
 }
@@ -82,6 +93,9 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
         let body = format!("ok\nleader: {leader}\n");
         (StatusCode::OK, body)
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "watches not ready\nleader: true\n".to_owned())
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "watches not ready\nleader: true\n".to_owned(),
+        )
     }
 }

@@ -27,7 +27,12 @@ pub struct Condition {
 }
 
 impl Condition {
-    pub fn new(type_: &str, status: ConditionStatus, reason: &str, message: impl Into<String>) -> Self {
+    pub fn new(
+        type_: &str,
+        status: ConditionStatus,
+        reason: &str,
+        message: impl Into<String>,
+    ) -> Self {
         Condition {
             type_: type_.to_owned(),
             status,
@@ -52,7 +57,10 @@ pub fn upsert(conditions: &mut Vec<Condition>, mut desired: Condition, now: &Tim
     match conditions.iter_mut().find(|c| c.type_ == desired.type_) {
         Some(existing) => {
             desired.last_transition_time = if existing.status == desired.status {
-                existing.last_transition_time.clone().or_else(|| Some(now.clone()))
+                existing
+                    .last_transition_time
+                    .clone()
+                    .or_else(|| Some(now.clone()))
             } else {
                 Some(now.clone())
             };
@@ -81,8 +89,16 @@ mod tests {
     #[test]
     fn unchanged_status_keeps_the_transition_time() {
         let mut conds = vec![];
-        upsert(&mut conds, Condition::new("Ready", ConditionStatus::True, "SecretSynced", "ok"), &at(10));
-        upsert(&mut conds, Condition::new("Ready", ConditionStatus::True, "SecretSynced", "ok again"), &at(20));
+        upsert(
+            &mut conds,
+            Condition::new("Ready", ConditionStatus::True, "SecretSynced", "ok"),
+            &at(10),
+        );
+        upsert(
+            &mut conds,
+            Condition::new("Ready", ConditionStatus::True, "SecretSynced", "ok again"),
+            &at(20),
+        );
         assert_eq!(conds.len(), 1);
         assert_eq!(conds[0].last_transition_time, Some(at(10)));
         assert_eq!(conds[0].message.as_deref(), Some("ok again"));
@@ -91,8 +107,16 @@ mod tests {
     #[test]
     fn flipped_status_moves_the_transition_time() {
         let mut conds = vec![];
-        upsert(&mut conds, Condition::new("Ready", ConditionStatus::True, "SecretSynced", "ok"), &at(10));
-        upsert(&mut conds, Condition::new("Ready", ConditionStatus::False, "SecretSyncedError", "bad"), &at(20));
+        upsert(
+            &mut conds,
+            Condition::new("Ready", ConditionStatus::True, "SecretSynced", "ok"),
+            &at(10),
+        );
+        upsert(
+            &mut conds,
+            Condition::new("Ready", ConditionStatus::False, "SecretSyncedError", "bad"),
+            &at(20),
+        );
         assert_eq!(conds[0].last_transition_time, Some(at(20)));
         assert_eq!(conds[0].status, ConditionStatus::False);
     }

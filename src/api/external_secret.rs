@@ -35,7 +35,10 @@ pub struct ExternalSecretSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_policy: Option<RefreshPolicy>,
     /// A Go duration ("1h", "15m", "1h30m"); "0" fetches once. Defaults to 1h.
-    #[serde(default = "default_refresh_interval", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default = "default_refresh_interval",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(schema_with = "go_duration")]
     pub refresh_interval: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -2,9 +2,9 @@
 //! Types and their defaults only: no I/O, no reconcile logic.
 
 pub mod aws;
-mod schema;
 pub mod condition;
 pub mod external_secret;
+mod schema;
 pub mod secret_store;
 
 pub use condition::{Condition, ConditionStatus};
@@ -18,15 +18,21 @@ pub const VERSION: &str = "v1";
 use kube::CustomResourceExt;
 
 /// The CRDs generated from the Rust types, in the order they should be installed.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
-    vec![SecretStore::crd(), ClusterSecretStore::crd(), ExternalSecret::crd()]
-        .into_iter()
-        .map(|crd| {
-            let mut value = serde_json::to_value(&crd).unwrap_or_default();
-            tidy_schema(&mut value);
-            serde_json::from_value(value).unwrap_or(crd)
-        })
-        .collect()
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    vec![
+        SecretStore::crd(),
+        ClusterSecretStore::crd(),
+        ExternalSecret::crd(),
+    ]
+    .into_iter()
+    .map(|crd| {
+        let mut value = serde_json::to_value(&crd).unwrap_or_default();
+        tidy_schema(&mut value);
+        serde_json::from_value(value).unwrap_or(crd)
+    })
+    .collect()
 }
 
 /// Remove what serde's `default` leaks into the schema but ESO's CRDs do not have: `null` in enums

@@ -51,11 +51,24 @@ pub async fn apply_managed(
         if let Some(owner) = foreign_controller(meta.metadata.owner_references.as_deref(), es) {
             return Err(SyncError::TargetOwnedByOther { name, owner });
         }
-        let hash_matches = meta.metadata.annotations.as_ref().and_then(|a| a.get(DATA_HASH_ANNOTATION)) == Some(&desired_hash);
-        let labelled = meta.metadata.labels.as_ref().and_then(|l| l.get(MANAGED_BY_LABEL)).map(String::as_str) == Some(MANAGED_BY_VALUE);
-        let owner_ok = ownership != Ownership::Owned || is_owned_by(meta.metadata.owner_references.as_deref(), es);
+        let hash_matches = meta
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(DATA_HASH_ANNOTATION))
+            == Some(&desired_hash);
+        let labelled = meta
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(MANAGED_BY_LABEL))
+            .map(String::as_str)
+            == Some(MANAGED_BY_VALUE);
+        let owner_ok = ownership != Ownership::Owned
+            || is_owned_by(meta.metadata.owner_references.as_deref(), es);
         // A resourceVersion other than the one we wrote means someone else edited the Secret.
-        let untouched = last_written_rv.is_none_or(|rv| meta.metadata.resource_version.as_deref() == Some(rv));
+        let untouched =
+            last_written_rv.is_none_or(|rv| meta.metadata.resource_version.as_deref() == Some(rv));
         if hash_matches && labelled && owner_ok && untouched {
             return Ok((Change::Unchanged, meta.metadata.resource_version.clone()));
         }
@@ -68,37 +81,67 @@ pub async fn apply_managed(
     let secret = OutgoingSecret(build::desired_secret(es, data, ownership));
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let written = api
-        .patch(&name, &PatchParams::apply(&ctx.config.field_manager).force(), &Patch::Apply(&secret.0))
+        .patch(
+            &name,
+            &PatchParams::apply(&ctx.config.field_manager).force(),
+            &Patch::Apply(&secret.0),
+        )
         .await
-        .map_err(|source| SyncError::Apply { name: name.clone(), source })?;
+        .map_err(|source| SyncError::Apply {
+            name: name.clone(),
+            source,
+        })?;
     ctx.metrics.kube_write("secrets", "apply");
-    let change = if cached.is_some() { Change::Updated } else { Change::Created };
+    let change = if cached.is_some() {
+        Change::Updated
+    } else {
+        Change::Created
+    };
     Ok((change, written.metadata.resource_version.clone()))
 }
 
 /// Merge: add our keys to a Secret someone else created. Reads the Secret (it is not in our
 /// label-selected cache) and writes only when one of our keys differs.
-pub async fn apply_merge(ctx: &Context, es: &ExternalSecret, data: &BTreeMap<String, SecretBytes>) -> Result<Change, SyncError> {
+pub async fn apply_merge(
+    ctx: &Context,
+    es: &ExternalSecret,
+    data: &BTreeMap<String, SecretBytes>,
+) -> Result<Change, SyncError> {
     let namespace = es.metadata.namespace.clone().unwrap_or_default();
     let name = es.target_name();
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let existing = api.get_opt(&name).await.map_err(|source| SyncError::Read { name: name.clone(), source })?;
+    let existing = api.get_opt(&name).await.map_err(|source| SyncError::Read {
+        name: name.clone(),
+        source,
+    })?;
     let Some(existing) = existing else {
         return Err(SyncError::TargetMissing { name });
     };
     let current = existing.data.unwrap_or_default();
-    let same = data.iter().all(|(k, v)| current.get(k).is_some_and(|c| c.0 == v.expose()));
+    let same = data
+        .iter()
+        .all(|(k, v)| current.get(k).is_some_and(|c| c.0 == v.expose()));
     // Keys we applied before but no longer want are removed by server-side apply itself, so a
     // shrinking key set also needs a write; the managedFields tell us which keys are ours.
-    let ours_before = managed_data_keys(existing.metadata.managed_fields.as_deref(), &ctx.config.field_manager);
+    let ours_before = managed_data_keys(
+        existing.metadata.managed_fields.as_deref(),
+        &ctx.config.field_manager,
+    );
     let shrinking = ours_before.iter().any(|k| !data.contains_key(k));
     if same && !shrinking {
         return Ok(Change::Unchanged);
     }
     let secret = OutgoingSecret(build::desired_secret(es, data, Ownership::MergedInto));
-    api.patch(&name, &PatchParams::apply(&ctx.config.field_manager).force(), &Patch::Apply(&secret.0))
-        .await
-        .map_err(|source| SyncError::Apply { name: name.clone(), source })?;
+    api.patch(
+        &name,
+        &PatchParams::apply(&ctx.config.field_manager).force(),
+        &Patch::Apply(&secret.0),
+    )
+    .await
+    .map_err(|source| SyncError::Apply {
+        name: name.clone(),
+        source,
+    })?;
     ctx.metrics.kube_write("secrets", "apply");
     Ok(Change::Updated)
 }
@@ -111,7 +154,10 @@ pub async fn delete_managed(ctx: &Context, es: &ExternalSecret) -> Result<Change
         return Ok(Change::Deleted);
     };
     if !is_owned_by(meta.metadata.owner_references.as_deref(), es) {
-        return Err(SyncError::TargetOwnedByOther { name, owner: "someone else".to_owned() });
+        return Err(SyncError::TargetOwnedByOther {
+            name,
+            owner: "someone else".to_owned(),
+        });
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     match api.delete(&name, &DeleteParams::default()).await {
@@ -125,14 +171,27 @@ pub async fn delete_managed(ctx: &Context, es: &ExternalSecret) -> Result<Change
 
 /// One GET, only on the rare create path: is this very ExternalSecret (same uid) still alive?
 async fn owner_still_exists(ctx: &Context, es: &ExternalSecret) -> Result<bool, SyncError> {
-    let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), es.metadata.namespace.as_deref().unwrap_or("default"));
+    let api: Api<ExternalSecret> = Api::namespaced(
+        ctx.client.clone(),
+        es.metadata.namespace.as_deref().unwrap_or("default"),
+    );
     let name = es.metadata.name.clone().unwrap_or_default();
-    let current = api.get_opt(&name).await.map_err(|source| SyncError::Read { name: name.clone(), source })?;
-    Ok(current.is_some_and(|c| c.metadata.uid == es.metadata.uid && c.metadata.deletion_timestamp.is_none()))
+    let current = api.get_opt(&name).await.map_err(|source| SyncError::Read {
+        name: name.clone(),
+        source,
+    })?;
+    Ok(current.is_some_and(|c| {
+        c.metadata.uid == es.metadata.uid && c.metadata.deletion_timestamp.is_none()
+    }))
 }
 
-fn is_owned_by(refs: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]>, es: &ExternalSecret) -> bool {
-    refs.unwrap_or_default().iter().any(|r| r.kind == "ExternalSecret" && Some(&r.uid) == es.metadata.uid.as_ref())
+fn is_owned_by(
+    refs: Option<&[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]>,
+    es: &ExternalSecret,
+) -> bool {
+    refs.unwrap_or_default()
+        .iter()
+        .any(|r| r.kind == "ExternalSecret" && Some(&r.uid) == es.metadata.uid.as_ref())
 }
 
 /// The controlling ExternalSecret of the Secret, when it is not `es`.
@@ -142,7 +201,11 @@ fn foreign_controller(
 ) -> Option<String> {
     refs.unwrap_or_default()
         .iter()
-        .find(|r| r.controller == Some(true) && r.kind == "ExternalSecret" && Some(&r.uid) != es.metadata.uid.as_ref())
+        .find(|r| {
+            r.controller == Some(true)
+                && r.kind == "ExternalSecret"
+                && Some(&r.uid) != es.metadata.uid.as_ref()
+        })
         .map(|r| format!("ExternalSecret {:?}", r.name))
 }
 
@@ -154,9 +217,14 @@ fn managed_data_keys(
     entries
         .unwrap_or_default()
         .iter()
-        .filter(|e| e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply"))
+        .filter(|e| {
+            e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some("Apply")
+        })
         .filter_map(|e| e.fields_v1.as_ref())
         .filter_map(|f| f.0.get("f:data").and_then(|d| d.as_object()))
-        .flat_map(|d| d.keys().filter_map(|k| k.strip_prefix("f:").map(str::to_owned)))
+        .flat_map(|d| {
+            d.keys()
+                .filter_map(|k| k.strip_prefix("f:").map(str::to_owned))
+        })
         .collect()
 }

@@ -33,7 +33,9 @@ mod tests {
         for n in 1..40 {
             let d = failure_delay(n);
             assert!(d <= FAILURE_CAP, "{n}: {d:?}");
-            let full = FAILURE_BASE.saturating_mul(1 << (n - 1).min(16)).min(FAILURE_CAP);
+            let full = FAILURE_BASE
+                .saturating_mul(1 << (n - 1).min(16))
+                .min(FAILURE_CAP);
             assert!(d >= full / 2, "{n}: {d:?}");
         }
         assert!(failure_delay(1) <= FAILURE_BASE);
@@ -44,7 +46,10 @@ mod tests {
     fn refresh_jitter_stays_within_ten_percent() {
         for _ in 0..1000 {
             let d = jittered(Duration::from_secs(100));
-            assert!(d >= Duration::from_secs(90) && d <= Duration::from_secs(110), "{d:?}");
+            assert!(
+                d >= Duration::from_secs(90) && d <= Duration::from_secs(110),
+                "{d:?}"
+            );
         }
     }
 }

@@ -5,10 +5,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD, STANDARD_NO_PAD};
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
-use crate::api::{ConversionStrategy, DecodingStrategy, ExternalSecretSpec, MetadataPolicy, RemoteRef};
+use crate::api::{
+    ConversionStrategy, DecodingStrategy, ExternalSecretSpec, MetadataPolicy, RemoteRef,
+};
 use crate::provider::{FetchRequest, ProviderError, SecretBytes};
 
 /// Everything that can make the desired data impossible to compute. Never carries a value.
@@ -26,11 +28,15 @@ pub enum BuildError {
     PropertyOfNonJson { key: String, property: String },
     #[error("property {property:?} does not exist in remote key {key:?}")]
     PropertyNotFound { key: String, property: String },
-    #[error("remote key {key:?} is not a JSON object, so dataFrom.extract cannot split it into keys")]
+    #[error(
+        "remote key {key:?} is not a JSON object, so dataFrom.extract cannot split it into keys"
+    )]
     ExtractNonObject { key: String },
     #[error("value of remote key {key:?} is not valid {strategy} (decodingStrategy)")]
     Decode { key: String, strategy: &'static str },
-    #[error("secret key {secret_key:?} is not a valid Secret key (allowed: letters, digits, '-', '_', '.')")]
+    #[error(
+        "secret key {secret_key:?} is not a valid Secret key (allowed: letters, digits, '-', '_', '.')"
+    )]
     InvalidSecretKey { secret_key: String },
 }
 
@@ -41,7 +47,9 @@ impl BuildError {
             BuildError::Unsupported { .. } => "Unsupported",
             BuildError::InvalidRefreshInterval { .. } | BuildError::NothingToSync => "InvalidSpec",
             BuildError::Fetch { source, .. } => source.category(),
-            BuildError::PropertyOfNonJson { .. } | BuildError::ExtractNonObject { .. } => "InvalidJSON",
+            BuildError::PropertyOfNonJson { .. } | BuildError::ExtractNonObject { .. } => {
+                "InvalidJSON"
+            }
             BuildError::PropertyNotFound { .. } => "PropertyNotFound",
             BuildError::Decode { .. } => "DecodeFailed",
             BuildError::InvalidSecretKey { .. } => "InvalidSecretKey",
@@ -60,20 +68,30 @@ impl BuildError {
 /// Refuse the ESO fields we accept in the schema but do not implement, before any fetch.
 pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
     if spec.target.template.is_some() {
-        return Err(BuildError::Unsupported { field: "spec.target.template" });
+        return Err(BuildError::Unsupported {
+            field: "spec.target.template",
+        });
     }
     if spec.data.iter().any(|d| d.source_ref.is_some()) {
-        return Err(BuildError::Unsupported { field: "spec.data[].sourceRef" });
+        return Err(BuildError::Unsupported {
+            field: "spec.data[].sourceRef",
+        });
     }
     for from in &spec.data_from {
         if from.find.is_some() {
-            return Err(BuildError::Unsupported { field: "spec.dataFrom[].find" });
+            return Err(BuildError::Unsupported {
+                field: "spec.dataFrom[].find",
+            });
         }
         if from.rewrite.as_ref().is_some_and(|r| !r.is_empty()) {
-            return Err(BuildError::Unsupported { field: "spec.dataFrom[].rewrite" });
+            return Err(BuildError::Unsupported {
+                field: "spec.dataFrom[].rewrite",
+            });
         }
         if from.source_ref.is_some() {
-            return Err(BuildError::Unsupported { field: "spec.dataFrom[].sourceRef" });
+            return Err(BuildError::Unsupported {
+                field: "spec.dataFrom[].sourceRef",
+            });
         }
     }
     if spec.data.is_empty() && spec.data_from.iter().all(|f| f.extract.is_none()) {
@@ -85,7 +103,9 @@ pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
 /// Parse ESO's refreshInterval (a Go duration). `None` means "never refresh" ("0").
 pub fn refresh_interval(spec: &ExternalSecretSpec) -> Result<Option<Duration>, BuildError> {
     let raw = spec.refresh_interval.as_deref().unwrap_or("1h");
-    let invalid = || BuildError::InvalidRefreshInterval { value: raw.to_owned() };
+    let invalid = || BuildError::InvalidRefreshInterval {
+        value: raw.to_owned(),
+    };
     let nanos = go_parse_duration::parse_duration(raw).map_err(|_| invalid())?;
     match u64::try_from(nanos) {
         Ok(0) => Ok(None),
@@ -104,7 +124,11 @@ fn request_for(remote: &RemoteRef) -> FetchRequest {
 
 /// The distinct documents this spec needs, so each is fetched once per reconcile.
 pub fn requests(spec: &ExternalSecretSpec) -> Vec<FetchRequest> {
-    let refs = spec.data.iter().map(|d| &d.remote_ref).chain(spec.data_from.iter().filter_map(|f| f.extract.as_ref()));
+    let refs = spec
+        .data
+        .iter()
+        .map(|d| &d.remote_ref)
+        .chain(spec.data_from.iter().filter_map(|f| f.extract.as_ref()));
     let unique: BTreeSet<FetchRequest> = refs.map(request_for).collect();
     unique.into_iter().collect()
 }
@@ -132,37 +156,58 @@ pub fn desired_data(
                 missing.insert(remote.key.clone());
                 Ok(None)
             }
-            Some(Err(source)) => Err(BuildError::Fetch { key: remote.key.clone(), source: source.clone() }),
+            Some(Err(source)) => Err(BuildError::Fetch {
+                key: remote.key.clone(),
+                source: source.clone(),
+            }),
             None => Err(BuildError::Fetch {
                 key: remote.key.clone(),
-                source: ProviderError::Unavailable { key: remote.key.clone(), detail: "no answer for this key".into() },
+                source: ProviderError::Unavailable {
+                    key: remote.key.clone(),
+                    detail: "no answer for this key".into(),
+                },
             }),
         }
     };
 
     // dataFrom first, then data, so explicit `data` entries win on key collisions (as in ESO).
     for from in &spec.data_from {
-        let Some(remote) = &from.extract else { continue };
-        let Some(doc) = document(remote)? else { continue };
+        let Some(remote) = &from.extract else {
+            continue;
+        };
+        let Some(doc) = document(remote)? else {
+            continue;
+        };
         let doc = match &remote.property {
             Some(p) if !p.is_empty() => select_property(&remote.key, p, &doc)?,
             _ => doc,
         };
         for (key, value) in extract_object(&remote.key, &doc)? {
             let key = convert_key(&key, remote.conversion_strategy.unwrap_or_default());
-            let value = decode(&remote.key, remote.decoding_strategy.unwrap_or_default(), value)?;
+            let value = decode(
+                &remote.key,
+                remote.decoding_strategy.unwrap_or_default(),
+                value,
+            )?;
             out.data.insert(validated_key(key)?, value);
         }
     }
     for entry in &spec.data {
         let remote = &entry.remote_ref;
-        let Some(doc) = document(remote)? else { continue };
+        let Some(doc) = document(remote)? else {
+            continue;
+        };
         let value = match &remote.property {
             Some(p) if !p.is_empty() => select_property(&remote.key, p, &doc)?,
             _ => doc,
         };
-        let value = decode(&remote.key, remote.decoding_strategy.unwrap_or_default(), value)?;
-        out.data.insert(validated_key(entry.secret_key.clone())?, value);
+        let value = decode(
+            &remote.key,
+            remote.decoding_strategy.unwrap_or_default(),
+            value,
+        )?;
+        out.data
+            .insert(validated_key(entry.secret_key.clone())?, value);
     }
     out.missing_remote_keys = missing.into_iter().collect();
     Ok(out)
@@ -170,14 +215,24 @@ pub fn desired_data(
 
 /// Read `property` (gjson path syntax, as ESO: `a.b`, escaped dots `a\.b`) from a JSON document.
 /// A string result is returned unquoted; anything else as its JSON text.
-fn select_property(key: &str, property: &str, doc: &SecretBytes) -> Result<SecretBytes, BuildError> {
+fn select_property(
+    key: &str,
+    property: &str,
+    doc: &SecretBytes,
+) -> Result<SecretBytes, BuildError> {
     let text = doc
         .expose_str()
         .filter(|t| gjson::valid(t))
-        .ok_or_else(|| BuildError::PropertyOfNonJson { key: key.to_owned(), property: property.to_owned() })?;
+        .ok_or_else(|| BuildError::PropertyOfNonJson {
+            key: key.to_owned(),
+            property: property.to_owned(),
+        })?;
     let found = gjson::get(text, property);
     if !found.exists() {
-        return Err(BuildError::PropertyNotFound { key: key.to_owned(), property: property.to_owned() });
+        return Err(BuildError::PropertyNotFound {
+            key: key.to_owned(),
+            property: property.to_owned(),
+        });
     }
     Ok(match found.kind() {
         gjson::Kind::String => SecretBytes::from(found.str().to_owned()),
@@ -187,9 +242,14 @@ fn select_property(key: &str, property: &str, doc: &SecretBytes) -> Result<Secre
 
 /// Split a JSON object into (key, value): strings as-is, everything else as JSON text.
 fn extract_object(key: &str, doc: &SecretBytes) -> Result<Vec<(String, SecretBytes)>, BuildError> {
-    let not_object = || BuildError::ExtractNonObject { key: key.to_owned() };
-    let parsed: serde_json::Value = serde_json::from_slice(doc.expose()).map_err(|_| not_object())?;
-    let serde_json::Value::Object(map) = parsed else { return Err(not_object()) };
+    let not_object = || BuildError::ExtractNonObject {
+        key: key.to_owned(),
+    };
+    let parsed: serde_json::Value =
+        serde_json::from_slice(doc.expose()).map_err(|_| not_object())?;
+    let serde_json::Value::Object(map) = parsed else {
+        return Err(not_object());
+    };
     Ok(map
         .into_iter()
         .map(|(k, v)| {
@@ -202,9 +262,16 @@ fn extract_object(key: &str, doc: &SecretBytes) -> Result<Vec<(String, SecretByt
         .collect())
 }
 
-fn decode(key: &str, strategy: DecodingStrategy, value: SecretBytes) -> Result<SecretBytes, BuildError> {
+fn decode(
+    key: &str,
+    strategy: DecodingStrategy,
+    value: SecretBytes,
+) -> Result<SecretBytes, BuildError> {
     let trimmed = value.expose().trim_ascii();
-    let fail = |name| BuildError::Decode { key: key.to_owned(), strategy: name };
+    let fail = |name| BuildError::Decode {
+        key: key.to_owned(),
+        strategy: name,
+    };
     match strategy {
         DecodingStrategy::None => Ok(value),
         DecodingStrategy::Base64 => STANDARD
@@ -232,7 +299,13 @@ fn convert_key(key: &str, strategy: ConversionStrategy) -> String {
         ConversionStrategy::Default => key.to_owned(),
         ConversionStrategy::Unicode => key
             .chars()
-            .map(|c| if is_secret_key_char(c) { c.to_string() } else { format!("_U{:04x}_", c as u32) })
+            .map(|c| {
+                if is_secret_key_char(c) {
+                    c.to_string()
+                } else {
+                    format!("_U{:04x}_", c as u32)
+                }
+            })
             .collect(),
     }
 }
@@ -309,10 +382,15 @@ pub fn desired_secret(
             block_owner_deletion: Some(true),
         }]);
     }
-    let immutable = (ownership != Ownership::MergedInto && es.spec.target.immutable).then_some(true);
+    let immutable =
+        (ownership != Ownership::MergedInto && es.spec.target.immutable).then_some(true);
     Secret {
         metadata,
-        data: Some(data.iter().map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec()))).collect()),
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec())))
+                .collect(),
+        ),
         type_: (ownership != Ownership::MergedInto).then(|| "Opaque".to_owned()),
         immutable,
         ..Secret::default()
@@ -328,10 +406,17 @@ mod tests {
         serde_yaml_ng::from_str(yaml).unwrap()
     }
 
-    fn fetched(entries: &[(&str, Result<&str, ProviderError>)]) -> HashMap<FetchRequest, Result<SecretBytes, ProviderError>> {
+    fn fetched(
+        entries: &[(&str, Result<&str, ProviderError>)],
+    ) -> HashMap<FetchRequest, Result<SecretBytes, ProviderError>> {
         entries
             .iter()
-            .map(|(k, v)| (FetchRequest::current(*k), v.clone().map(SecretBytes::from_str_value)))
+            .map(|(k, v)| {
+                (
+                    FetchRequest::current(*k),
+                    v.clone().map(SecretBytes::from_str_value),
+                )
+            })
             .collect()
     }
 
@@ -367,7 +452,13 @@ mod tests {
     fn missing_property_fails_with_the_key_and_property_named() {
         let s = spec("data: [{secretKey: x, remoteRef: {key: db, property: nope}}]");
         let err = desired_data(&s, &fetched(&[("db", Ok(r#"{"a":"SECRET"}"#))])).unwrap_err();
-        assert_eq!(err, BuildError::PropertyNotFound { key: "db".into(), property: "nope".into() });
+        assert_eq!(
+            err,
+            BuildError::PropertyNotFound {
+                key: "db".into(),
+                property: "nope".into()
+            }
+        );
         assert!(!err.to_string().contains("SECRET"));
     }
 
@@ -382,7 +473,11 @@ mod tests {
     #[test]
     fn extract_splits_objects_and_keeps_nested_values_as_json() {
         let s = spec("dataFrom: [{extract: {key: app}}]");
-        let d = desired_data(&s, &fetched(&[("app", Ok(r#"{"a":"1","b":{"c":true},"n":3}"#))])).unwrap();
+        let d = desired_data(
+            &s,
+            &fetched(&[("app", Ok(r#"{"a":"1","b":{"c":true},"n":3}"#))]),
+        )
+        .unwrap();
         assert_eq!(text(&d, "a"), "1");
         assert_eq!(text(&d, "b"), r#"{"c":true}"#);
         assert_eq!(text(&d, "n"), "3");
@@ -390,8 +485,17 @@ mod tests {
 
     #[test]
     fn explicit_data_wins_over_extracted_keys() {
-        let s = spec("dataFrom: [{extract: {key: app}}]\ndata: [{secretKey: a, remoteRef: {key: other}}]");
-        let d = desired_data(&s, &fetched(&[("app", Ok(r#"{"a":"from-extract"}"#)), ("other", Ok("explicit"))])).unwrap();
+        let s = spec(
+            "dataFrom: [{extract: {key: app}}]\ndata: [{secretKey: a, remoteRef: {key: other}}]",
+        );
+        let d = desired_data(
+            &s,
+            &fetched(&[
+                ("app", Ok(r#"{"a":"from-extract"}"#)),
+                ("other", Ok("explicit")),
+            ]),
+        )
+        .unwrap();
         assert_eq!(text(&d, "a"), "explicit");
     }
 
@@ -406,7 +510,12 @@ mod tests {
     fn invalid_extracted_key_without_conversion_is_refused() {
         let s = spec("dataFrom: [{extract: {key: app}}]");
         let err = desired_data(&s, &fetched(&[("app", Ok(r#"{"a b":"v"}"#))])).unwrap_err();
-        assert_eq!(err, BuildError::InvalidSecretKey { secret_key: "a b".into() });
+        assert_eq!(
+            err,
+            BuildError::InvalidSecretKey {
+                secret_key: "a b".into()
+            }
+        );
     }
 
     #[test]
@@ -418,7 +527,15 @@ mod tests {
   - {secretKey: auto, remoteRef: {key: b64, decodingStrategy: Auto}}
   - {secretKey: autoraw, remoteRef: {key: raw, decodingStrategy: Auto}}"#,
         );
-        let d = desired_data(&s, &fetched(&[("b64", Ok("aGk/Pz4+fg==")), ("b64url", Ok("aGk_Pz4-fg")), ("raw", Ok("not base64!"))])).unwrap();
+        let d = desired_data(
+            &s,
+            &fetched(&[
+                ("b64", Ok("aGk/Pz4+fg==")),
+                ("b64url", Ok("aGk_Pz4-fg")),
+                ("raw", Ok("not base64!")),
+            ]),
+        )
+        .unwrap();
         assert_eq!(d.data["std"].expose(), b"hi??>>~");
         assert_eq!(d.data["url"].expose(), b"hi??>>~");
         assert_eq!(d.data["auto"].expose(), b"hi??>>~");
@@ -434,10 +551,15 @@ mod tests {
 
     #[test]
     fn not_found_keys_are_reported_missing_not_failed() {
-        let s = spec("data: [{secretKey: a, remoteRef: {key: gone}}, {secretKey: b, remoteRef: {key: here}}]");
+        let s = spec(
+            "data: [{secretKey: a, remoteRef: {key: gone}}, {secretKey: b, remoteRef: {key: here}}]",
+        );
         let d = desired_data(
             &s,
-            &fetched(&[("gone", Err(ProviderError::NotFound { key: "gone".into() })), ("here", Ok("v"))]),
+            &fetched(&[
+                ("gone", Err(ProviderError::NotFound { key: "gone".into() })),
+                ("here", Ok("v")),
+            ]),
         )
         .unwrap();
         assert_eq!(d.missing_remote_keys, vec!["gone".to_string()]);
@@ -446,37 +568,73 @@ mod tests {
 
     #[test]
     fn any_other_provider_error_fails_the_whole_build() {
-        let s = spec("data: [{secretKey: a, remoteRef: {key: denied}}, {secretKey: b, remoteRef: {key: here}}]");
-        let denied = ProviderError::AccessDenied { key: "denied".into(), detail: "no".into() };
-        let err = desired_data(&s, &fetched(&[("denied", Err(denied)), ("here", Ok("v"))])).unwrap_err();
+        let s = spec(
+            "data: [{secretKey: a, remoteRef: {key: denied}}, {secretKey: b, remoteRef: {key: here}}]",
+        );
+        let denied = ProviderError::AccessDenied {
+            key: "denied".into(),
+            detail: "no".into(),
+        };
+        let err =
+            desired_data(&s, &fetched(&[("denied", Err(denied)), ("here", Ok("v"))])).unwrap_err();
         assert_eq!(err.category(), "AccessDenied");
     }
 
     #[test]
     fn requests_are_deduplicated_across_data_and_extract() {
-        let s = spec("data: [{secretKey: a, remoteRef: {key: db, property: x}}, {secretKey: b, remoteRef: {key: db, property: y}}]\ndataFrom: [{extract: {key: db}}]");
+        let s = spec(
+            "data: [{secretKey: a, remoteRef: {key: db, property: x}}, {secretKey: b, remoteRef: {key: db, property: y}}]\ndataFrom: [{extract: {key: db}}]",
+        );
         assert_eq!(requests(&s), vec![FetchRequest::current("db")]);
     }
 
     #[test]
     fn versions_and_metadata_are_distinct_requests() {
-        let s = spec("data: [{secretKey: a, remoteRef: {key: db, version: AWSPREVIOUS}}, {secretKey: b, remoteRef: {key: db, metadataPolicy: Fetch}}]");
+        let s = spec(
+            "data: [{secretKey: a, remoteRef: {key: db, version: AWSPREVIOUS}}, {secretKey: b, remoteRef: {key: db, metadataPolicy: Fetch}}]",
+        );
         let got = requests(&s);
         assert_eq!(got.len(), 2);
-        assert!(got.iter().any(|r| r.version.as_deref() == Some("AWSPREVIOUS")));
+        assert!(
+            got.iter()
+                .any(|r| r.version.as_deref() == Some("AWSPREVIOUS"))
+        );
         assert!(got.iter().any(|r| r.metadata));
     }
 
     #[test]
     fn template_and_find_are_refused_until_implemented() {
-        let t = spec("target: {template: {type: kubernetes.io/tls}}\ndata: [{secretKey: a, remoteRef: {key: k}}]");
-        assert_eq!(check_supported(&t), Err(BuildError::Unsupported { field: "spec.target.template" }));
+        let t = spec(
+            "target: {template: {type: kubernetes.io/tls}}\ndata: [{secretKey: a, remoteRef: {key: k}}]",
+        );
+        assert_eq!(
+            check_supported(&t),
+            Err(BuildError::Unsupported {
+                field: "spec.target.template"
+            })
+        );
         let f = spec("dataFrom: [{find: {name: {regexp: '.*'}}}]");
-        assert_eq!(check_supported(&f), Err(BuildError::Unsupported { field: "spec.dataFrom[].find" }));
-        let empty = ExternalSecretSpec { data: vec![], data_from: vec![ExternalSecretDataFromRemoteRef::default()], ..Default::default() };
+        assert_eq!(
+            check_supported(&f),
+            Err(BuildError::Unsupported {
+                field: "spec.dataFrom[].find"
+            })
+        );
+        let empty = ExternalSecretSpec {
+            data: vec![],
+            data_from: vec![ExternalSecretDataFromRemoteRef::default()],
+            ..Default::default()
+        };
         assert_eq!(check_supported(&empty), Err(BuildError::NothingToSync));
         let ok = ExternalSecretSpec {
-            data: vec![ExternalSecretData { secret_key: "a".into(), remote_ref: RemoteRef { key: "k".into(), ..Default::default() }, source_ref: None }],
+            data: vec![ExternalSecretData {
+                secret_key: "a".into(),
+                remote_ref: RemoteRef {
+                    key: "k".into(),
+                    ..Default::default()
+                },
+                source_ref: None,
+            }],
             ..Default::default()
         };
         assert_eq!(check_supported(&ok), Ok(()));
@@ -484,13 +642,25 @@ mod tests {
 
     #[test]
     fn refresh_interval_follows_go_durations() {
-        let with = |v: &str| ExternalSecretSpec { refresh_interval: Some(v.into()), ..Default::default() };
-        assert_eq!(refresh_interval(&with("1h30m")), Ok(Some(Duration::from_secs(5400))));
-        assert_eq!(refresh_interval(&with("15s")), Ok(Some(Duration::from_secs(15))));
+        let with = |v: &str| ExternalSecretSpec {
+            refresh_interval: Some(v.into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            refresh_interval(&with("1h30m")),
+            Ok(Some(Duration::from_secs(5400)))
+        );
+        assert_eq!(
+            refresh_interval(&with("15s")),
+            Ok(Some(Duration::from_secs(15)))
+        );
         assert_eq!(refresh_interval(&with("0")), Ok(None));
         assert_eq!(refresh_interval(&with("0s")), Ok(None));
         assert!(refresh_interval(&with("soon")).is_err());
-        assert_eq!(refresh_interval(&ExternalSecretSpec::default()), Ok(Some(Duration::from_secs(3600))));
+        assert_eq!(
+            refresh_interval(&ExternalSecretSpec::default()),
+            Ok(Some(Duration::from_secs(3600)))
+        );
     }
 
     fn es(yaml: &str) -> crate::api::ExternalSecret {
@@ -499,20 +669,33 @@ mod tests {
 
     #[test]
     fn owned_secret_is_labelled_hashed_and_owned() {
-        let es = es("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: app, namespace: ns, uid: u-1}\nspec: {target: {name: app-secret}}");
+        let es = es(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: app, namespace: ns, uid: u-1}\nspec: {target: {name: app-secret}}",
+        );
         let data: BTreeMap<_, _> = [("k".to_string(), SecretBytes::from_str_value("v"))].into();
         let secret = desired_secret(&es, &data, Ownership::Owned);
         assert_eq!(secret.metadata.name.as_deref(), Some("app-secret"));
-        assert_eq!(secret.metadata.labels.unwrap()[MANAGED_BY_LABEL], MANAGED_BY_VALUE);
-        assert_eq!(secret.metadata.annotations.unwrap()[DATA_HASH_ANNOTATION], data_hash(&data));
+        assert_eq!(
+            secret.metadata.labels.unwrap()[MANAGED_BY_LABEL],
+            MANAGED_BY_VALUE
+        );
+        assert_eq!(
+            secret.metadata.annotations.unwrap()[DATA_HASH_ANNOTATION],
+            data_hash(&data)
+        );
         let owner = &secret.metadata.owner_references.unwrap()[0];
-        assert_eq!((owner.kind.as_str(), owner.uid.as_str(), owner.controller), ("ExternalSecret", "u-1", Some(true)));
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("ExternalSecret", "u-1", Some(true))
+        );
         assert_eq!(secret.data.unwrap()["k"].0, b"v");
     }
 
     #[test]
     fn orphan_has_no_owner_and_merge_touches_only_data() {
-        let es = es("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: app, namespace: ns, uid: u-1}\nspec: {target: {immutable: true}}");
+        let es = es(
+            "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: app, namespace: ns, uid: u-1}\nspec: {target: {immutable: true}}",
+        );
         let data: BTreeMap<_, _> = [("k".to_string(), SecretBytes::from_str_value("v"))].into();
         let orphan = desired_secret(&es, &data, Ownership::Orphaned);
         assert!(orphan.metadata.owner_references.is_none());
@@ -520,7 +703,11 @@ mod tests {
         assert_eq!(orphan.metadata.name.as_deref(), Some("app"));
         let merged = desired_secret(&es, &data, Ownership::MergedInto);
         assert!(merged.metadata.labels.is_none() && merged.metadata.annotations.is_none());
-        assert!(merged.metadata.owner_references.is_none() && merged.type_.is_none() && merged.immutable.is_none());
+        assert!(
+            merged.metadata.owner_references.is_none()
+                && merged.type_.is_none()
+                && merged.immutable.is_none()
+        );
     }
 
     #[test]

@@ -27,18 +27,27 @@ impl Caches {
         self.ready.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn secret_meta(&self, namespace: &str, name: &str) -> Option<std::sync::Arc<PartialObjectMeta<Secret>>> {
+    pub fn secret_meta(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<std::sync::Arc<PartialObjectMeta<Secret>>> {
         self.secrets.get(&ObjectRef::new(name).within(namespace))
     }
 }
 
 impl StoreLookup for Caches {
     fn secret_store(&self, namespace: &str, name: &str) -> Option<StoreObject> {
-        self.secret_stores.get(&ObjectRef::new(name).within(namespace)).map(|s| StoreObject::from(s.as_ref()))
+        self.secret_stores
+            .get(&ObjectRef::new(name).within(namespace))
+            .map(|s| StoreObject::from(s.as_ref()))
     }
 
     fn cluster_secret_store(&self, name: &str) -> Option<StoreObject> {
-        self.cluster_stores.as_ref()?.get(&ObjectRef::new(name)).map(|s| StoreObject::from(s.as_ref()))
+        self.cluster_stores
+            .as_ref()?
+            .get(&ObjectRef::new(name))
+            .map(|s| StoreObject::from(s.as_ref()))
     }
 
     fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {

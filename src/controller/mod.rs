@@ -90,7 +90,9 @@ pub enum SyncError {
     Provider(#[from] ProviderError),
     #[error("invalid target policy: {0}")]
     InvalidPolicy(&'static str),
-    #[error("target Secret {name:?} does not exist; creationPolicy Merge only adds keys to an existing Secret")]
+    #[error(
+        "target Secret {name:?} does not exist; creationPolicy Merge only adds keys to an existing Secret"
+    )]
     TargetMissing { name: String },
     #[error("target Secret {name:?} is controlled by {owner}")]
     TargetOwnedByOther { name: String, owner: String },
@@ -114,7 +116,9 @@ impl SyncError {
             SyncError::InvalidPolicy(_) => "InvalidSpec",
             SyncError::TargetMissing { .. } => "SecretMissing",
             SyncError::TargetOwnedByOther { .. } => "SecretOwnedByOther",
-            SyncError::Apply { .. } | SyncError::Read { .. } | SyncError::Delete { .. } => "KubernetesAPI",
+            SyncError::Apply { .. } | SyncError::Read { .. } | SyncError::Delete { .. } => {
+                "KubernetesAPI"
+            }
             SyncError::OwnerGone => "OwnerGone",
         }
     }
@@ -124,7 +128,9 @@ impl SyncError {
         match self {
             SyncError::Build(e) => e.is_permanent(),
             SyncError::Provider(e) => e.is_permanent(),
-            SyncError::Resolve(_) | SyncError::InvalidPolicy(_) | SyncError::TargetOwnedByOther { .. } => true,
+            SyncError::Resolve(_)
+            | SyncError::InvalidPolicy(_)
+            | SyncError::TargetOwnedByOther { .. } => true,
             SyncError::TargetMissing { .. }
             | SyncError::Apply { .. }
             | SyncError::Read { .. }
@@ -153,7 +159,11 @@ pub fn synced_version(es: &ExternalSecret) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     es.metadata.labels.hash(&mut h);
     es.metadata.annotations.hash(&mut h);
-    format!("{}-{:016x}", es.metadata.generation.unwrap_or_default(), h.finish())
+    format!(
+        "{}-{:016x}",
+        es.metadata.generation.unwrap_or_default(),
+        h.finish()
+    )
 }
 
 fn inputs_digest(es: &ExternalSecret, store: &crate::api::StoreObject) -> u64 {
@@ -176,17 +186,37 @@ fn ownership(policy: CreationPolicy) -> Option<Ownership> {
 /// What a reconcile decided, before status and timing are derived from it.
 enum Decision {
     /// Nothing to fetch: inputs unchanged and the refresh is not due. Check again after `due_in`.
-    UpToDate { due_in: Option<Duration> },
+    UpToDate {
+        due_in: Option<Duration>,
+    },
     Synced(Change),
 }
 
 impl Context {
-    pub fn new(client: kube::Client, config: Config, providers: Providers, caches: Caches, metrics: Arc<Metrics>, recorder: Recorder) -> Self {
-        Context { client, config, providers, caches, metrics, recorder, state: Mutex::new(HashMap::new()) }
+    pub fn new(
+        client: kube::Client,
+        config: Config,
+        providers: Providers,
+        caches: Caches,
+        metrics: Arc<Metrics>,
+        recorder: Recorder,
+    ) -> Self {
+        Context {
+            client,
+            config,
+            providers,
+            caches,
+            metrics,
+            recorder,
+            state: Mutex::new(HashMap::new()),
+        }
     }
 
     fn state_of(&self, key: &ObjectRef<ExternalSecret>) -> ObjectState {
-        self.state.lock().map(|s| s.get(key).cloned().unwrap_or_default()).unwrap_or_default()
+        self.state
+            .lock()
+            .map(|s| s.get(key).cloned().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     fn update_state(&self, key: &ObjectRef<ExternalSecret>, f: impl FnOnce(&mut ObjectState)) {
@@ -202,17 +232,25 @@ impl Context {
     }
 
     /// The pipeline for one ExternalSecret, up to and including the Secret write.
-    async fn sync(&self, es: &ExternalSecret, key: &ObjectRef<ExternalSecret>) -> Result<Decision, SyncError> {
+    async fn sync(
+        &self,
+        es: &ExternalSecret,
+        key: &ObjectRef<ExternalSecret>,
+    ) -> Result<Decision, SyncError> {
         let spec = &es.spec;
         build::check_supported(spec)?;
         let interval = build::refresh_interval(spec)?;
         let creation = spec.target.creation_policy;
         match (spec.target.deletion_policy, creation) {
             (DeletionPolicy::Delete, c) if c != CreationPolicy::Owner => {
-                return Err(SyncError::InvalidPolicy("deletionPolicy Delete requires creationPolicy Owner"));
+                return Err(SyncError::InvalidPolicy(
+                    "deletionPolicy Delete requires creationPolicy Owner",
+                ));
             }
             (DeletionPolicy::Merge, CreationPolicy::None) => {
-                return Err(SyncError::InvalidPolicy("deletionPolicy Merge cannot be used with creationPolicy None"));
+                return Err(SyncError::InvalidPolicy(
+                    "deletionPolicy Merge cannot be used with creationPolicy None",
+                ));
             }
             _ => {}
         }
@@ -227,7 +265,9 @@ impl Context {
         let cached_secret = self.caches.secret_meta(&namespace, &es.target_name());
         let managed = matches!(creation, CreationPolicy::Owner | CreationPolicy::Orphan);
         let secret_intact = !managed
-            || cached_secret.as_ref().is_some_and(|s| state.secret_rv.is_none() || s.metadata.resource_version == state.secret_rv);
+            || cached_secret.as_ref().is_some_and(|s| {
+                state.secret_rv.is_none() || s.metadata.resource_version == state.secret_rv
+            });
         let policy = spec.refresh_policy.unwrap_or(RefreshPolicy::Periodic);
         if state.inputs == Some(inputs) && secret_intact {
             if let Some(last) = state.last_success {
@@ -236,7 +276,9 @@ impl Context {
                         return Ok(Decision::UpToDate { due_in: None });
                     }
                     (RefreshPolicy::Periodic, Some(every)) if last.elapsed() < every => {
-                        return Ok(Decision::UpToDate { due_in: Some(every - last.elapsed()) });
+                        return Ok(Decision::UpToDate {
+                            due_in: Some(every - last.elapsed()),
+                        });
                     }
                     _ => {}
                 }
@@ -245,7 +287,11 @@ impl Context {
         // CreatedOnce after a restart: the Secret exists and was synced for these inputs; leave it.
         if policy == RefreshPolicy::CreatedOnce
             && cached_secret.is_some()
-            && es.status.as_ref().and_then(|s| s.synced_resource_version.as_deref()) == Some(synced_version(es).as_str())
+            && es
+                .status
+                .as_ref()
+                .and_then(|s| s.synced_resource_version.as_deref())
+                == Some(synced_version(es).as_str())
         {
             self.update_state(key, |s| {
                 s.inputs = Some(inputs);
@@ -267,7 +313,9 @@ impl Context {
         let all_gone = !desired.missing_remote_keys.is_empty() && desired.data.is_empty();
         if let Some(first_missing) = desired.missing_remote_keys.first() {
             if spec.target.deletion_policy == DeletionPolicy::Retain {
-                return Err(SyncError::Provider(ProviderError::NotFound { key: first_missing.clone() }));
+                return Err(SyncError::Provider(ProviderError::NotFound {
+                    key: first_missing.clone(),
+                }));
             }
         }
         let (change, secret_rv) = match ownership(creation) {
@@ -277,7 +325,10 @@ impl Context {
                 (if all_gone { Change::Deleted } else { change }, None)
             }
             Some(_) if all_gone => (apply::delete_managed(self, es).await?, None),
-            Some(own) => apply::apply_managed(self, es, &desired.data, own, state.secret_rv.as_deref()).await?,
+            Some(own) => {
+                apply::apply_managed(self, es, &desired.data, own, state.secret_rv.as_deref())
+                    .await?
+            }
         };
         self.update_state(key, |s| {
             s.inputs = Some(inputs);
@@ -311,7 +362,9 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     let (change, action) = match outcome {
         Ok(Decision::UpToDate { due_in }) => {
             debug!(%namespace, %name, "up to date; no fetch");
-            let action = due_in.map_or_else(Action::await_change, |d| Action::requeue(backoff::jittered(d)));
+            let action = due_in.map_or_else(Action::await_change, |d| {
+                Action::requeue(backoff::jittered(d))
+            });
             return Ok(action);
         }
         Ok(Decision::Synced(change)) => {
@@ -329,7 +382,11 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
                 s.inputs = None;
                 failures = s.failures;
             });
-            let delay = if err.is_permanent() { backoff::jittered(ctx.config.permanent_retry) } else { backoff::failure_delay(failures) };
+            let delay = if err.is_permanent() {
+                backoff::jittered(ctx.config.permanent_retry)
+            } else {
+                backoff::failure_delay(failures)
+            };
             warn!(%namespace, %name, category = err.category(), error = %err, retry_in = ?delay, "sync failed");
             (Err(err), Action::requeue(delay))
         }
@@ -342,9 +399,17 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         .and_then(|s| crate::api::condition::find(&s.conditions, "Ready"))
         .and_then(|c| c.message.clone());
     publish_event(&ctx, &es, &change, previous_message.as_deref()).await;
-    let ready = matches!(change, Ok(Change::Created | Change::Updated | Change::Unchanged | Change::NotWritten));
+    let ready = matches!(
+        change,
+        Ok(Change::Created | Change::Updated | Change::Unchanged | Change::NotWritten)
+    );
     ctx.metrics.condition(&namespace, &name, "Ready", ready);
-    ctx.metrics.reconciled(&namespace, &name, started.elapsed().as_secs_f64(), change.as_ref().err().map(SyncError::category));
+    ctx.metrics.reconciled(
+        &namespace,
+        &name,
+        started.elapsed().as_secs_f64(),
+        change.as_ref().err().map(SyncError::category),
+    );
     if let Ok(c) = &change {
         info!(%namespace, %name, change = ?c, "synced");
     }
@@ -354,13 +419,21 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
 
 /// When to fetch again after a successful sync.
 fn next_refresh(es: &ExternalSecret) -> Action {
-    match (es.spec.refresh_policy.unwrap_or(RefreshPolicy::Periodic), build::refresh_interval(&es.spec)) {
+    match (
+        es.spec.refresh_policy.unwrap_or(RefreshPolicy::Periodic),
+        build::refresh_interval(&es.spec),
+    ) {
         (RefreshPolicy::Periodic, Ok(Some(every))) => Action::requeue(backoff::jittered(every)),
         _ => Action::await_change(),
     }
 }
 
-async fn publish_event(ctx: &Context, es: &ExternalSecret, change: &Result<Change, SyncError>, previous_message: Option<&str>) {
+async fn publish_event(
+    ctx: &Context,
+    es: &ExternalSecret,
+    change: &Result<Change, SyncError>,
+    previous_message: Option<&str>,
+) {
     let target = es.target_name();
     let event = match change {
         Ok(Change::Created) => Event {
@@ -380,7 +453,9 @@ async fn publish_event(ctx: &Context, es: &ExternalSecret, change: &Result<Chang
         Ok(Change::Deleted) => Event {
             type_: EventType::Normal,
             reason: "Deleted".into(),
-            note: Some(format!("Deleted Secret {target:?}: every remote key is gone (deletionPolicy Delete/Merge)")),
+            note: Some(format!(
+                "Deleted Secret {target:?}: every remote key is gone (deletionPolicy Delete/Merge)"
+            )),
             action: "Sync".into(),
             secondary: None,
         },
@@ -391,7 +466,13 @@ async fn publish_event(ctx: &Context, es: &ExternalSecret, change: &Result<Chang
             if previous_message == Some(message.as_str()) {
                 return;
             }
-            Event { type_: EventType::Warning, reason: "UpdateFailed".into(), note: Some(message), action: "Sync".into(), secondary: None }
+            Event {
+                type_: EventType::Warning,
+                reason: "UpdateFailed".into(),
+                note: Some(message),
+                action: "Sync".into(),
+                secondary: None,
+            }
         }
     };
     if let Err(e) = ctx.recorder.publish(&event, &es.object_ref(&())).await {

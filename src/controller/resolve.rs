@@ -20,13 +20,23 @@ pub enum ResolveError {
     #[error("spec.secretStoreRef.name is empty")]
     NoStoreName,
     #[error("{kind} {name:?} not found{scope}")]
-    StoreNotFound { kind: &'static str, name: String, scope: String },
-    #[error("ClusterSecretStore {name:?} does not admit namespace {namespace:?} (see its spec.conditions)")]
+    StoreNotFound {
+        kind: &'static str,
+        name: String,
+        scope: String,
+    },
+    #[error(
+        "ClusterSecretStore {name:?} does not admit namespace {namespace:?} (see its spec.conditions)"
+    )]
     NamespaceNotAdmitted { name: String, namespace: String },
     #[error("ClusterSecretStore {name:?} has an invalid condition: {detail}")]
     InvalidCondition { name: String, detail: String },
     #[error("{kind} {name:?} belongs to controller class {class:?}, not ours")]
-    OtherControllerClass { kind: &'static str, name: String, class: String },
+    OtherControllerClass {
+        kind: &'static str,
+        name: String,
+        class: String,
+    },
 }
 
 impl ResolveError {
@@ -41,7 +51,11 @@ impl ResolveError {
 }
 
 /// Find the store `es` points at and check that its namespace may use it.
-pub fn resolve_store(es: &ExternalSecret, lookup: &dyn StoreLookup, controller_class: &str) -> Result<StoreObject, ResolveError> {
+pub fn resolve_store(
+    es: &ExternalSecret,
+    lookup: &dyn StoreLookup,
+    controller_class: &str,
+) -> Result<StoreObject, ResolveError> {
     let name = es.spec.secret_store_ref.name.as_str();
     if name.is_empty() {
         return Err(ResolveError::NoStoreName);
@@ -49,34 +63,52 @@ pub fn resolve_store(es: &ExternalSecret, lookup: &dyn StoreLookup, controller_c
     let namespace = es.metadata.namespace.as_deref().unwrap_or("default");
     let kind = es.store_kind();
     let store = match kind {
-        StoreKind::SecretStore => lookup.secret_store(namespace, name).ok_or_else(|| ResolveError::StoreNotFound {
-            kind: kind.as_str(),
-            name: name.to_owned(),
-            scope: format!(" in namespace {namespace:?}"),
-        })?,
-        StoreKind::ClusterSecretStore => lookup.cluster_secret_store(name).ok_or_else(|| ResolveError::StoreNotFound {
-            kind: kind.as_str(),
-            name: name.to_owned(),
-            scope: String::new(),
-        })?,
+        StoreKind::SecretStore => {
+            lookup
+                .secret_store(namespace, name)
+                .ok_or_else(|| ResolveError::StoreNotFound {
+                    kind: kind.as_str(),
+                    name: name.to_owned(),
+                    scope: format!(" in namespace {namespace:?}"),
+                })?
+        }
+        StoreKind::ClusterSecretStore => {
+            lookup
+                .cluster_secret_store(name)
+                .ok_or_else(|| ResolveError::StoreNotFound {
+                    kind: kind.as_str(),
+                    name: name.to_owned(),
+                    scope: String::new(),
+                })?
+        }
     };
     let class = store.spec.controller.clone().unwrap_or_default();
     if class != controller_class {
-        return Err(ResolveError::OtherControllerClass { kind: kind.as_str(), name: name.to_owned(), class });
+        return Err(ResolveError::OtherControllerClass {
+            kind: kind.as_str(),
+            name: name.to_owned(),
+            class,
+        });
     }
     if kind == StoreKind::ClusterSecretStore && !store.spec.conditions.is_empty() {
         let labels = lookup.namespace_labels(namespace).unwrap_or_default();
         let mut admitted = false;
         for condition in &store.spec.conditions {
-            if condition_admits(condition, namespace, &labels)
-                .map_err(|detail| ResolveError::InvalidCondition { name: name.to_owned(), detail })?
-            {
+            if condition_admits(condition, namespace, &labels).map_err(|detail| {
+                ResolveError::InvalidCondition {
+                    name: name.to_owned(),
+                    detail,
+                }
+            })? {
                 admitted = true;
                 break;
             }
         }
         if !admitted {
-            return Err(ResolveError::NamespaceNotAdmitted { name: name.to_owned(), namespace: namespace.to_owned() });
+            return Err(ResolveError::NamespaceNotAdmitted {
+                name: name.to_owned(),
+                namespace: namespace.to_owned(),
+            });
         }
     }
     Ok(store)
@@ -93,7 +125,8 @@ fn condition_admits(
         return Ok(true);
     }
     for pattern in &condition.namespace_regexes {
-        let re = regex::Regex::new(pattern).map_err(|e| format!("namespaceRegexes {pattern:?}: {e}"))?;
+        let re =
+            regex::Regex::new(pattern).map_err(|e| format!("namespaceRegexes {pattern:?}: {e}"))?;
         if re.is_match(namespace) {
             return Ok(true);
         }
@@ -105,7 +138,10 @@ fn condition_admits(
 }
 
 /// Kubernetes label-selector semantics: every matchLabels pair and every expression must hold.
-pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> Result<bool, String> {
+pub fn selector_matches(
+    selector: &LabelSelector,
+    labels: &BTreeMap<String, String>,
+) -> Result<bool, String> {
     for (k, v) in selector.match_labels.iter().flatten() {
         if labels.get(k) != Some(v) {
             return Ok(false);
@@ -155,7 +191,14 @@ mod tests {
 
     fn store(kind: StoreKind, ns: Option<&str>, spec_yaml: &str) -> StoreObject {
         let spec: SecretStoreSpec = serde_yaml_ng::from_str(spec_yaml).unwrap();
-        StoreObject { kind, name: "s".into(), namespace: ns.map(Into::into), uid: None, generation: Some(1), spec }
+        StoreObject {
+            kind,
+            name: "s".into(),
+            namespace: ns.map(Into::into),
+            uid: None,
+            generation: Some(1),
+            spec,
+        }
     }
 
     fn es(ns: &str, yaml: &str) -> ExternalSecret {
@@ -170,7 +213,14 @@ mod tests {
     #[test]
     fn secret_store_in_another_namespace_is_not_visible() {
         let mut f = Fixture::default();
-        f.stores.insert(("team-a".into(), "s".into()), store(StoreKind::SecretStore, Some("team-a"), "provider: {fake: {data: []}}"));
+        f.stores.insert(
+            ("team-a".into(), "s".into()),
+            store(
+                StoreKind::SecretStore,
+                Some("team-a"),
+                "provider: {fake: {data: []}}",
+            ),
+        );
         let got = resolve_store(&es("team-b", "{secretStoreRef: {name: s}}"), &f, "");
         assert_eq!(got.unwrap_err().category(), "StoreNotFound");
         assert!(resolve_store(&es("team-a", "{secretStoreRef: {name: s}}"), &f, "").is_ok());
@@ -187,26 +237,62 @@ mod tests {
                 "provider: {fake: {data: []}}\nconditions:\n- namespaces: [named]\n- namespaceRegexes: ['^team-.*$']\n- namespaceSelector: {matchLabels: {tier: prod}}",
             ),
         );
-        f.namespaces.insert("labelled".into(), [("tier".to_string(), "prod".to_string())].into());
+        f.namespaces.insert(
+            "labelled".into(),
+            [("tier".to_string(), "prod".to_string())].into(),
+        );
         let spec = "{secretStoreRef: {name: s, kind: ClusterSecretStore}}";
         for admitted in ["named", "team-x", "labelled"] {
-            assert!(resolve_store(&es(admitted, spec), &f, "").is_ok(), "{admitted}");
+            assert!(
+                resolve_store(&es(admitted, spec), &f, "").is_ok(),
+                "{admitted}"
+            );
         }
         let err = resolve_store(&es("other", spec), &f, "").unwrap_err();
-        assert_eq!(err, ResolveError::NamespaceNotAdmitted { name: "s".into(), namespace: "other".into() });
+        assert_eq!(
+            err,
+            ResolveError::NamespaceNotAdmitted {
+                name: "s".into(),
+                namespace: "other".into()
+            }
+        );
     }
 
     #[test]
     fn cluster_store_without_conditions_admits_every_namespace() {
         let mut f = Fixture::default();
-        f.cluster.insert("s".into(), store(StoreKind::ClusterSecretStore, None, "provider: {fake: {data: []}}"));
-        assert!(resolve_store(&es("anything", "{secretStoreRef: {name: s, kind: ClusterSecretStore}}"), &f, "").is_ok());
+        f.cluster.insert(
+            "s".into(),
+            store(
+                StoreKind::ClusterSecretStore,
+                None,
+                "provider: {fake: {data: []}}",
+            ),
+        );
+        assert!(
+            resolve_store(
+                &es(
+                    "anything",
+                    "{secretStoreRef: {name: s, kind: ClusterSecretStore}}"
+                ),
+                &f,
+                ""
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn store_of_another_controller_class_is_left_alone() {
         let mut f = Fixture::default();
-        f.stores.insert(("ns".into(), "s".into()), store(StoreKind::SecretStore, Some("ns"), "controller: other\nprovider: {fake: {data: []}}"));
+        f.stores.insert(
+            ("ns".into(), "s".into()),
+            store(
+                StoreKind::SecretStore,
+                Some("ns"),
+                "controller: other\nprovider: {fake: {data: []}}",
+            ),
+        );
         let err = resolve_store(&es("ns", "{secretStoreRef: {name: s}}"), &f, "").unwrap_err();
         assert_eq!(err.category(), "OtherControllerClass");
     }
@@ -217,9 +303,23 @@ mod tests {
             "matchExpressions: [{key: env, operator: In, values: [prod, stage]}, {key: legacy, operator: DoesNotExist}]",
         )
         .unwrap();
-        let labels = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        assert_eq!(selector_matches(&sel, &labels(&[("env", "prod")])), Ok(true));
-        assert_eq!(selector_matches(&sel, &labels(&[("env", "dev")])), Ok(false));
-        assert_eq!(selector_matches(&sel, &labels(&[("env", "prod"), ("legacy", "1")])), Ok(false));
+        let labels = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            selector_matches(&sel, &labels(&[("env", "prod")])),
+            Ok(true)
+        );
+        assert_eq!(
+            selector_matches(&sel, &labels(&[("env", "dev")])),
+            Ok(false)
+        );
+        assert_eq!(
+            selector_matches(&sel, &labels(&[("env", "prod"), ("legacy", "1")])),
+            Ok(false)
+        );
     }
 }

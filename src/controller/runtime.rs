@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering;
 use futures::{FutureExt, Stream, StreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::core::PartialObjectMeta;
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use tracing::{info, warn};
 
@@ -70,18 +70,28 @@ pub async fn run(
     let (cluster_stores, namespaces, background) = if ns.is_none() {
         let (css_reader, css_writer) = reflector::store::<ClusterSecretStore>();
         let (ns_reader, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
-        let css_stream = watcher(Api::<ClusterSecretStore>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .reflect(css_writer)
-            .touched_objects()
-            .predicate_filter(predicates::generation, Default::default());
-        let ns_stream = watcher(Api::<PartialObjectMeta<Namespace>>::all(client.clone()), watcher::Config::default())
-            .default_backoff()
-            .reflect(ns_writer)
-            .touched_objects();
+        let css_stream = watcher(
+            Api::<ClusterSecretStore>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(css_writer)
+        .touched_objects()
+        .predicate_filter(predicates::generation, Default::default());
+        let ns_stream = watcher(
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(ns_writer)
+        .touched_objects();
         // Namespace labels only feed ClusterSecretStore conditions; drain the stream to keep the cache warm.
         let ns_task = AbortOnDrop(tokio::spawn(ns_stream.for_each(|_| future::ready(()))));
-        (Some((css_reader, css_stream)), Some(ns_reader), Some(ns_task))
+        (
+            Some((css_reader, css_stream)),
+            Some(ns_reader),
+            Some(ns_task),
+        )
     } else {
         (None, None, None)
     };
@@ -100,7 +110,14 @@ pub async fn run(
             instance: std::env::var("POD_NAME").ok(),
         },
     );
-    let ctx = Arc::new(Context::new(client.clone(), config.clone(), providers.clone(), caches.clone(), metrics.clone(), recorder));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        config.clone(),
+        providers.clone(),
+        caches.clone(),
+        metrics.clone(),
+        recorder,
+    ));
 
     // Readiness: every cache has listed once.
     let _readiness = {
@@ -124,10 +141,16 @@ pub async fn run(
     let shutdown = shutdown.shared();
     let mut controller = Controller::for_stream(es_stream, es_reader.clone())
         .owns_stream(secret_stream)
-        .watches_stream(ss_stream, store_mapper(es_reader.clone(), StoreKind::SecretStore))
+        .watches_stream(
+            ss_stream,
+            store_mapper(es_reader.clone(), StoreKind::SecretStore),
+        )
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
     if let Some((_, css_stream)) = cluster_stores {
-        controller = controller.watches_stream(css_stream, store_mapper(es_reader.clone(), StoreKind::ClusterSecretStore));
+        controller = controller.watches_stream(
+            css_stream,
+            store_mapper(es_reader.clone(), StoreKind::ClusterSecretStore),
+        );
     }
     if let Some(triggers) = triggers {
         controller = controller.reconcile_on(triggers);
@@ -171,7 +194,12 @@ where
 {
     let Some(store) = store else { return true };
     loop {
-        match tokio::time::timeout(std::time::Duration::from_millis(100), store.wait_until_ready()).await {
+        match tokio::time::timeout(
+            std::time::Duration::from_millis(100),
+            store.wait_until_ready(),
+        )
+        .await
+        {
             Ok(result) => return result.is_ok(),
             Err(_elapsed) => continue,
         }

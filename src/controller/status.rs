@@ -10,7 +10,12 @@ use crate::api::condition::{self, Condition, ConditionStatus};
 use crate::api::{Binding, CreationPolicy, ExternalSecret, ExternalSecretStatus, reason};
 
 /// What the status should say after a sync attempt.
-pub fn desired_status(es: &ExternalSecret, outcome: &Result<Change, SyncError>, synced_version: &str, now: &Time) -> ExternalSecretStatus {
+pub fn desired_status(
+    es: &ExternalSecret,
+    outcome: &Result<Change, SyncError>,
+    synced_version: &str,
+    now: &Time,
+) -> ExternalSecretStatus {
     let mut status = es.status.clone().unwrap_or_default();
     let target = es.target_name();
     let ready = match outcome {
@@ -21,36 +26,64 @@ pub fn desired_status(es: &ExternalSecret, outcome: &Result<Change, SyncError>, 
             format!("every remote key is gone; Secret {target:?} was removed per deletionPolicy"),
         ),
         Ok(change) => {
-            if matches!(change, Change::Created | Change::Updated) || status.refresh_time.is_none() {
+            if matches!(change, Change::Created | Change::Updated) || status.refresh_time.is_none()
+            {
                 status.refresh_time = Some(now.clone());
             }
             status.synced_resource_version = Some(synced_version.to_owned());
-            status.binding = (es.spec.target.creation_policy != CreationPolicy::None).then(|| Binding { name: target.clone() });
+            status.binding =
+                (es.spec.target.creation_policy != CreationPolicy::None).then(|| Binding {
+                    name: target.clone(),
+                });
             let message = match change {
-                Change::NotWritten => "values fetched; creationPolicy None writes no Secret".to_owned(),
+                Change::NotWritten => {
+                    "values fetched; creationPolicy None writes no Secret".to_owned()
+                }
                 _ => format!("Secret {target:?} is synced"),
             };
-            Condition::new("Ready", ConditionStatus::True, reason::SECRET_SYNCED, message)
+            Condition::new(
+                "Ready",
+                ConditionStatus::True,
+                reason::SECRET_SYNCED,
+                message,
+            )
         }
-        Err(err) => Condition::new("Ready", ConditionStatus::False, err.reason(), err.status_message()),
+        Err(err) => Condition::new(
+            "Ready",
+            ConditionStatus::False,
+            err.reason(),
+            err.status_message(),
+        ),
     };
     condition::upsert(&mut status.conditions, ready, now);
     status
 }
 
 /// Server-side apply of the status subresource, skipped when nothing changed.
-pub async fn write_if_changed(ctx: &Context, es: &ExternalSecret, desired: ExternalSecretStatus) -> Result<bool, kube::Error> {
+pub async fn write_if_changed(
+    ctx: &Context,
+    es: &ExternalSecret,
+    desired: ExternalSecretStatus,
+) -> Result<bool, kube::Error> {
     if es.status.as_ref() == Some(&desired) {
         return Ok(false);
     }
-    let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), es.metadata.namespace.as_deref().unwrap_or("default"));
+    let api: Api<ExternalSecret> = Api::namespaced(
+        ctx.client.clone(),
+        es.metadata.namespace.as_deref().unwrap_or("default"),
+    );
     let body = serde_json::json!({
         "apiVersion": "external-secrets.io/v1",
         "kind": "ExternalSecret",
         "status": desired,
     });
     let name = es.metadata.name.clone().unwrap_or_default();
-    api.patch_status(&name, &PatchParams::apply(&ctx.config.field_manager).force(), &Patch::Apply(&body)).await?;
+    api.patch_status(
+        &name,
+        &PatchParams::apply(&ctx.config.field_manager).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
     ctx.metrics.kube_write("externalsecrets/status", "apply");
     Ok(true)
 }
@@ -73,7 +106,10 @@ mod tests {
     fn success_sets_ready_refresh_time_and_binding() {
         let st = desired_status(&es(), &Ok(Change::Created), "1-abc", &at(100));
         let ready = condition::find(&st.conditions, "Ready").unwrap();
-        assert_eq!((ready.status, ready.reason.as_deref()), (ConditionStatus::True, Some("SecretSynced")));
+        assert_eq!(
+            (ready.status, ready.reason.as_deref()),
+            (ConditionStatus::True, Some("SecretSynced"))
+        );
         assert_eq!(st.refresh_time, Some(at(100)));
         assert_eq!(st.binding.unwrap().name, "app");
         assert_eq!(st.synced_resource_version.as_deref(), Some("1-abc"));
@@ -82,19 +118,36 @@ mod tests {
     #[test]
     fn unchanged_refresh_produces_an_identical_status() {
         let mut obj = es();
-        obj.status = Some(desired_status(&obj, &Ok(Change::Created), "1-abc", &at(100)));
+        obj.status = Some(desired_status(
+            &obj,
+            &Ok(Change::Created),
+            "1-abc",
+            &at(100),
+        ));
         let again = desired_status(&obj, &Ok(Change::Unchanged), "1-abc", &at(200));
-        assert_eq!(obj.status, Some(again), "a no-op refresh must not produce a status write");
+        assert_eq!(
+            obj.status,
+            Some(again),
+            "a no-op refresh must not produce a status write"
+        );
     }
 
     #[test]
     fn failure_keeps_last_sync_data_and_reports_the_error() {
         let mut obj = es();
-        obj.status = Some(desired_status(&obj, &Ok(Change::Created), "1-abc", &at(100)));
+        obj.status = Some(desired_status(
+            &obj,
+            &Ok(Change::Created),
+            "1-abc",
+            &at(100),
+        ));
         let err = SyncError::Provider(ProviderError::NotFound { key: "db".into() });
         let st = desired_status(&obj, &Err(err), "2-def", &at(200));
         let ready = condition::find(&st.conditions, "Ready").unwrap();
-        assert_eq!((ready.status, ready.reason.as_deref()), (ConditionStatus::False, Some("SecretSyncedError")));
+        assert_eq!(
+            (ready.status, ready.reason.as_deref()),
+            (ConditionStatus::False, Some("SecretSyncedError"))
+        );
         assert!(ready.message.as_deref().unwrap().contains("\"db\""));
         assert_eq!(st.refresh_time, Some(at(100)));
         assert_eq!(st.synced_resource_version.as_deref(), Some("1-abc"));

@@ -12,7 +12,9 @@ use kube::runtime::watcher;
 
 use super::Config;
 use crate::api::condition::{self, Condition, ConditionStatus};
-use crate::api::{ClusterSecretStore, ProviderChoice, SecretStore, SecretStoreStatus, StoreObject, store_reason};
+use crate::api::{
+    ClusterSecretStore, ProviderChoice, SecretStore, SecretStoreStatus, StoreObject, store_reason,
+};
 use crate::provider::Providers;
 
 /// Re-validation period when the store sets none (credentials are re-checked at most this often).
@@ -37,11 +39,28 @@ pub async fn validate(providers: &Providers, store: &StoreObject) -> Condition {
     let namespace = store.namespace.clone().unwrap_or_default();
     let provider = match providers.for_store(store, &namespace).await {
         Ok(p) => p,
-        Err(e) => return Condition::new("Ready", ConditionStatus::False, store_reason::INVALID_PROVIDER_CONFIG, e.to_string()),
+        Err(e) => {
+            return Condition::new(
+                "Ready",
+                ConditionStatus::False,
+                store_reason::INVALID_PROVIDER_CONFIG,
+                e.to_string(),
+            );
+        }
     };
     match provider.validate().await {
-        Ok(()) => Condition::new("Ready", ConditionStatus::True, store_reason::VALID, "store validated"),
-        Err(e) => Condition::new("Ready", ConditionStatus::False, store_reason::VALIDATION_FAILED, e.to_string()),
+        Ok(()) => Condition::new(
+            "Ready",
+            ConditionStatus::True,
+            store_reason::VALID,
+            "store validated",
+        ),
+        Err(e) => Condition::new(
+            "Ready",
+            ConditionStatus::False,
+            store_reason::VALIDATION_FAILED,
+            e.to_string(),
+        ),
     }
 }
 
@@ -52,18 +71,34 @@ fn revalidate_after(store: &StoreObject) -> Duration {
     }
 }
 
-async fn write_status<K>(api: Api<K>, name: &str, kind: &str, current: Option<&SecretStoreStatus>, ready: Condition, manager: &str) -> Result<(), kube::Error>
+async fn write_status<K>(
+    api: Api<K>,
+    name: &str,
+    kind: &str,
+    current: Option<&SecretStoreStatus>,
+    ready: Condition,
+    manager: &str,
+) -> Result<(), kube::Error>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let mut status = current.cloned().unwrap_or_default();
-    condition::upsert(&mut status.conditions, ready, &Time(k8s_openapi::jiff::Timestamp::now()));
+    condition::upsert(
+        &mut status.conditions,
+        ready,
+        &Time(k8s_openapi::jiff::Timestamp::now()),
+    );
     status.capabilities = Some("ReadOnly".to_owned());
     if current == Some(&status) {
         return Ok(());
     }
     let body = serde_json::json!({ "apiVersion": "external-secrets.io/v1", "kind": kind, "status": status });
-    api.patch_status(name, &PatchParams::apply(manager).force(), &Patch::Apply(&body)).await?;
+    api.patch_status(
+        name,
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
     Ok(())
 }
 
@@ -71,25 +106,50 @@ fn ours(config: &Config, store: &StoreObject) -> bool {
     store.spec.controller.clone().unwrap_or_default() == config.controller_class
 }
 
-async fn reconcile_namespaced(store: Arc<SecretStore>, ctx: Arc<StoreContext>) -> Result<Action, kube::Error> {
+async fn reconcile_namespaced(
+    store: Arc<SecretStore>,
+    ctx: Arc<StoreContext>,
+) -> Result<Action, kube::Error> {
     let obj = StoreObject::from(store.as_ref());
     if !ours(&ctx.config, &obj) {
         return Ok(Action::await_change());
     }
     let ready = validate(&ctx.providers, &obj).await;
-    let api: Api<SecretStore> = Api::namespaced(ctx.client.clone(), obj.namespace.as_deref().unwrap_or("default"));
-    write_status(api, &obj.name, "SecretStore", store.status.as_ref(), ready, &ctx.config.field_manager).await?;
+    let api: Api<SecretStore> = Api::namespaced(
+        ctx.client.clone(),
+        obj.namespace.as_deref().unwrap_or("default"),
+    );
+    write_status(
+        api,
+        &obj.name,
+        "SecretStore",
+        store.status.as_ref(),
+        ready,
+        &ctx.config.field_manager,
+    )
+    .await?;
     Ok(Action::requeue(revalidate_after(&obj)))
 }
 
-async fn reconcile_cluster(store: Arc<ClusterSecretStore>, ctx: Arc<StoreContext>) -> Result<Action, kube::Error> {
+async fn reconcile_cluster(
+    store: Arc<ClusterSecretStore>,
+    ctx: Arc<StoreContext>,
+) -> Result<Action, kube::Error> {
     let obj = StoreObject::from(store.as_ref());
     if !ours(&ctx.config, &obj) {
         return Ok(Action::await_change());
     }
     let ready = validate(&ctx.providers, &obj).await;
     let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
-    write_status(api, &obj.name, "ClusterSecretStore", store.status.as_ref(), ready, &ctx.config.field_manager).await?;
+    write_status(
+        api,
+        &obj.name,
+        "ClusterSecretStore",
+        store.status.as_ref(),
+        ready,
+        &ctx.config.field_manager,
+    )
+    .await?;
     Ok(Action::requeue(revalidate_after(&obj)))
 }
 
@@ -104,7 +164,11 @@ pub async fn run(
     providers: Providers,
     shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
-    let ctx = Arc::new(StoreContext { client: client.clone(), config: config.clone(), providers });
+    let ctx = Arc::new(StoreContext {
+        client: client.clone(),
+        config: config.clone(),
+        providers,
+    });
     let ss_api: Api<SecretStore> = match &config.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
@@ -117,9 +181,12 @@ pub async fn run(
         namespaced.await;
         return;
     }
-    let cluster = Controller::new(Api::<ClusterSecretStore>::all(client), watcher::Config::default())
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile_cluster, retry, ctx)
-        .for_each(|_| future::ready(()));
+    let cluster = Controller::new(
+        Api::<ClusterSecretStore>::all(client),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(shutdown)
+    .run(reconcile_cluster, retry, ctx)
+    .for_each(|_| future::ready(()));
     future::join(namespaced, cluster).await;
 }

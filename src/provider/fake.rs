@@ -22,10 +22,15 @@ impl FakeSecretProvider {
         for entry in &spec.data {
             let value = match (&entry.value, &entry.value_map) {
                 (Some(v), _) => SecretBytes::from_str_value(v),
-                (None, Some(map)) => SecretBytes::from(serde_json::to_string(map).unwrap_or_default()),
+                (None, Some(map)) => {
+                    SecretBytes::from(serde_json::to_string(map).unwrap_or_default())
+                }
                 (None, None) => SecretBytes::default(),
             };
-            values.insert((entry.key.clone(), entry.version.clone().unwrap_or_default()), value);
+            values.insert(
+                (entry.key.clone(), entry.version.clone().unwrap_or_default()),
+                value,
+            );
         }
         FakeSecretProvider { values, metrics }
     }
@@ -39,17 +44,28 @@ impl FakeSecretProvider {
         self.values
             .get(&(request.key.clone(), version))
             .cloned()
-            .ok_or_else(|| ProviderError::NotFound { key: request.key.clone() })
+            .ok_or_else(|| ProviderError::NotFound {
+                key: request.key.clone(),
+            })
     }
 }
 
 #[async_trait]
 impl SecretProvider for FakeSecretProvider {
-    async fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Result<SecretBytes, ProviderError>> {
+    async fn fetch_many(
+        &self,
+        requests: &[FetchRequest],
+    ) -> Vec<Result<SecretBytes, ProviderError>> {
         let results: Vec<_> = requests.iter().map(|r| self.lookup(r)).collect();
         let failed = results.iter().filter(|r| r.is_err()).count() as u64;
-        self.metrics.provider_call("fake", "GetSecret", "success", results.len() as u64 - failed);
-        self.metrics.provider_call("fake", "GetSecret", "error", failed);
+        self.metrics.provider_call(
+            "fake",
+            "GetSecret",
+            "success",
+            results.len() as u64 - failed,
+        );
+        self.metrics
+            .provider_call("fake", "GetSecret", "error", failed);
         results
     }
 
@@ -74,18 +90,34 @@ mod tests {
 
     #[tokio::test]
     async fn versions_are_distinct_and_missing_keys_are_not_found() {
-        let provider = FakeSecretProvider::new(&FakeProvider {
-            data: vec![entry("db", "v-current", None), entry("db", "v-one", Some("v1"))],
-        }, Arc::default());
+        let provider = FakeSecretProvider::new(
+            &FakeProvider {
+                data: vec![
+                    entry("db", "v-current", None),
+                    entry("db", "v-one", Some("v1")),
+                ],
+            },
+            Arc::default(),
+        );
         let got = provider
             .fetch_many(&[
                 FetchRequest::current("db"),
-                FetchRequest { key: "db".into(), version: Some("v1".into()), metadata: false },
+                FetchRequest {
+                    key: "db".into(),
+                    version: Some("v1".into()),
+                    metadata: false,
+                },
                 FetchRequest::current("nope"),
             ])
             .await;
-        assert_eq!(got[0].as_ref().map(|v| v.expose().to_vec()), Ok(b"v-current".to_vec()));
-        assert_eq!(got[1].as_ref().map(|v| v.expose().to_vec()), Ok(b"v-one".to_vec()));
+        assert_eq!(
+            got[0].as_ref().map(|v| v.expose().to_vec()),
+            Ok(b"v-current".to_vec())
+        );
+        assert_eq!(
+            got[1].as_ref().map(|v| v.expose().to_vec()),
+            Ok(b"v-one".to_vec())
+        );
         assert_eq!(got[2], Err(ProviderError::NotFound { key: "nope".into() }));
     }
 }

@@ -28,7 +28,9 @@ pub struct TestCluster {
 pub async fn install_crds(client: &kube::Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in secret_sync::api::crds() {
-        api.create(&PostParams::default(), &crd).await.expect("create CRD");
+        api.create(&PostParams::default(), &crd)
+            .await
+            .expect("create CRD");
     }
 }
 
@@ -39,7 +41,14 @@ impl TestCluster {
         let server = FakeApiServer::start().await.expect("start fake apiserver");
         let client = server.client();
         install_crds(&client).await;
-        TestCluster { server, client, metrics: Arc::new(Metrics::new()), health: Health::default(), stop: None, task: None }
+        TestCluster {
+            server,
+            client,
+            metrics: Arc::new(Metrics::new()),
+            health: Health::default(),
+            stop: None,
+            task: None,
+        }
     }
 
     /// Fake API server, CRDs, and a running controller with default settings.
@@ -53,7 +62,11 @@ impl TestCluster {
         cluster
     }
 
-    pub fn start_controller(&mut self, config: controller::Config, triggers: Option<runtime::Triggers>) {
+    pub fn start_controller(
+        &mut self,
+        config: controller::Config,
+        triggers: Option<runtime::Triggers>,
+    ) {
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let providers = Providers::with_metrics(Some(self.client.clone()), self.metrics.clone());
         let shutdown = async move {
@@ -78,7 +91,10 @@ impl TestCluster {
             let _ = tx.send(true);
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task).await.expect("controller stops within 10s").expect("controller task");
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("controller stops within 10s")
+                .expect("controller task");
         }
     }
 
@@ -96,32 +112,61 @@ impl TestCluster {
                 None => (String::new(), types.api_version.clone()),
             };
             let plural = plural_of(&types.kind);
-            let ar = ApiResource { group, version, api_version: types.api_version.clone(), kind: types.kind.clone(), plural };
+            let ar = ApiResource {
+                group,
+                version,
+                api_version: types.api_version.clone(),
+                kind: types.kind.clone(),
+                plural,
+            };
             let name = obj.metadata.name.clone().expect("name");
             let api: Api<DynamicObject> = if is_cluster_scoped(&types.kind) {
                 Api::all_with(self.client.clone(), &ar)
             } else {
-                Api::namespaced_with(self.client.clone(), obj.metadata.namespace.as_deref().unwrap_or("default"), &ar)
+                Api::namespaced_with(
+                    self.client.clone(),
+                    obj.metadata.namespace.as_deref().unwrap_or("default"),
+                    &ar,
+                )
             };
-            api.patch(&name, &PatchParams::apply("test").force(), &Patch::Apply(&value)).await.unwrap_or_else(|e| panic!("apply {name}: {e}"));
+            api.patch(
+                &name,
+                &PatchParams::apply("test").force(),
+                &Patch::Apply(&value),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("apply {name}: {e}"));
         }
     }
 
     pub async fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
-        Api::<Secret>::namespaced(self.client.clone(), namespace).get_opt(name).await.expect("get secret")
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(name)
+            .await
+            .expect("get secret")
     }
 
     pub async fn external_secret(&self, namespace: &str, name: &str) -> ExternalSecret {
-        Api::<ExternalSecret>::namespaced(self.client.clone(), namespace).get(name).await.expect("get es")
+        Api::<ExternalSecret>::namespaced(self.client.clone(), namespace)
+            .get(name)
+            .await
+            .expect("get es")
     }
 
     pub async fn ready(&self, namespace: &str, name: &str) -> Option<Condition> {
         let es = self.external_secret(namespace, name).await;
-        es.status.and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+        es.status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
     }
 
     /// Wait until the Secret holds exactly `key = value`, or fail saying what was there instead.
-    pub async fn wait_secret_value(&self, namespace: &str, name: &str, key: &str, value: &[u8]) -> Secret {
+    pub async fn wait_secret_value(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        value: &[u8],
+    ) -> Secret {
         let desc = format!("Secret {namespace}/{name} to hold key {key:?}");
         wait_for(&desc, Duration::from_secs(15), || async {
             let s = self.secret(namespace, name).await?;
@@ -132,22 +177,37 @@ impl TestCluster {
     }
 
     /// Wait until the Ready condition has this status and reason.
-    pub async fn wait_ready(&self, namespace: &str, name: &str, status: &str, reason: &str) -> Condition {
+    pub async fn wait_ready(
+        &self,
+        namespace: &str,
+        name: &str,
+        status: &str,
+        reason: &str,
+    ) -> Condition {
         let desc = format!("ExternalSecret {namespace}/{name} Ready={status} reason {reason}");
         wait_for(&desc, Duration::from_secs(15), || async {
             let c = self.ready(namespace, name).await?;
-            (format!("{:?}", c.status) == status && c.reason.as_deref() == Some(reason)).then_some(c)
+            (format!("{:?}", c.status) == status && c.reason.as_deref() == Some(reason))
+                .then_some(c)
         })
         .await
     }
 
     /// Event notes recorded for an object (core/v1 or events.k8s.io/v1, whichever the recorder used).
     pub async fn event_texts(&self, namespace: &str) -> Vec<String> {
-        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), namespace);
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), namespace);
         let list = api.list(&Default::default()).await.expect("list events");
         list.items
             .into_iter()
-            .map(|e| format!("{} {} {}", e.type_.unwrap_or_default(), e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    e.type_.unwrap_or_default(),
+                    e.reason.unwrap_or_default(),
+                    e.note.unwrap_or_default()
+                )
+            })
             .collect()
     }
 }
@@ -193,5 +253,12 @@ fn plural_of(kind: &str) -> String {
 }
 
 fn is_cluster_scoped(kind: &str) -> bool {
-    matches!(kind, "ClusterSecretStore" | "Namespace" | "CustomResourceDefinition" | "ClusterRole" | "ClusterRoleBinding")
+    matches!(
+        kind,
+        "ClusterSecretStore"
+            | "Namespace"
+            | "CustomResourceDefinition"
+            | "ClusterRole"
+            | "ClusterRoleBinding"
+    )
 }
