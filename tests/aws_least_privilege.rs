@@ -166,3 +166,70 @@ async fn unknown_keys_are_rejected_by_iam() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn access_denied_leaves_the_existing_secret_untouched_and_says_why() {
+    within_timeout(async {
+        let moto = Moto::start().await;
+        moto.put_secret_string("app/db", "app-password").await;
+        moto.put_secret_string("other/db", "OTHER-SECRET-CANARY").await;
+        let narrow = moto.iam_role("app-reader", app_only_policy(true)).await;
+        moto.enforce_iam().await;
+
+        let cluster = support::cluster::TestCluster::without_controller().await;
+        cluster.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: apps}\n").await;
+        cluster
+            .apply(&format!(
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: narrow, namespace: apps, annotations: \
+                 {{eks.amazonaws.com/role-arn: '{narrow}'}}}}\n---\n{}",
+                jwt_store("SecretsManager", "narrow")
+            ))
+            .await;
+        let es = |keys: &[&str]| {
+            let data: Vec<String> =
+                keys.iter().map(|k| format!("{{secretKey: {}, remoteRef: {{key: {k}}}}}", k.replace('/', "-"))).collect();
+            format!(
+                "{{apiVersion: external-secrets.io/v1, kind: ExternalSecret, metadata: {{name: db, namespace: apps}}, \
+                 spec: {{refreshInterval: 1h, secretStoreRef: {{name: narrow}}, data: [{}]}}}}",
+                data.join(", ")
+            )
+        };
+        cluster.apply(&es(&["app/db"])).await;
+
+        let metrics = cluster.metrics.clone();
+        let aws = secret_sync::provider::aws::AwsProviders::with_base_config(
+            Some(cluster.client.clone()),
+            metrics.clone(),
+            moto.config().await,
+        );
+        let providers = Providers { kube: Some(cluster.client.clone()), metrics: metrics.clone(), aws: std::sync::Arc::new(aws) };
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let controller = tokio::spawn(secret_sync::controller::runtime::run(
+            cluster.client.clone(),
+            secret_sync::controller::Config::default(),
+            providers,
+            metrics,
+            secret_sync::admin::Health::default(),
+            None,
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            },
+        ));
+        let before = cluster.wait_secret_value("apps", "db", "app-db", b"app-password").await;
+
+        // The ExternalSecret now also asks for a secret the role may not read.
+        cluster.apply(&es(&["app/db", "other/db"])).await;
+        let condition = cluster.wait_ready("apps", "db", "False", "SecretSyncedError").await;
+        let message = condition.message.unwrap_or_default();
+        assert!(message.starts_with("AccessDenied"), "{message}");
+        assert!(message.contains("other/db"), "{message}");
+        assert!(!message.contains("CANARY"), "{message}");
+        let after = cluster.secret("apps", "db").await.unwrap();
+        assert_eq!(after.data, before.data, "the existing Secret keeps its data");
+        assert_eq!(after.metadata.resource_version, before.metadata.resource_version, "and is not written at all");
+
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), controller).await;
+    })
+    .await;
+}
