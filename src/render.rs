@@ -149,11 +149,7 @@ async fn render_one(
     let results = provider.fetch_many(&requests).await;
     let fetched: HashMap<FetchRequest, _> = requests.into_iter().zip(results).collect();
     let desired = build::desired_data(&es.spec, &fetched)?;
-    if let Some(key) = desired.missing_remote_keys.first() {
-        if es.spec.target.deletion_policy == crate::api::DeletionPolicy::Retain {
-            return Err(ProviderError::NotFound { key: key.clone() }.into());
-        }
-    }
+    build::check_missing(&es.spec, &desired)?;
     let ownership = match es.spec.target.creation_policy {
         CreationPolicy::Owner => Ownership::Owned,
         CreationPolicy::Orphan => Ownership::Orphaned,

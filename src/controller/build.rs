@@ -213,6 +213,20 @@ pub fn desired_data(
     Ok(out)
 }
 
+/// deletionPolicy Retain treats a vanished remote key as an error, so the Secret is left as it is;
+/// Delete and Merge let the apply step drop the missing keys instead.
+pub fn check_missing(spec: &ExternalSecretSpec, desired: &DesiredData) -> Result<(), BuildError> {
+    match desired.missing_remote_keys.first() {
+        Some(key) if spec.target.deletion_policy == crate::api::DeletionPolicy::Retain => {
+            Err(BuildError::Fetch {
+                key: key.clone(),
+                source: ProviderError::NotFound { key: key.clone() },
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Read `property` (gjson path syntax, as ESO: `a.b`, escaped dots `a\.b`) from a JSON document.
 /// A string result is returned unquoted; anything else as its JSON text.
 fn select_property(

@@ -269,19 +269,18 @@ impl Context {
                 state.secret_rv.is_none() || s.metadata.resource_version == state.secret_rv
             });
         let policy = spec.refresh_policy.unwrap_or(RefreshPolicy::Periodic);
-        if state.inputs == Some(inputs) && secret_intact {
-            if let Some(last) = state.last_success {
-                match (policy, interval) {
-                    (RefreshPolicy::CreatedOnce | RefreshPolicy::OnChange, _) | (_, None) => {
-                        return Ok(Decision::UpToDate { due_in: None });
-                    }
-                    (RefreshPolicy::Periodic, Some(every)) if last.elapsed() < every => {
-                        return Ok(Decision::UpToDate {
-                            due_in: Some(every - last.elapsed()),
-                        });
-                    }
-                    _ => {}
+        let unchanged = state.inputs == Some(inputs) && secret_intact;
+        if let Some(last) = state.last_success.filter(|_| unchanged) {
+            match (policy, interval) {
+                (RefreshPolicy::CreatedOnce | RefreshPolicy::OnChange, _) | (_, None) => {
+                    return Ok(Decision::UpToDate { due_in: None });
                 }
+                (RefreshPolicy::Periodic, Some(every)) if last.elapsed() < every => {
+                    return Ok(Decision::UpToDate {
+                        due_in: Some(every - last.elapsed()),
+                    });
+                }
+                _ => {}
             }
         }
         // CreatedOnce after a restart: the Secret exists and was synced for these inputs; leave it.
@@ -311,13 +310,7 @@ impl Context {
 
         // 4. Apply, honouring the deletion policy when remote keys are gone.
         let all_gone = !desired.missing_remote_keys.is_empty() && desired.data.is_empty();
-        if let Some(first_missing) = desired.missing_remote_keys.first() {
-            if spec.target.deletion_policy == DeletionPolicy::Retain {
-                return Err(SyncError::Provider(ProviderError::NotFound {
-                    key: first_missing.clone(),
-                }));
-            }
-        }
+        build::check_missing(spec, &desired)?;
         let (change, secret_rv) = match ownership(creation) {
             None => (Change::NotWritten, None),
             Some(Ownership::MergedInto) => {
