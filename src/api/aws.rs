@@ -18,7 +18,11 @@ pub struct AwsProvider {
     /// Role ARNs assumed in order before `role`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub additional_roles: Vec<String>,
-    #[serde(default, rename = "externalID", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "externalID",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub session_tags: Vec<AwsTag>,
@@ -62,7 +66,11 @@ pub struct AwsAuthSecretRef {
     pub access_key_id: SecretKeySelector,
     #[serde(rename = "secretAccessKeySecretRef", default)]
     pub secret_access_key: SecretKeySelector,
-    #[serde(rename = "sessionTokenSecretRef", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sessionTokenSecretRef",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub session_token: Option<SecretKeySelector>,
 }
 
