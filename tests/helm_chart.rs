@@ -331,7 +331,10 @@ fn namespaced_grants() -> BTreeSet<Grant> {
 }
 
 fn jwt_grants() -> BTreeSet<Grant> {
-    grant_set(&[("", &["serviceaccounts/token"], &["create"])])
+    grant_set(&[
+        ("", &["serviceaccounts/token"], &["create"]),
+        ("", &["serviceaccounts"], &["get"]),
+    ])
 }
 
 fn reload_grants() -> BTreeSet<Grant> {

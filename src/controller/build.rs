@@ -227,8 +227,9 @@ pub fn check_missing(spec: &ExternalSecretSpec, desired: &DesiredData) -> Result
     }
 }
 
-/// Read `property` (gjson path syntax, as ESO: `a.b`, escaped dots `a\.b`) from a JSON document.
-/// A string result is returned unquoted; anything else as its JSON text.
+/// Read `property` from a JSON document as ESO does: a top-level key spelled exactly like the
+/// property wins (so `a.b` finds the key "a.b"); otherwise it is a gjson path (`a.b`, escaped `a\.b`).
+/// A string result is returned unquoted; anything else as its original JSON text.
 fn select_property(
     key: &str,
     property: &str,
@@ -241,39 +242,64 @@ fn select_property(
             key: key.to_owned(),
             property: property.to_owned(),
         })?;
-    let found = gjson::get(text, property);
+    let literal_path = escape_gjson(property);
+    let literal = gjson::get(text, &literal_path);
+    let found = if literal.exists() {
+        literal
+    } else {
+        gjson::get(text, property)
+    };
     if !found.exists() {
         return Err(BuildError::PropertyNotFound {
             key: key.to_owned(),
             property: property.to_owned(),
         });
     }
-    Ok(match found.kind() {
-        gjson::Kind::String => SecretBytes::from(found.str().to_owned()),
-        _ => SecretBytes::from(found.json().to_owned()),
-    })
+    Ok(json_value_bytes(&found))
 }
 
-/// Split a JSON object into (key, value): strings as-is, everything else as JSON text.
+/// A gjson path that matches `key` literally, as one top-level key.
+fn escape_gjson(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 4);
+    for c in key.chars() {
+        if matches!(
+            c,
+            '.' | '*' | '?' | '|' | '#' | '@' | '\\' | '!' | '=' | '<' | '>' | '%'
+        ) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Strings unquoted, everything else exactly as written in the document (key order, spacing).
+fn json_value_bytes(value: &gjson::Value) -> SecretBytes {
+    match value.kind() {
+        gjson::Kind::String => SecretBytes::from(value.str().to_owned()),
+        _ => SecretBytes::from(value.json().to_owned()),
+    }
+}
+
+/// Split a JSON object into (key, value), keeping nested values' original JSON text, as ESO does.
 fn extract_object(key: &str, doc: &SecretBytes) -> Result<Vec<(String, SecretBytes)>, BuildError> {
     let not_object = || BuildError::ExtractNonObject {
         key: key.to_owned(),
     };
-    let parsed: serde_json::Value =
-        serde_json::from_slice(doc.expose()).map_err(|_| not_object())?;
-    let serde_json::Value::Object(map) = parsed else {
+    let text = doc
+        .expose_str()
+        .filter(|t| gjson::valid(t))
+        .ok_or_else(not_object)?;
+    let parsed = gjson::parse(text);
+    if parsed.kind() != gjson::Kind::Object {
         return Err(not_object());
-    };
-    Ok(map
-        .into_iter()
-        .map(|(k, v)| {
-            let bytes = match v {
-                serde_json::Value::String(s) => SecretBytes::from(s),
-                other => SecretBytes::from(other.to_string()),
-            };
-            (k, bytes)
-        })
-        .collect())
+    }
+    let mut out = Vec::new();
+    parsed.each(|k, v| {
+        out.push((k.str().to_owned(), json_value_bytes(&v)));
+        true
+    });
+    Ok(out)
 }
 
 fn decode(
@@ -452,7 +478,8 @@ mod tests {
   - {secretKey: user, remoteRef: {key: db, property: creds.user}}
   - {secretKey: host, remoteRef: {key: db, property: 'conn\.host'}}
   - {secretKey: port, remoteRef: {key: db, property: conn.port}}
-  - {secretKey: nested, remoteRef: {key: db, property: creds}}"#,
+  - {secretKey: nested, remoteRef: {key: db, property: creds}}
+  - {secretKey: literal, remoteRef: {key: db, property: conn.host}}"#,
         );
         let doc = r#"{"creds":{"user":"admin"},"conn.host":"db.local","conn":{"port":5432}}"#;
         let d = desired_data(&s, &fetched(&[("db", Ok(doc))])).unwrap();
@@ -460,6 +487,11 @@ mod tests {
         assert_eq!(text(&d, "host"), "db.local");
         assert_eq!(text(&d, "port"), "5432");
         assert_eq!(text(&d, "nested"), r#"{"user":"admin"}"#);
+        assert_eq!(
+            text(&d, "literal"),
+            "db.local",
+            "a top-level key named like the property wins, as in ESO"
+        );
     }
 
     #[test]
@@ -489,11 +521,15 @@ mod tests {
         let s = spec("dataFrom: [{extract: {key: app}}]");
         let d = desired_data(
             &s,
-            &fetched(&[("app", Ok(r#"{"a":"1","b":{"c":true},"n":3}"#))]),
+            &fetched(&[("app", Ok(r#"{"a":"1","b":{"z": 1, "c":true},"n":3}"#))]),
         )
         .unwrap();
         assert_eq!(text(&d, "a"), "1");
-        assert_eq!(text(&d, "b"), r#"{"c":true}"#);
+        assert_eq!(
+            text(&d, "b"),
+            r#"{"z": 1, "c":true}"#,
+            "nested JSON keeps its original text"
+        );
         assert_eq!(text(&d, "n"), "3");
     }
 

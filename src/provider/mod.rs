@@ -25,7 +25,11 @@ pub struct FetchRequest {
 
 impl FetchRequest {
     pub fn current(key: impl Into<String>) -> Self {
-        FetchRequest { key: key.into(), version: None, metadata: false }
+        FetchRequest {
+            key: key.into(),
+            version: None,
+            metadata: false,
+        }
     }
 }
 
@@ -37,7 +41,10 @@ pub enum ProviderError {
     #[error("access denied reading {key:?}: {detail}")]
     AccessDenied { key: String, detail: String },
     #[error("provider throttled the request for {key:?}")]
-    Throttled { key: String, retry_after: Option<Duration> },
+    Throttled {
+        key: String,
+        retry_after: Option<Duration>,
+    },
     #[error("provider unavailable for {key:?}: {detail}")]
     Unavailable { key: String, detail: String },
     #[error("invalid provider configuration: {detail}")]
@@ -63,7 +70,9 @@ impl ProviderError {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            ProviderError::AccessDenied { .. } | ProviderError::InvalidConfig { .. } | ProviderError::Authentication { .. }
+            ProviderError::AccessDenied { .. }
+                | ProviderError::InvalidConfig { .. }
+                | ProviderError::Authentication { .. }
         )
     }
 }
@@ -73,7 +82,10 @@ impl ProviderError {
 pub trait SecretProvider: Send + Sync {
     /// Fetch every request; the answer has one result per request, in the same order.
     /// Requests arrive deduplicated.
-    async fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Result<SecretBytes, ProviderError>>;
+    async fn fetch_many(
+        &self,
+        requests: &[FetchRequest],
+    ) -> Vec<Result<SecretBytes, ProviderError>>;
 
     /// A real check that the store's configuration and credentials work (store Ready condition).
     async fn validate(&self) -> Result<(), ProviderError>;
@@ -101,9 +113,16 @@ impl Providers {
     }
 
     /// The provider for `store`, used on behalf of an ExternalSecret in `namespace`.
-    pub async fn for_store(&self, store: &StoreObject, namespace: &str) -> Result<Arc<dyn SecretProvider>, ProviderError> {
+    pub async fn for_store(
+        &self,
+        store: &StoreObject,
+        namespace: &str,
+    ) -> Result<Arc<dyn SecretProvider>, ProviderError> {
         match store.spec.provider.choice() {
-            ProviderChoice::Fake(fake) => Ok(Arc::new(fake::FakeSecretProvider::new(fake, self.metrics.clone()))),
+            ProviderChoice::Fake(fake) => Ok(Arc::new(fake::FakeSecretProvider::new(
+                fake,
+                self.metrics.clone(),
+            ))),
             ProviderChoice::Aws(aws) => self.aws.for_store(store, aws, namespace).await,
             ProviderChoice::Unsupported(name) => Err(ProviderError::InvalidConfig {
                 detail: format!("provider {name} is not supported"),
@@ -112,7 +131,10 @@ impl Providers {
                 detail: "spec.provider names no provider".to_owned(),
             }),
             ProviderChoice::Ambiguous(names) => Err(ProviderError::InvalidConfig {
-                detail: format!("spec.provider must name exactly one provider, found {}", names.join(", ")),
+                detail: format!(
+                    "spec.provider must name exactly one provider, found {}",
+                    names.join(", ")
+                ),
             }),
         }
     }

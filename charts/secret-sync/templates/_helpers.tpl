@@ -83,6 +83,10 @@ mode) and the Role (namespaced mode); the cluster-only rules are added by the ca
 - apiGroups: [""]
   resources: ["serviceaccounts/token"]
   verbs: ["create"]
+# The role to assume may come from the ServiceAccount's eks.amazonaws.com/role-arn annotation.
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get"]
 {{- end }}
 {{- if .Values.reload.enabled }}
 - apiGroups: ["apps"]
