@@ -73,6 +73,22 @@ pub struct RunArgs {
     /// Lease duration in seconds; a standby takes over at most this long after the leader dies.
     #[arg(long, default_value_t = 15)]
     pub lease_duration_seconds: u64,
+    /// Consume rotation events (EventBridge -> SQS) from this queue; the controller's own AWS identity is used.
+    #[arg(long)]
+    pub events_sqs_queue_url: Option<String>,
+    /// What to do with a message that cannot be parsed: delete it, or keep it for the dead-letter queue.
+    #[arg(long, value_enum, default_value = "keep")]
+    pub events_malformed: MalformedArg,
+    /// Enable `POST /v1/refresh` on the admin server, authenticated with the `token` key of this
+    /// Secret (NAMESPACE/NAME): as a bearer token, or as the HMAC-SHA256 key of `x-secret-sync-signature`.
+    #[arg(long)]
+    pub webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MalformedArg {
+    Delete,
+    Keep,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +103,8 @@ pub enum CliError {
     Admin(#[from] admin::AdminError),
     #[error("invalid log filter: {0}")]
     LogFilter(String),
+    #[error("invalid flag: {0}")]
+    Flag(String),
     #[error("leader election: {0}")]
     Leader(String),
 }
@@ -174,6 +192,9 @@ impl RunArgs {
             lease_name,
             lease_namespace,
             lease_duration_seconds,
+            events_sqs_queue_url,
+            events_malformed,
+            webhook_secret,
         } = self;
         init_logging(log_format, log_level.as_deref())?;
         let client = kube::Client::try_default()
@@ -183,6 +204,28 @@ impl RunArgs {
         let health = Health::default();
         health.leader.store(!leader_elect, Ordering::Relaxed);
         let listener = admin::bind(admin_addr).await?;
+        let events_on = events_sqs_queue_url.is_some() || webhook_secret.is_some();
+        let (change_tx, change_rx) = crate::events::channel();
+        let webhook = match webhook_secret {
+            Some(reference) => {
+                let (namespace, name) = reference.split_once('/').ok_or_else(|| {
+                    CliError::Flag(format!(
+                        "--webhook-secret must be NAMESPACE/NAME, got {reference:?}"
+                    ))
+                })?;
+                Some(Arc::new(crate::events::webhook::WebhookState {
+                    key: crate::events::webhook::KeySource::new(
+                        client.clone(),
+                        namespace.to_owned(),
+                        name.to_owned(),
+                    ),
+                    changes: change_tx.clone(),
+                    metrics: metrics.clone(),
+                    leader: health.leader.clone(),
+                }))
+            }
+            None => None,
+        };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = move || {
             let mut rx = stop_rx.clone();
@@ -200,6 +243,7 @@ impl RunArgs {
             AdminState {
                 metrics: metrics.clone(),
                 health: health.clone(),
+                webhook,
             },
             stopped(),
         ));
@@ -210,10 +254,46 @@ impl RunArgs {
             ..controller::Config::default()
         };
         let providers = Providers::with_metrics(Some(client.clone()), metrics.clone());
+        // Everything that acts runs only on the leader: the controller and the SQS consumer (a standby
+        // consuming would delete events its idle controller never handles).
         let work = {
             let (client, health, metrics) = (client.clone(), health.clone(), metrics.clone());
-            let shutdown = stopped();
-            move || runtime::run(client, config, providers, metrics, health, None, shutdown)
+            let (shutdown, sqs_shutdown) = (stopped(), stopped());
+            let malformed = match events_malformed {
+                MalformedArg::Delete => crate::events::sqs::MalformedPolicy::Delete,
+                MalformedArg::Keep => crate::events::sqs::MalformedPolicy::LeaveForDeadLetterQueue,
+            };
+            move || async move {
+                let sqs = async {
+                    if let Some(queue_url) = events_sqs_queue_url {
+                        let sqs_client = crate::events::sqs::client_for(&queue_url).await;
+                        let config = crate::events::sqs::SqsConfig {
+                            queue_url,
+                            malformed,
+                            wait_seconds: 20,
+                        };
+                        crate::events::sqs::run(
+                            sqs_client,
+                            config,
+                            change_tx,
+                            metrics.clone(),
+                            sqs_shutdown,
+                        )
+                        .await;
+                    }
+                };
+                let changes = events_on.then_some(change_rx);
+                let controller = runtime::run(
+                    client,
+                    config,
+                    providers,
+                    metrics.clone(),
+                    health,
+                    changes,
+                    shutdown,
+                );
+                futures::future::join(controller, sqs).await;
+            }
         };
         let result = if leader_elect {
             let lease_duration = std::time::Duration::from_secs(lease_duration_seconds.max(2));

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod controller;
+pub mod events;
 pub mod leader;
 pub mod provider;
 pub mod render;

@@ -40,6 +40,17 @@ pub struct ProviderCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub source: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WriteLabels {
     pub resource: String,
     pub verb: String,
@@ -80,6 +91,9 @@ pub struct Metrics {
     reconcile_seconds: Histogram,
     provider_calls: Family<ProviderCallLabels, EsoCounter>,
     kube_writes: Family<WriteLabels, Counter>,
+    workload_restarts: Family<KindLabels, Counter>,
+    events: Family<EventLabels, Counter>,
+    event_to_sync: Histogram,
 }
 
 impl Default for Metrics {
@@ -99,6 +113,9 @@ impl Metrics {
         let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let provider_calls = Family::<ProviderCallLabels, EsoCounter>::default();
         let kube_writes = Family::<WriteLabels, Counter>::default();
+        let workload_restarts = Family::<KindLabels, Counter>::default();
+        let events = Family::<EventLabels, Counter>::default();
+        let event_to_sync = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         registry.register(
             "externalsecret_sync_calls",
             "Reconciles of an ExternalSecret",
@@ -134,8 +151,25 @@ impl Metrics {
             "Writes to the Kubernetes API, by resource and verb",
             kube_writes.clone(),
         );
+        registry.register(
+            "secret_sync_workload_restarts",
+            "Rolling restarts of workloads whose Secret data changed, by workload kind",
+            workload_restarts.clone(),
+        );
+        registry.register(
+            "secret_sync_events",
+            "Rotation events by source (sqs, webhook) and outcome (received, matched, unmatched, ignored, malformed, ...)",
+            events.clone(),
+        );
+        registry.register(
+            "secret_sync_event_to_sync_seconds",
+            "From a rotation event's arrival to the end of the sync it triggered",
+            event_to_sync.clone(),
+        );
         Metrics {
             registry,
+            events,
+            event_to_sync,
             sync_calls,
             sync_errors,
             status_condition,
@@ -143,6 +177,7 @@ impl Metrics {
             reconcile_seconds,
             provider_calls,
             kube_writes,
+            workload_restarts,
         }
     }
 
@@ -240,11 +275,51 @@ impl Metrics {
             .inc();
     }
 
+    pub fn event(&self, source: &str, outcome: &str) {
+        self.events
+            .get_or_create(&EventLabels {
+                source: source.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn events(&self, source: &str, outcome: &str) -> u64 {
+        self.events
+            .get_or_create(&EventLabels {
+                source: source.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .get()
+    }
+
+    pub fn event_synced(&self, seconds: f64) {
+        self.event_to_sync.observe(seconds);
+    }
+
     pub fn kube_writes(&self, resource: &str, verb: &str) -> u64 {
         self.kube_writes
             .get_or_create(&WriteLabels {
                 resource: resource.to_owned(),
                 verb: verb.to_owned(),
+            })
+            .get()
+    }
+}
+
+impl Metrics {
+    pub fn workload_restart(&self, kind: &str) {
+        self.workload_restarts
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn workload_restarts(&self, kind: &str) -> u64 {
+        self.workload_restarts
+            .get_or_create(&KindLabels {
+                kind: kind.to_owned(),
             })
             .get()
     }

@@ -30,6 +30,8 @@ pub struct Health {
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub health: Health,
+    /// `POST /v1/refresh`, when a webhook key is configured.
+    pub webhook: Option<Arc<crate::events::webhook::WebhookState>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,11 +46,26 @@ pub enum AdminError {
 }
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let webhook = state.webhook.clone();
+    let admin = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .with_state(state);
+    match webhook {
+        Some(webhook) => admin.merge(
+            Router::new()
+                .route(
+                    "/v1/refresh",
+                    axum::routing::post(crate::events::webhook::refresh),
+                )
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::events::webhook::MAX_BODY,
+                ))
+                .with_state(webhook),
+        ),
+        None => admin,
+    }
 }
 
 pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, AdminError> {

@@ -77,6 +77,14 @@ struct ObjectState {
     inputs: Option<u64>,
     /// resourceVersion of the Secret after our last write or check.
     secret_rv: Option<String>,
+    /// A rotation event asked for a fetch before the refresh timer is due.
+    force_refresh: bool,
+    /// Arrival of the oldest rotation event not yet followed by a successful sync.
+    event_received: Option<Instant>,
+    /// While backing off after a failure, events wait for this retry instead of fetching early.
+    retry_at: Option<Instant>,
+    /// Inputs digest of the failed attempt: a user's change ends the backoff, an event does not.
+    failed_inputs: Option<u64>,
 }
 
 /// Why a sync failed. Messages carry names and keys, never values.
@@ -225,6 +233,15 @@ impl Context {
         }
     }
 
+    /// A rotation event names this ExternalSecret: fetch at its next reconcile even if the refresh
+    /// timer is not due (the caller then triggers that reconcile).
+    pub fn request_refresh(&self, key: &ObjectRef<ExternalSecret>, received: Instant) {
+        self.update_state(key, |s| {
+            s.force_refresh = true;
+            s.event_received = Some(s.event_received.map_or(received, |r| r.min(received)));
+        });
+    }
+
     fn forget(&self, key: &ObjectRef<ExternalSecret>) {
         if let Ok(mut s) = self.state.lock() {
             s.remove(key);
@@ -272,16 +289,32 @@ impl Context {
         let unchanged = state.inputs == Some(inputs) && secret_intact;
         if let Some(last) = state.last_success.filter(|_| unchanged) {
             match (policy, interval) {
-                (RefreshPolicy::CreatedOnce | RefreshPolicy::OnChange, _) | (_, None) => {
+                // Events do not override these policies: they promise no updates after the first.
+                (RefreshPolicy::CreatedOnce | RefreshPolicy::OnChange, _) => {
                     return Ok(Decision::UpToDate { due_in: None });
                 }
-                (RefreshPolicy::Periodic, Some(every)) if last.elapsed() < every => {
+                (_, None) if !state.force_refresh => {
+                    return Ok(Decision::UpToDate { due_in: None });
+                }
+                (RefreshPolicy::Periodic, Some(every))
+                    if !state.force_refresh && last.elapsed() < every =>
+                {
                     return Ok(Decision::UpToDate {
                         due_in: Some(every - last.elapsed()),
                     });
                 }
                 _ => {}
             }
+        }
+        // An event bypasses the refresh timer, not the per-object backoff.
+        let backing_off = state.force_refresh && state.failed_inputs == Some(inputs);
+        if let Some(retry_at) = state
+            .retry_at
+            .filter(|at| backing_off && *at > Instant::now())
+        {
+            return Ok(Decision::UpToDate {
+                due_in: Some(retry_at - Instant::now()),
+            });
         }
         // CreatedOnce after a restart: the Secret exists and was synced for these inputs; leave it.
         if policy == RefreshPolicy::CreatedOnce
@@ -361,7 +394,17 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
             return Ok(action);
         }
         Ok(Decision::Synced(change)) => {
-            ctx.update_state(&key, |s| s.failures = 0);
+            let mut event_received = None;
+            ctx.update_state(&key, |s| {
+                s.failures = 0;
+                s.force_refresh = false;
+                s.retry_at = None;
+                s.failed_inputs = None;
+                event_received = s.event_received.take();
+            });
+            if let Some(received) = event_received {
+                ctx.metrics.event_synced(received.elapsed().as_secs_f64());
+            }
             (Ok(change), next_refresh(&es))
         }
         Err(SyncError::OwnerGone) => {
@@ -380,6 +423,18 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
             } else {
                 backoff::failure_delay(failures)
             };
+            let failed_inputs = ctx
+                .caches
+                .is_ready()
+                .then(|| {
+                    resolve::resolve_store(&es, &ctx.caches, &ctx.config.controller_class).ok()
+                })
+                .flatten()
+                .map(|store| inputs_digest(&es, &store));
+            ctx.update_state(&key, |s| {
+                s.retry_at = Some(Instant::now() + delay);
+                s.failed_inputs = failed_inputs;
+            });
             warn!(%namespace, %name, category = err.category(), error = %err, retry_in = ?delay, "sync failed");
             (Err(err), Action::requeue(delay))
         }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use futures::{FutureExt, Stream, StreamExt, future};
+use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -19,10 +19,9 @@ use super::caches::Caches;
 use super::{Config, Context, error_policy, reconcile, stores};
 use crate::admin::{Health, Metrics};
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore, StoreKind};
+use crate::events::ChangeReceiver;
+use crate::events::index::ReferenceIndex;
 use crate::provider::Providers;
-
-/// External reasons to reconcile now (rotation events, webhooks): a stream of object references.
-pub type Triggers = std::pin::Pin<Box<dyn Stream<Item = ObjectRef<ExternalSecret>> + Send>>;
 
 /// Runs until `shutdown` resolves (then in-flight reconciles finish) or a watch fails for good.
 pub async fn run(
@@ -31,7 +30,7 @@ pub async fn run(
     providers: Providers,
     metrics: Arc<Metrics>,
     health: Health,
-    triggers: Option<Triggers>,
+    changes: Option<ChangeReceiver>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let ns = config.namespace.clone();
@@ -56,8 +55,18 @@ pub async fn run(
     .reflect(secret_writer)
     .touched_objects();
     // Status writes change neither generation, labels nor annotations, so they never re-trigger.
+    // The reference index (remote name -> ExternalSecrets) follows the same watch as the cache.
+    let index = Arc::new(ReferenceIndex::default());
     let es_stream = watcher(es_api.clone(), watcher::Config::default())
         .default_backoff()
+        .inspect({
+            let index = index.clone();
+            move |event| {
+                if let Ok(event) = event {
+                    index.observe(event);
+                }
+            }
+        })
         .reflect(es_writer)
         .applied_objects()
         .predicate_filter(
@@ -152,9 +161,24 @@ pub async fn run(
             store_mapper(es_reader.clone(), StoreKind::ClusterSecretStore),
         );
     }
-    if let Some(triggers) = triggers {
-        controller = controller.reconcile_on(triggers);
-    }
+    let _router = match changes {
+        Some(changes) => {
+            let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel();
+            controller = controller
+                .reconcile_on(futures::stream::unfold(trigger_rx, |mut rx| async move {
+                    rx.recv().await.map(|r| (r, rx))
+                }));
+            let route = route_changes(
+                changes,
+                index.clone(),
+                caches.clone(),
+                ctx.clone(),
+                trigger_tx,
+            );
+            Some(AbortOnDrop(tokio::spawn(route)))
+        }
+        None => None,
+    };
     let es_controller = controller
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, ctx.clone())
@@ -173,6 +197,58 @@ pub async fn run(
     } else {
         warn!("controller stopped after a failure");
     }
+}
+
+/// Turns remote changes into reconciles of the ExternalSecrets that read the changed names.
+async fn route_changes(
+    mut changes: ChangeReceiver,
+    index: Arc<ReferenceIndex>,
+    caches: Caches,
+    ctx: Arc<Context>,
+    triggers: tokio::sync::mpsc::UnboundedSender<ObjectRef<ExternalSecret>>,
+) {
+    while let Some(change) = changes.recv().await {
+        let prefixes = store_prefixes(&caches);
+        let mut matched = std::collections::HashSet::new();
+        for name in &change.names {
+            matched.extend(index.lookup(name, &prefixes));
+        }
+        if matched.is_empty() {
+            ctx.metrics.event(change.source, "unmatched");
+            tracing::debug!(source = change.source, names = ?change.names, "event matches no ExternalSecret");
+            continue;
+        }
+        ctx.metrics.event(change.source, "matched");
+        for es in matched {
+            info!(source = change.source, namespace = ?es.namespace, name = %es.name, "rotation event: syncing now");
+            ctx.request_refresh(&es, change.received);
+            if triggers.send(es).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Key prefixes of AWS stores: events name the full remote name, ExternalSecrets the unprefixed key.
+fn store_prefixes(caches: &Caches) -> Vec<String> {
+    let namespaced = caches
+        .secret_stores
+        .state()
+        .into_iter()
+        .map(|s| s.spec.clone());
+    let cluster = caches
+        .cluster_stores
+        .iter()
+        .flat_map(|c| c.state())
+        .map(|s| s.spec.0.clone());
+    let mut prefixes: Vec<String> = namespaced
+        .chain(cluster)
+        .filter_map(|spec| spec.provider.aws.and_then(|aws| aws.prefix))
+        .filter(|p| !p.is_empty())
+        .collect();
+    prefixes.sort();
+    prefixes.dedup();
+    prefixes
 }
 
 /// Tasks started by `run` end with it, also when `run` is dropped (lost leadership): nothing it
