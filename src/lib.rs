@@ -9,6 +9,7 @@ pub mod controller;
 pub mod events;
 pub mod leader;
 pub mod provider;
+pub mod reload;
 pub mod render;
 
 /// kube (ring) and the AWS SDK (aws-lc-rs) both bring a rustls crypto backend; with two in the

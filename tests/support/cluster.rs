@@ -65,10 +65,20 @@ impl TestCluster {
     pub fn start_controller(
         &mut self,
         config: controller::Config,
-        triggers: Option<runtime::Triggers>,
+        changes: Option<secret_sync::events::ChangeReceiver>,
+    ) {
+        let providers = Providers::with_metrics(Some(self.client.clone()), self.metrics.clone());
+        self.start_controller_with(config, providers, changes);
+    }
+
+    /// Start the controller with given providers (e.g. AWS pointed at moto).
+    pub fn start_controller_with(
+        &mut self,
+        config: controller::Config,
+        providers: Providers,
+        changes: Option<secret_sync::events::ChangeReceiver>,
     ) {
         let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let providers = Providers::with_metrics(Some(self.client.clone()), self.metrics.clone());
         let shutdown = async move {
             let _ = rx.wait_for(|s| *s).await;
         };
@@ -78,7 +88,7 @@ impl TestCluster {
             providers,
             self.metrics.clone(),
             self.health.clone(),
-            triggers,
+            changes,
             shutdown,
         ));
         self.stop = Some(tx);
@@ -209,6 +219,51 @@ impl TestCluster {
                 )
             })
             .collect()
+    }
+}
+
+/// The workload reload controllers, running next to the main controller; stopped on drop.
+pub struct Reload {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Reload {
+    /// Graceful stop (as on SIGTERM), waiting for in-flight patches.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("reload stops within 10s")
+                .expect("reload task");
+        }
+    }
+}
+
+impl Drop for Reload {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+impl TestCluster {
+    /// Start `secret_sync::reload::run` against this cluster, as `run --enable-reload` does.
+    pub fn start_reload(&self) -> Reload {
+        let (stop, mut rx) = tokio::sync::watch::channel(false);
+        let shutdown = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let task = tokio::spawn(secret_sync::reload::run(
+            self.client.clone(),
+            None,
+            self.metrics.clone(),
+            shutdown,
+        ));
+        Reload {
+            stop,
+            task: Some(task),
+        }
     }
 }
 
