@@ -83,6 +83,10 @@ pub struct RunArgs {
     /// Secret (NAMESPACE/NAME): as a bearer token, or as the HMAC-SHA256 key of `x-secret-sync-signature`.
     #[arg(long)]
     pub webhook_secret: Option<String>,
+    /// Roll Deployments, StatefulSets and DaemonSets annotated `secret-sync.io/reload: "true"` or
+    /// `secret-sync.io/reload-secrets: a,b` when the data of a Secret they use changes.
+    #[arg(long)]
+    pub enable_reload: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -195,6 +199,7 @@ impl RunArgs {
             events_sqs_queue_url,
             events_malformed,
             webhook_secret,
+            enable_reload,
         } = self;
         init_logging(log_format, log_level.as_deref())?;
         let client = kube::Client::try_default()
@@ -259,6 +264,7 @@ impl RunArgs {
         let work = {
             let (client, health, metrics) = (client.clone(), health.clone(), metrics.clone());
             let (shutdown, sqs_shutdown) = (stopped(), stopped());
+            let (reload_shutdown, reload_namespace) = (stopped(), config.namespace.clone());
             let malformed = match events_malformed {
                 MalformedArg::Delete => crate::events::sqs::MalformedPolicy::Delete,
                 MalformedArg::Keep => crate::events::sqs::MalformedPolicy::LeaveForDeadLetterQueue,
@@ -282,6 +288,16 @@ impl RunArgs {
                         .await;
                     }
                 };
+                // Reload patches workloads, so it too runs only on the leader.
+                let reload = {
+                    let (client, metrics) = (client.clone(), metrics.clone());
+                    async move {
+                        if enable_reload {
+                            crate::reload::run(client, reload_namespace, metrics, reload_shutdown)
+                                .await;
+                        }
+                    }
+                };
                 let changes = events_on.then_some(change_rx);
                 let controller = runtime::run(
                     client,
@@ -292,7 +308,7 @@ impl RunArgs {
                     changes,
                     shutdown,
                 );
-                futures::future::join(controller, sqs).await;
+                futures::future::join3(controller, sqs, reload).await;
             }
         };
         let result = if leader_elect {
