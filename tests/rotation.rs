@@ -1,0 +1,353 @@
+//! Rotation events end to end: a value rotated in Secrets Manager (moto) plus an EventBridge-shaped
+//! message on SQS reaches the Secret long before the 1h refresh, through the real SQS consumer and
+//! controller. Also the webhook, duplicates, reordering and malformed messages.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use secret_sync::admin::{self, AdminState, Health};
+use secret_sync::controller;
+use secret_sync::events::sqs::{self, MalformedPolicy, SqsConfig};
+use secret_sync::events::{self, webhook};
+use support::cluster::{TestCluster, wait_for};
+use support::moto::Moto;
+
+const STORE: &str = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: aws, namespace: default}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: us-east-1}\n";
+
+fn es(name: &str, key: &str) -> String {
+    format!(
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: aws}}\n  data:\n  - {{secretKey: value, remoteRef: {{key: '{key}'}}}}\n"
+    )
+}
+
+/// What EventBridge delivers for a CloudTrail-recorded PutSecretValue (the `account` field included,
+/// which moto's own envelope lacks).
+fn put_event(secret_arn: &str) -> String {
+    serde_json::json!({
+        "version": "0", "id": uuid(), "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.secretsmanager", "account": "123456789012", "region": "us-east-1",
+        "time": "2026-11-22T00:00:00Z", "resources": [],
+        "detail": {
+            "eventSource": "secretsmanager.amazonaws.com", "eventName": "PutSecretValue",
+            "requestParameters": {"secretId": secret_arn},
+            "responseElements": {"arn": secret_arn}
+        }
+    })
+    .to_string()
+}
+
+fn uuid() -> String {
+    format!("{:032x}", rand_u128())
+}
+
+fn rand_u128() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(Instant::now().elapsed().as_nanos());
+    u128::from(h.finish())
+}
+
+struct Rig {
+    cluster: TestCluster,
+    moto: Moto,
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    changes: events::ChangeSender,
+    _consumer: tokio::task::JoinHandle<()>,
+}
+
+async fn rig(malformed: MalformedPolicy) -> Rig {
+    let moto = Moto::start().await;
+    let mut cluster = TestCluster::without_controller().await;
+    let providers = moto.providers(Some(cluster.client.clone())).await;
+    let (changes, rx) = events::channel();
+    cluster.start_controller_with(controller::Config::default(), providers, Some(rx));
+    let sqs = aws_sdk_sqs::Client::new(&moto.config().await);
+    let queue_url = sqs
+        .create_queue()
+        .queue_name("rotations")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let config = SqsConfig {
+        queue_url: queue_url.clone(),
+        malformed,
+        wait_seconds: 20,
+    };
+    let consumer = tokio::spawn(sqs::run(
+        sqs.clone(),
+        config,
+        changes.clone(),
+        cluster.metrics.clone(),
+        std::future::pending(),
+    ));
+    cluster.apply(STORE).await;
+    Rig {
+        cluster,
+        moto,
+        sqs,
+        queue_url,
+        changes,
+        _consumer: consumer,
+    }
+}
+
+impl Rig {
+    async fn send(&self, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn rotate(&self, name: &str, value: &str) {
+        self.moto.put_secret_string(name, value).await;
+    }
+
+    async fn arn(&self, name: &str) -> String {
+        let sm = self.moto.secrets_manager().await;
+        sm.describe_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .unwrap()
+            .arn
+            .unwrap()
+    }
+
+    async fn queue_depth(&self) -> usize {
+        let attrs = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap_or_default();
+        let count = |n: aws_sdk_sqs::types::QueueAttributeName| {
+            attrs
+                .get(&n)
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0)
+        };
+        count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            + count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+    }
+
+    fn secret_patches(&self) -> usize {
+        self.cluster
+            .server
+            .requests()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.ends_with("/secrets/app"))
+            .count()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_event_on_sqs_reaches_the_secret_without_waiting_for_the_refresh() {
+    support::moto::within_timeout(async {
+        let rig = rig(MalformedPolicy::Delete).await;
+        rig.rotate("app/db", "v0").await;
+        rig.cluster.apply(&es("app", "app/db")).await;
+        rig.cluster
+            .wait_secret_value("default", "app", "value", b"v0")
+            .await;
+        let arn = rig.arn("app/db").await;
+        let mut latencies = Vec::new();
+        for i in 1..=5 {
+            let value = format!("v{i}");
+            rig.rotate("app/db", &value).await;
+            let sent = Instant::now();
+            rig.send(&put_event(&arn)).await;
+            rig.cluster
+                .wait_secret_value("default", "app", "value", value.as_bytes())
+                .await;
+            latencies.push(sent.elapsed());
+        }
+        println!("event-to-Secret latencies: {latencies:?}");
+        assert_eq!(rig.cluster.metrics.events("sqs", "matched"), 5);
+        wait_for(
+            "the handled messages to be deleted",
+            Duration::from_secs(10),
+            || async { (rig.queue_depth().await == 0).then_some(()) },
+        )
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_reordered_unmatched_and_malformed_messages_are_harmless() {
+    support::moto::within_timeout(async {
+        let rig = rig(MalformedPolicy::Delete).await;
+        rig.rotate("app/db", "v0").await;
+        rig.cluster.apply(&es("app", "app/db")).await;
+        rig.cluster
+            .wait_secret_value("default", "app", "value", b"v0")
+            .await;
+        let arn = rig.arn("app/db").await;
+
+        // Malformed and unknown messages: logged, deleted, nothing crashes.
+        rig.send("this is not json").await;
+        rig.send(r#"{"hello":"world"}"#).await;
+        rig.send(&put_event(&arn).replace("PutSecretValue", "GetSecretValue"))
+            .await;
+        rig.send(&put_event(
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:unrelated-AbCdEf",
+        ))
+        .await;
+        wait_for(
+            "malformed, ignored and unmatched messages to be counted",
+            Duration::from_secs(15),
+            || async {
+                let m = &rig.cluster.metrics;
+                (m.events("sqs", "malformed") == 2
+                    && m.events("sqs", "ignored") == 1
+                    && m.events("sqs", "unmatched") == 1)
+                    .then_some(())
+            },
+        )
+        .await;
+        wait_for("the queue to drain", Duration::from_secs(10), || async {
+            (rig.queue_depth().await == 0).then_some(())
+        })
+        .await;
+
+        // Two rotations whose events arrive twice and out of order: the Secret ends at the newest value.
+        rig.cluster.server.clear_requests();
+        rig.rotate("app/db", "v1").await;
+        rig.rotate("app/db", "v2").await;
+        let event = put_event(&arn);
+        for _ in 0..3 {
+            rig.send(&event).await;
+        }
+        rig.cluster
+            .wait_secret_value("default", "app", "value", b"v2")
+            .await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(
+            rig.cluster
+                .secret("default", "app")
+                .await
+                .unwrap()
+                .data
+                .unwrap()["value"]
+                .0,
+            b"v2"
+        );
+        assert_eq!(
+            rig.secret_patches(),
+            1,
+            "one real change, one Secret write, however many duplicate events"
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_can_be_left_for_the_dead_letter_queue() {
+    support::moto::within_timeout(async {
+        let rig = rig(MalformedPolicy::LeaveForDeadLetterQueue).await;
+        rig.send("not json at all").await;
+        wait_for(
+            "the malformed message to be seen",
+            Duration::from_secs(15),
+            || async { (rig.cluster.metrics.events("sqs", "malformed") >= 1).then_some(()) },
+        )
+        .await;
+        assert_eq!(
+            rig.queue_depth().await,
+            1,
+            "kept for redelivery and, after maxReceiveCount, the DLQ"
+        );
+    })
+    .await;
+}
+
+async fn post(addr: &str, headers: &[(&str, String)], body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut request = format!(
+        "POST /v1/refresh HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let _ = stream.write_all(body).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_refreshes_only_with_valid_authentication() {
+    support::moto::within_timeout(async {
+        let rig = rig(MalformedPolicy::Delete).await;
+        rig.cluster
+            .apply("apiVersion: v1\nkind: Secret\nmetadata: {name: webhook-key, namespace: default}\nstringData: {token: s3cret-webhook-key}\n")
+            .await;
+        rig.rotate("app/db", "v0").await;
+        rig.cluster.apply(&es("app", "app/db")).await;
+        rig.cluster.wait_secret_value("default", "app", "value", b"v0").await;
+
+        let health = Health::default();
+        health.leader.store(true, std::sync::atomic::Ordering::Relaxed);
+        let state = AdminState {
+            metrics: rig.cluster.metrics.clone(),
+            health: health.clone(),
+            webhook: Some(Arc::new(webhook::WebhookState {
+                key: webhook::KeySource::new(rig.cluster.client.clone(), "default".into(), "webhook-key".into()),
+                changes: rig.changes.clone(),
+                metrics: rig.cluster.metrics.clone(),
+                leader: health.leader.clone(),
+            })),
+        };
+        let listener = admin::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(admin::serve(listener, state, std::future::pending()));
+
+        let body = br#"{"provider":"aws-secretsmanager","key":"app/db"}"#;
+        rig.rotate("app/db", "v1").await;
+        assert_eq!(post(&addr, &[], body).await, 401, "no credentials");
+        assert_eq!(post(&addr, &[("Authorization", "Bearer wrong".into())], body).await, 401, "wrong token");
+        assert_eq!(post(&addr, &[("x-secret-sync-signature", "sha256=00".into())], body).await, 401, "bad signature");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(rig.cluster.secret("default", "app").await.unwrap().data.unwrap()["value"].0, b"v0", "rejected requests change nothing");
+
+        assert_eq!(post(&addr, &[("Authorization", "Bearer s3cret-webhook-key".into())], body).await, 202);
+        rig.cluster.wait_secret_value("default", "app", "value", b"v1").await;
+
+        use hmac::Mac;
+        rig.rotate("app/db", "v2").await;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"s3cret-webhook-key").unwrap();
+        mac.update(body);
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(post(&addr, &[("x-secret-sync-signature", signature)], body).await, 202);
+        rig.cluster.wait_secret_value("default", "app", "value", b"v2").await;
+
+        let huge = vec![b' '; webhook::MAX_BODY + 1];
+        assert_eq!(post(&addr, &[("Authorization", "Bearer s3cret-webhook-key".into())], &huge).await, 413);
+        assert_eq!(post(&addr, &[("Authorization", "Bearer s3cret-webhook-key".into())], b"nope").await, 400);
+        health.leader.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(post(&addr, &[("Authorization", "Bearer s3cret-webhook-key".into())], body).await, 503, "a standby asks the sender to retry");
+    })
+    .await;
+}
