@@ -560,6 +560,33 @@ async fn reload_toggle_adds_exactly_workload_patches() {
 }
 
 #[tokio::test]
+async fn reload_and_event_values_become_operator_flags() {
+    let off = render(json!({})).await.args();
+    assert!(
+        !off.iter()
+            .any(|a| a.contains("reload") || a.contains("events") || a.contains("webhook")),
+        "{off:?}"
+    );
+    let on = render(json!({
+        "reload": {"enabled": true},
+        "events": {"sqsQueueUrl": "https://sqs.eu-west-1.amazonaws.com/1/q", "webhookSecret": "hook"}
+    }))
+    .await
+    .args();
+    for expected in [
+        "--enable-reload",
+        "--events-sqs-queue-url=https://sqs.eu-west-1.amazonaws.com/1/q",
+        "--events-malformed=keep",
+        &format!("--webhook-secret={NAMESPACE}/hook"),
+    ] {
+        assert!(
+            on.contains(&expected.to_owned()),
+            "{expected} missing from {on:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn several_replicas_elect_a_leader_through_a_lease_in_the_release_namespace() {
     for values in [
         json!({"replicaCount": 2}),
@@ -1023,6 +1050,7 @@ async fn rendered_arguments_are_accepted_by_the_operator_command_line() {
         json!({}),
         json!({"scope": {"namespace": "team-a"}, "replicaCount": 2, "logLevel": "debug"}),
         json!({"leaderElection": {"enabled": true}, "extraArgs": ["--concurrency=4"]}),
+        json!({"reload": {"enabled": true}, "events": {"sqsQueueUrl": "https://sqs.eu-west-1.amazonaws.com/1/q", "malformed": "delete", "webhookSecret": "hook"}}),
     ];
     for values in variants {
         let rendered = render(values.clone()).await;

@@ -45,7 +45,7 @@ pub async fn apply_managed(
 ) -> Result<(Change, Option<String>), SyncError> {
     let namespace = es.metadata.namespace.clone().unwrap_or_default();
     let name = es.target_name();
-    let desired_hash = build::data_hash(data);
+    let desired_hash = build::data_hash(es.metadata.uid.as_deref().unwrap_or_default(), data);
     let cached = ctx.caches.secret_meta(&namespace, &name);
     if let Some(meta) = &cached {
         if let Some(owner) = foreign_controller(meta.metadata.owner_references.as_deref(), es) {

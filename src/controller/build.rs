@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
 use crate::api::{
     ConversionStrategy, DecodingStrategy, ExternalSecretSpec, MetadataPolicy, RemoteRef,
@@ -362,16 +362,22 @@ fn validated_key(key: String) -> Result<String, BuildError> {
 }
 
 /// A stable digest of the data, stored on the Secret so unchanged data is never written again.
-/// It lives on the Secret itself, so it reveals nothing to anyone who cannot already read the data.
-pub fn data_hash(data: &BTreeMap<String, SecretBytes>) -> String {
-    let mut hasher = Sha256::new();
-    for (key, value) in data {
-        hasher.update((key.len() as u64).to_be_bytes());
-        hasher.update(key.as_bytes());
-        hasher.update((value.len() as u64).to_be_bytes());
-        hasher.update(value.expose());
+/// It is keyed (HMAC-SHA256) with the owning ExternalSecret's uid: the digest travels further than the
+/// Secret (reload records it on workloads), and an unkeyed hash of a short password could be brute-forced
+/// by anyone who can read those workloads.
+pub fn data_hash(key: &str, data: &BTreeMap<String, SecretBytes>) -> String {
+    use hmac::Mac;
+    // HMAC accepts keys of any length, so this cannot fail; an empty key still yields a digest.
+    let Ok(mut mac) = hmac::Hmac::<Sha256>::new_from_slice(key.as_bytes()) else {
+        return String::new();
+    };
+    for (name, value) in data {
+        mac.update(&(name.len() as u64).to_be_bytes());
+        mac.update(name.as_bytes());
+        mac.update(&(value.len() as u64).to_be_bytes());
+        mac.update(value.expose());
     }
-    hex::encode(&hasher.finalize()[..16])
+    hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
 /// Label on every Secret we create, used to watch only our Secrets (metadata only).
@@ -409,7 +415,13 @@ pub fn desired_secret(
     };
     if ownership != Ownership::MergedInto {
         metadata.labels = Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned())].into());
-        metadata.annotations = Some([(DATA_HASH_ANNOTATION.to_owned(), data_hash(data))].into());
+        metadata.annotations = Some(
+            [(
+                DATA_HASH_ANNOTATION.to_owned(),
+                data_hash(es.metadata.uid.as_deref().unwrap_or_default(), data),
+            )]
+            .into(),
+        );
     }
     // Without a uid (render, before the object exists) no valid ownerReference can be written.
     if let (Ownership::Owned, Some(uid)) = (ownership, es.metadata.uid.clone()) {
@@ -731,7 +743,7 @@ mod tests {
         );
         assert_eq!(
             secret.metadata.annotations.unwrap()[DATA_HASH_ANNOTATION],
-            data_hash(&data)
+            data_hash("u-1", &data)
         );
         let owner = &secret.metadata.owner_references.unwrap()[0];
         assert_eq!(
@@ -764,10 +776,15 @@ mod tests {
     fn data_hash_changes_with_any_byte_and_is_order_independent() {
         let a: BTreeMap<_, _> = [("k".to_string(), SecretBytes::from_str_value("v1"))].into();
         let b: BTreeMap<_, _> = [("k".to_string(), SecretBytes::from_str_value("v2"))].into();
-        assert_ne!(data_hash(&a), data_hash(&b));
-        assert_eq!(data_hash(&a), data_hash(&a.clone()));
+        assert_ne!(data_hash("k", &a), data_hash("k", &b));
+        assert_ne!(
+            data_hash("k", &a),
+            data_hash("other-key", &a),
+            "keyed: the same data hashes differently per ExternalSecret"
+        );
+        assert_eq!(data_hash("k", &a), data_hash("k", &a.clone()));
         let ab: BTreeMap<_, _> = [("ab".to_string(), SecretBytes::from_str_value("c"))].into();
         let a_bc: BTreeMap<_, _> = [("a".to_string(), SecretBytes::from_str_value("bc"))].into();
-        assert_ne!(data_hash(&ab), data_hash(&a_bc));
+        assert_ne!(data_hash("k", &ab), data_hash("k", &a_bc));
     }
 }
