@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// `secret-sync.io/reload-secrets: a,b` when the data of a Secret they use changes.
     #[arg(long)]
     pub enable_reload: bool,
+    /// Export every source's last rotation/change dates as metrics (one DescribeSecret per source per
+    /// sync); without it, dates are read only for ExternalSecrets annotated with secret-sync.io/max-age.
+    #[arg(long)]
+    pub rotation_age_metrics: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -200,6 +204,7 @@ impl RunArgs {
             events_malformed,
             webhook_secret,
             enable_reload,
+            rotation_age_metrics,
         } = self;
         init_logging(log_format, log_level.as_deref())?;
         let client = kube::Client::try_default()
@@ -256,6 +261,7 @@ impl RunArgs {
             namespace,
             controller_class,
             concurrency,
+            rotation_age_metrics,
             ..controller::Config::default()
         };
         let providers = Providers::with_metrics(Some(client.clone()), metrics.clone());

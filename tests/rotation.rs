@@ -351,3 +351,44 @@ async fn webhook_refreshes_only_with_valid_authentication() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_age_annotation_marks_a_stale_source_overdue_with_a_warning() {
+    support::moto::within_timeout(async {
+        let rig = rig(MalformedPolicy::Delete).await;
+        rig.rotate("old/db", "v0").await;
+        rig.rotate("new/db", "v0").await;
+        let annotated = |name: &str, key: &str, max_age: &str| {
+            es(name, key).replace(
+                &format!("metadata: {{name: {name}, namespace: default}}"),
+                &format!("metadata: {{name: {name}, namespace: default, annotations: {{secret-sync.io/max-age: '{max_age}'}}}}"),
+            )
+        };
+        // The first source is older than 1s by the time it is checked; the second is allowed 90 days.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        rig.cluster.apply(&annotated("stale", "old/db", "1s")).await;
+        rig.cluster.apply(&annotated("fresh", "new/db", "90d")).await;
+        let overdue = wait_for("RotationOverdue=True on the stale ExternalSecret", Duration::from_secs(15), || async {
+            let es = rig.cluster.external_secret("default", "stale").await;
+            es.status?.conditions.into_iter().find(|c| c.type_ == "RotationOverdue" && format!("{:?}", c.status) == "True")
+        })
+        .await;
+        assert!(overdue.message.unwrap().contains("\"old/db\""));
+        let fresh = wait_for("RotationOverdue=False on the fresh one", Duration::from_secs(15), || async {
+            let es = rig.cluster.external_secret("default", "fresh").await;
+            es.status?.conditions.into_iter().find(|c| c.type_ == "RotationOverdue")
+        })
+        .await;
+        assert_eq!(format!("{:?}", fresh.status), "False");
+        let events = wait_for("a RotationOverdue warning", Duration::from_secs(10), || async {
+            let ev = rig.cluster.event_texts("default").await;
+            ev.iter().any(|e| e.starts_with("Warning RotationOverdue")).then_some(ev)
+        })
+        .await;
+        assert_eq!(events.iter().filter(|e| e.starts_with("Warning RotationOverdue")).count(), 1, "{events:?}");
+        assert!(rig.cluster.metrics.encode().contains("secret_sync_source_last_changed_timestamp_seconds{namespace=\"default\",name=\"stale\",key=\"old/db\"}"));
+        // Rotation is ready: still one Ready=True Secret.
+        rig.cluster.wait_ready("default", "stale", "True", "SecretSynced").await;
+    })
+    .await;
+}

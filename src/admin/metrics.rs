@@ -40,6 +40,13 @@ pub struct ProviderCallLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub namespace: String,
+    pub name: String,
+    pub key: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EventLabels {
     pub source: String,
     pub outcome: String,
@@ -94,6 +101,8 @@ pub struct Metrics {
     workload_restarts: Family<KindLabels, Counter>,
     events: Family<EventLabels, Counter>,
     event_to_sync: Histogram,
+    source_last_rotated: Family<SourceLabels, Gauge>,
+    source_last_changed: Family<SourceLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -116,6 +125,18 @@ impl Metrics {
         let workload_restarts = Family::<KindLabels, Counter>::default();
         let events = Family::<EventLabels, Counter>::default();
         let event_to_sync = Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        let source_last_rotated = Family::<SourceLabels, Gauge>::default();
+        let source_last_changed = Family::<SourceLabels, Gauge>::default();
+        registry.register(
+            "secret_sync_source_last_rotated_timestamp_seconds",
+            "When the remote source of an ExternalSecret was last rotated (Unix time)",
+            source_last_rotated.clone(),
+        );
+        registry.register(
+            "secret_sync_source_last_changed_timestamp_seconds",
+            "When the remote source of an ExternalSecret last changed (Unix time)",
+            source_last_changed.clone(),
+        );
         registry.register(
             "externalsecret_sync_calls",
             "Reconciles of an ExternalSecret",
@@ -170,6 +191,8 @@ impl Metrics {
             registry,
             events,
             event_to_sync,
+            source_last_rotated,
+            source_last_changed,
             sync_calls,
             sync_errors,
             status_condition,
@@ -291,6 +314,32 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .get()
+    }
+
+    pub fn source_times(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+        last_rotated: Option<std::time::SystemTime>,
+        last_changed: Option<std::time::SystemTime>,
+    ) {
+        let labels = SourceLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            key: key.to_owned(),
+        };
+        let unix = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                .unwrap_or(0)
+        };
+        if let Some(t) = last_rotated {
+            self.source_last_rotated.get_or_create(&labels).set(unix(t));
+        }
+        if let Some(t) = last_changed {
+            self.source_last_changed.get_or_create(&labels).set(unix(t));
+        }
     }
 
     pub fn event_synced(&self, seconds: f64) {

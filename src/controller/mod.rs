@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod build;
 pub mod caches;
 pub mod resolve;
+pub mod rotation;
 pub mod runtime;
 pub mod status;
 pub mod stores;
@@ -42,6 +43,9 @@ pub struct Config {
     pub concurrency: u16,
     /// Slow retry for failures that need a human to change something.
     pub permanent_retry: Duration,
+    /// Export every source's rotation dates as metrics (one date lookup per source per sync), not
+    /// only for ExternalSecrets with the max-age annotation.
+    pub rotation_age_metrics: bool,
 }
 
 impl Default for Config {
@@ -52,6 +56,7 @@ impl Default for Config {
             namespace: None,
             concurrency: 16,
             permanent_retry: Duration::from_secs(300),
+            rotation_age_metrics: false,
         }
     }
 }
@@ -194,10 +199,9 @@ fn ownership(policy: CreationPolicy) -> Option<Ownership> {
 /// What a reconcile decided, before status and timing are derived from it.
 enum Decision {
     /// Nothing to fetch: inputs unchanged and the refresh is not due. Check again after `due_in`.
-    UpToDate {
-        due_in: Option<Duration>,
-    },
-    Synced(Change),
+    UpToDate { due_in: Option<Duration> },
+    /// The Secret step is done; `rotation` is the RotationOverdue condition when monitored.
+    Synced(Change, Option<crate::api::Condition>),
 }
 
 impl Context {
@@ -361,7 +365,70 @@ impl Context {
             s.last_success = Some(Instant::now());
             s.secret_rv = secret_rv;
         });
-        Ok(Decision::Synced(change))
+        let rotation = self.rotation_age(es, provider.as_ref(), &fetched).await;
+        Ok(Decision::Synced(change, rotation))
+    }
+
+    /// Rotation-age monitoring, only where asked for (the annotation, or --rotation-age-metrics): one
+    /// date lookup per source per sync. Never fails the sync; problems become an Unknown condition.
+    async fn rotation_age(
+        &self,
+        es: &ExternalSecret,
+        provider: &dyn crate::provider::SecretProvider,
+        fetched: &HashMap<FetchRequest, Result<crate::provider::SecretBytes, ProviderError>>,
+    ) -> Option<crate::api::Condition> {
+        let annotation = es
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(rotation::MAX_AGE_ANNOTATION));
+        if annotation.is_none() && !self.config.rotation_age_metrics {
+            return None;
+        }
+        let mut keys: Vec<String> = fetched
+            .keys()
+            .filter(|r| !r.metadata)
+            .map(|r| r.key.clone())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let answers = provider.rotation_times(&keys).await;
+        let namespace = es.metadata.namespace.clone().unwrap_or_default();
+        let name = es.metadata.name.clone().unwrap_or_default();
+        let mut sources = Vec::new();
+        let mut failure = None;
+        for (key, answer) in keys.into_iter().zip(answers) {
+            match answer {
+                Ok(times) => {
+                    self.metrics.source_times(
+                        &namespace,
+                        &name,
+                        &key,
+                        times.last_rotated,
+                        times.last_changed,
+                    );
+                    sources.push((key, times));
+                }
+                Err(e) => failure = Some(e),
+            }
+        }
+        let raw = annotation?;
+        let Some(max_age) = rotation::parse_max_age(raw) else {
+            return Some(rotation::invalid_max_age(raw));
+        };
+        if let Some(e) = failure {
+            return Some(crate::api::Condition::new(
+                rotation::CONDITION,
+                crate::api::ConditionStatus::Unknown,
+                "RotationDateUnavailable",
+                format!("failed to read rotation dates: {e}"),
+            ));
+        }
+        Some(rotation::verdict(
+            max_age,
+            &sources,
+            std::time::SystemTime::now(),
+        ))
     }
 }
 
@@ -383,6 +450,7 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let outcome = ctx.sync(&es, &key).await;
+    let mut rotation = None;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let version = synced_version(&es);
     let (change, action) = match outcome {
@@ -393,7 +461,8 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
             });
             return Ok(action);
         }
-        Ok(Decision::Synced(change)) => {
+        Ok(Decision::Synced(change, rotation_condition)) => {
+            rotation = rotation_condition;
             let mut event_received = None;
             ctx.update_state(&key, |s| {
                 s.failures = 0;
@@ -440,7 +509,10 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         }
     };
 
-    let desired = status::desired_status(&es, &change, &version, &now);
+    let mut desired = status::desired_status(&es, &change, &version, &now);
+    if change.is_ok() {
+        rotation_status(&ctx, &es, &mut desired, rotation, &now).await;
+    }
     let previous_message = es
         .status
         .as_ref()
@@ -463,6 +535,35 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     }
     status::write_if_changed(&ctx, &es, desired).await?;
     Ok(action)
+}
+
+/// Put (or drop) the RotationOverdue condition; warn once when a source becomes overdue.
+async fn rotation_status(
+    ctx: &Context,
+    es: &ExternalSecret,
+    status: &mut crate::api::ExternalSecretStatus,
+    rotation: Option<crate::api::Condition>,
+    now: &Time,
+) {
+    let Some(condition) = rotation else {
+        status.conditions.retain(|c| c.type_ != rotation::CONDITION);
+        return;
+    };
+    let was_overdue = crate::api::condition::find(&status.conditions, rotation::CONDITION)
+        .is_some_and(|c| c.status == crate::api::ConditionStatus::True);
+    if condition.status == crate::api::ConditionStatus::True && !was_overdue {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: rotation::CONDITION.into(),
+            note: condition.message.clone(),
+            action: "CheckRotationAge".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &es.object_ref(&())).await {
+            debug!(error = %e, "failed to publish event");
+        }
+    }
+    crate::api::condition::upsert(&mut status.conditions, condition, now);
 }
 
 /// When to fetch again after a successful sync.

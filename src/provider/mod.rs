@@ -77,6 +77,13 @@ impl ProviderError {
     }
 }
 
+/// When a remote secret was last rotated and last changed, where the backend records it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RotationTimes {
+    pub last_rotated: Option<std::time::SystemTime>,
+    pub last_changed: Option<std::time::SystemTime>,
+}
+
 /// A backend that reads secret documents.
 #[async_trait]
 pub trait SecretProvider: Send + Sync {
@@ -89,6 +96,12 @@ pub trait SecretProvider: Send + Sync {
 
     /// A real check that the store's configuration and credentials work (store Ready condition).
     async fn validate(&self) -> Result<(), ProviderError>;
+
+    /// Rotation dates for each key (rotation-age monitoring), one result per key in order. Backends
+    /// that record none answer with empty times.
+    async fn rotation_times(&self, keys: &[String]) -> Vec<Result<RotationTimes, ProviderError>> {
+        keys.iter().map(|_| Ok(RotationTimes::default())).collect()
+    }
 }
 
 /// Builds the provider for a store. Backends keep their own caches (credentials, clients) inside.

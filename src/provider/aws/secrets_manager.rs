@@ -12,7 +12,7 @@ use futures::{StreamExt, stream};
 
 use super::{AwsIdentity, count, errors};
 use crate::admin::Metrics;
-use crate::provider::{FetchRequest, ProviderError, SecretBytes, SecretProvider};
+use crate::provider::{FetchRequest, ProviderError, RotationTimes, SecretBytes, SecretProvider};
 
 /// AWS's limit of secret IDs per BatchGetSecretValue call.
 const BATCH_LIMIT: usize = 20;
@@ -40,6 +40,24 @@ impl SecretsManagerProvider {
             prefix,
             metrics,
         }
+    }
+
+    async fn describe_times(&self, key: &str) -> Result<RotationTimes, ProviderError> {
+        let client = self.identity.secrets_manager();
+        let described = client
+            .describe_secret()
+            .secret_id(self.secret_id(key))
+            .send()
+            .await;
+        count(&self.metrics, METRIC_PROVIDER, "DescribeSecret", &described);
+        let described = described.map_err(|e| errors::from_sdk(key, &e))?;
+        let to_time = |d: Option<aws_smithy_types::DateTime>| {
+            d.and_then(|d| std::time::SystemTime::try_from(d).ok())
+        };
+        Ok(RotationTimes {
+            last_rotated: to_time(described.last_rotated_date),
+            last_changed: to_time(described.last_changed_date),
+        })
     }
 
     fn secret_id(&self, key: &str) -> String {
@@ -224,6 +242,17 @@ impl SecretProvider for SecretsManagerProvider {
 
     async fn validate(&self) -> Result<(), ProviderError> {
         self.identity.validate().await
+    }
+
+    /// DescribeSecret per key: LastRotatedDate and LastChangedDate.
+    async fn rotation_times(&self, keys: &[String]) -> Vec<Result<RotationTimes, ProviderError>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(CONCURRENCY) {
+            let answers =
+                futures::future::join_all(chunk.iter().map(|key| self.describe_times(key))).await;
+            out.extend(answers);
+        }
+        out
     }
 }
 
