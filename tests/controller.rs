@@ -387,3 +387,27 @@ async fn readiness_turns_true_once_every_watch_has_listed() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_external_secret_backs_off_instead_of_hot_looping() {
+    within(async {
+        let c = TestCluster::start().await;
+        c.apply(&store("default", "s", &[("k", "v")])).await;
+        c.apply(&external_secret(
+            "default",
+            "broken",
+            "  refreshInterval: 1s\n  secretStoreRef: {name: s}\n  data:\n  - {secretKey: x, remoteRef: {key: missing}}",
+        ))
+        .await;
+        c.wait_ready("default", "broken", "False", "SecretSyncedError").await;
+        let start = c.metrics.provider_calls("fake", "GetSecret", "error");
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let retries = c.metrics.provider_calls("fake", "GetSecret", "error") - start;
+        // Backoff 5s·2^(n-1) with jitter in [d/2, d]: at most 2 retries fit in 6 s, whatever refreshInterval says.
+        assert!(retries <= 2, "{retries} fetches in 6 s: the failure is hot-looping");
+        let events = c.event_texts("default").await;
+        let warnings = events.iter().filter(|e| e.starts_with("Warning UpdateFailed")).count();
+        assert_eq!(warnings, 1, "one Event per distinct failure, not per retry: {events:?}");
+    })
+    .await;
+}
