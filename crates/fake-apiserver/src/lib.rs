@@ -90,6 +90,10 @@ impl FakeApiServer {
     }
 
     pub async fn start_with(config: Config) -> Result<FakeApiServer, Error> {
+        // In a workspace where another crate enables a second rustls backend (the AWS SDK brings
+        // aws-lc-rs), rustls cannot choose one and kube's client panics; pick ring once. Err only means
+        // one was already installed.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let shared = Arc::new(server::Shared::new(
             config.history_limit,
             config.bookmark_interval,
