@@ -44,6 +44,21 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
+/// Wait up to 15 s for a process to exit after SIGTERM.
+fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not stop within 15 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -151,6 +166,22 @@ async fn kubectl_quickstart_against_the_real_binary() {
                 "{table}"
             );
 
+            // One ExternalSecret that cannot sync, so the error counter has a sample too.
+            let broken = kubeconfig.with_file_name("broken.yaml");
+            std::fs::write(
+                &broken,
+                "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: broken, namespace: default}\nspec:\n  secretStoreRef: {name: demo-store}\n  data:\n  - {secretKey: x, remoteRef: {key: /does/not/exist}}\n",
+            )
+            .unwrap();
+            kubectl(
+                &kubeconfig,
+                &["apply", "--validate=false", "-f", broken.to_str().unwrap()],
+            );
+            wait_until("the failure to be counted", Duration::from_secs(20), || {
+                http_get(&admin, "/metrics")
+                    .is_some_and(|(_, m)| m.contains("externalsecret_sync_calls_error{"))
+            });
+
             let (status, metrics) = http_get(&admin, "/metrics").unwrap();
             assert_eq!(status, 200);
             let names: Vec<&str> = metrics
@@ -160,6 +191,7 @@ async fn kubectl_quickstart_against_the_real_binary() {
                 .collect();
             for expected in [
                 "externalsecret_sync_calls_total",
+                "externalsecret_sync_calls_error",
                 "externalsecret_status_condition",
                 "externalsecret_reconcile_duration",
                 "externalsecret_provider_api_calls_count",
@@ -183,17 +215,7 @@ async fn kubectl_quickstart_against_the_real_binary() {
                     .unwrap()
                     .success()
             );
-            let deadline = Instant::now() + Duration::from_secs(15);
-            let status = loop {
-                if let Some(s) = operator.try_wait().unwrap() {
-                    break s;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "operator did not stop within 15s of SIGTERM"
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            };
+            let status = wait_exit(&mut operator, "operator");
             let mut logs = String::new();
             operator
                 .stderr
@@ -380,17 +402,7 @@ async fn two_replicas_with_leader_election_only_the_leader_writes_and_the_other_
                 .unwrap()
                 .success()
         );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            if let Some(s) = b.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replica b did not stop after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        };
+        let status = wait_exit(&mut b, "replica b");
         assert!(status.success(), "{status:?}");
         // A graceful stop releases the Lease for the next replica.
         let holder = kubectl(
