@@ -78,20 +78,9 @@ pub async fn apply_managed(
         // an orphan for the garbage collector (or forever, under Orphan).
         return Err(SyncError::OwnerGone);
     }
-    let secret = OutgoingSecret(build::desired_secret(es, data, ownership));
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let written = api
-        .patch(
-            &name,
-            &PatchParams::apply(&ctx.config.field_manager).force(),
-            &Patch::Apply(&secret.0),
-        )
-        .await
-        .map_err(|source| SyncError::Apply {
-            name: name.clone(),
-            source,
-        })?;
-    ctx.metrics.kube_write("secrets", "apply");
+    let written =
+        server_side_apply(ctx, &api, &name, build::desired_secret(es, data, ownership)).await?;
     let change = if cached.is_some() {
         Change::Updated
     } else {
@@ -131,19 +120,38 @@ pub async fn apply_merge(
     if same && !shrinking {
         return Ok(Change::Unchanged);
     }
-    let secret = OutgoingSecret(build::desired_secret(es, data, Ownership::MergedInto));
-    api.patch(
+    server_side_apply(
+        ctx,
+        &api,
         &name,
-        &PatchParams::apply(&ctx.config.field_manager).force(),
-        &Patch::Apply(&secret.0),
+        build::desired_secret(es, data, Ownership::MergedInto),
     )
-    .await
-    .map_err(|source| SyncError::Apply {
-        name: name.clone(),
-        source,
-    })?;
-    ctx.metrics.kube_write("secrets", "apply");
+    .await?;
     Ok(Change::Updated)
+}
+
+/// The one Secret write: server-side apply under our field manager, forcing ownership of our fields.
+/// The request body's payload is wiped once the request is done.
+async fn server_side_apply(
+    ctx: &Context,
+    api: &Api<Secret>,
+    name: &str,
+    desired: Secret,
+) -> Result<Secret, SyncError> {
+    let secret = OutgoingSecret(desired);
+    let written = api
+        .patch(
+            name,
+            &PatchParams::apply(&ctx.config.field_manager).force(),
+            &Patch::Apply(&secret.0),
+        )
+        .await
+        .map_err(|source| SyncError::Apply {
+            name: name.to_owned(),
+            source,
+        })?;
+    ctx.metrics.kube_write("secrets", "apply");
+    Ok(written)
 }
 
 /// deletionPolicy Delete with every remote key gone: delete our Secret (if it is still ours).

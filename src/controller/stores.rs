@@ -111,24 +111,11 @@ async fn reconcile_namespaced(
     ctx: Arc<StoreContext>,
 ) -> Result<Action, kube::Error> {
     let obj = StoreObject::from(store.as_ref());
-    if !ours(&ctx.config, &obj) {
-        return Ok(Action::await_change());
-    }
-    let ready = validate(&ctx.providers, &obj).await;
     let api: Api<SecretStore> = Api::namespaced(
         ctx.client.clone(),
         obj.namespace.as_deref().unwrap_or("default"),
     );
-    write_status(
-        api,
-        &obj.name,
-        "SecretStore",
-        store.status.as_ref(),
-        ready,
-        &ctx.config.field_manager,
-    )
-    .await?;
-    Ok(Action::requeue(revalidate_after(&obj)))
+    reconcile_store(&ctx, obj, api, "SecretStore", store.status.as_ref()).await
 }
 
 async fn reconcile_cluster(
@@ -136,16 +123,30 @@ async fn reconcile_cluster(
     ctx: Arc<StoreContext>,
 ) -> Result<Action, kube::Error> {
     let obj = StoreObject::from(store.as_ref());
+    let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
+    reconcile_store(&ctx, obj, api, "ClusterSecretStore", store.status.as_ref()).await
+}
+
+/// Either kind: validate through the provider, write Ready, come back after the re-validation period.
+async fn reconcile_store<K>(
+    ctx: &StoreContext,
+    obj: StoreObject,
+    api: Api<K>,
+    kind: &str,
+    status: Option<&SecretStoreStatus>,
+) -> Result<Action, kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
     if !ours(&ctx.config, &obj) {
         return Ok(Action::await_change());
     }
     let ready = validate(&ctx.providers, &obj).await;
-    let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
     write_status(
         api,
         &obj.name,
-        "ClusterSecretStore",
-        store.status.as_ref(),
+        kind,
+        status,
         ready,
         &ctx.config.field_manager,
     )
