@@ -392,3 +392,67 @@ async fn max_age_annotation_marks_a_stale_source_overdue_with_a_warning() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consumer_survives_sqs_errors_and_keeps_delivering() {
+    support::moto::within_timeout(async {
+        let rig = rig(MalformedPolicy::Delete).await;
+        rig.rotate("app/db", "v0").await;
+        rig.cluster.apply(&es("app", "app/db")).await;
+        rig.cluster
+            .wait_secret_value("default", "app", "value", b"v0")
+            .await;
+        let arn = rig.arn("app/db").await;
+        // SQS fails: more than the SDK's three attempts, so the consumer itself has to back off and retry.
+        rig.moto
+            .inject_fault("ReceiveMessage", 8, 500, "InternalError")
+            .await;
+        rig.rotate("app/db", "v1").await;
+        rig.send(&put_event(&arn)).await;
+        wait_for(
+            "receive failures to be counted",
+            Duration::from_secs(20),
+            || async { (rig.cluster.metrics.events("sqs", "receive_failed") >= 1).then_some(()) },
+        )
+        .await;
+        rig.cluster
+            .wait_secret_value("default", "app", "value", b"v1")
+            .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_does_not_cut_short_the_backoff_of_a_failing_external_secret() {
+    support::moto::within_timeout(async {
+        let rig = rig(MalformedPolicy::Delete).await;
+        // The key does not exist yet: the first sync fails and backs off (2.5–5 s for a first failure).
+        rig.cluster.apply(&es("app", "late/db")).await;
+        rig.cluster
+            .wait_ready("default", "app", "False", "SecretSyncedError")
+            .await;
+        let failed_at = Instant::now();
+        rig.rotate("late/db", "v1").await;
+        let arn = rig.arn("late/db").await;
+        rig.send(&put_event(&arn)).await;
+        wait_for(
+            "the event to be matched",
+            Duration::from_secs(10),
+            || async { (rig.cluster.metrics.events("sqs", "matched") >= 1).then_some(()) },
+        )
+        .await;
+        let matched_after = failed_at.elapsed();
+        if matched_after < Duration::from_secs(2) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            assert!(
+                rig.cluster.secret("default", "app").await.is_none(),
+                "the event must wait for the backoff retry"
+            );
+        }
+        // The backoff retry itself then syncs.
+        rig.cluster
+            .wait_secret_value("default", "app", "value", b"v1")
+            .await;
+    })
+    .await;
+}
