@@ -411,3 +411,30 @@ async fn a_failing_external_secret_backs_off_instead_of_hot_looping() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_made_while_the_operator_was_down_is_repaired_at_start_up() {
+    within(async {
+        let mut c = TestCluster::start().await;
+        c.apply(&store("default", "s", &[("k", "v")])).await;
+        c.apply(&external_secret("default", "es", "  refreshInterval: 1h\n  secretStoreRef: {name: s}\n  data:\n  - {secretKey: k, remoteRef: {key: k}}")).await;
+        c.wait_secret_value("default", "es", "k", b"v").await;
+        c.stop_controller().await;
+        let api: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(c.client.clone(), "default");
+        api.patch("es", &PatchParams::default(), &Patch::Merge(serde_json::json!({"data": {"k": "aGFja2Vk"}}))).await.unwrap();
+        c.start_controller(secret_sync::controller::Config::default(), None);
+        c.wait_secret_value("default", "es", "k", b"v").await;
+        // And an untouched Secret is not rewritten at start-up.
+        c.stop_controller().await;
+        c.server.clear_requests();
+        c.start_controller(secret_sync::controller::Config::default(), None);
+        wait_for("the first sync after restart", Duration::from_secs(15), || async {
+            c.server.requests().iter().any(|r| r.method == "GET" && r.path.ends_with("/secrets/es")).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let writes: Vec<_> = c.server.requests().into_iter().filter(|r| r.method == "PATCH" && r.path.contains("/secrets/")).collect();
+        assert!(writes.is_empty(), "{writes:?}");
+    })
+    .await;
+}

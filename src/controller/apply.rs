@@ -66,9 +66,13 @@ pub async fn apply_managed(
             == Some(MANAGED_BY_VALUE);
         let owner_ok = ownership != Ownership::Owned
             || is_owned_by(meta.metadata.owner_references.as_deref(), es);
-        // A resourceVersion other than the one we wrote means someone else edited the Secret.
-        let untouched =
-            last_written_rv.is_none_or(|rv| meta.metadata.resource_version.as_deref() == Some(rv));
+        // A resourceVersion other than the one we wrote means someone else edited the Secret. With no
+        // memory of our last write (first sync since start-up), read the data once and compare it.
+        let untouched = match last_written_rv {
+            Some(rv) => meta.metadata.resource_version.as_deref() == Some(rv),
+            None if hash_matches => data_matches(ctx, &namespace, &name, data).await?,
+            None => false,
+        };
         if hash_matches && labelled && owner_ok && untouched {
             return Ok((Change::Unchanged, meta.metadata.resource_version.clone()));
         }
@@ -128,6 +132,34 @@ pub async fn apply_merge(
     )
     .await?;
     Ok(Change::Updated)
+}
+
+/// Whether the Secret on the server holds exactly `data` (one GET, only on the first sync after start-up).
+async fn data_matches(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    data: &BTreeMap<String, SecretBytes>,
+) -> Result<bool, SyncError> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let Some(mut current) = api.get_opt(name).await.map_err(|source| SyncError::Read {
+        name: name.to_owned(),
+        source,
+    })?
+    else {
+        return Ok(false);
+    };
+    let on_server = current.data.take().unwrap_or_default();
+    let same = on_server.len() == data.len()
+        && data
+            .iter()
+            .all(|(k, v)| on_server.get(k).is_some_and(|c| c.0 == v.expose()));
+    // The copy we read holds secret bytes too: wipe it like an outgoing body.
+    drop(OutgoingSecret(Secret {
+        data: Some(on_server),
+        ..Secret::default()
+    }));
+    Ok(same)
 }
 
 /// The one Secret write: server-side apply under our field manager, forcing ownership of our fields.
