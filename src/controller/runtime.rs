@@ -52,6 +52,7 @@ pub async fn run(
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
     )
     .default_backoff()
+    .modify(slim_metadata)
     .reflect(secret_writer)
     .touched_objects();
     // Status writes change neither generation, labels nor annotations, so they never re-trigger.
@@ -59,6 +60,7 @@ pub async fn run(
     let index = Arc::new(ReferenceIndex::default());
     let es_stream = watcher(es_api.clone(), watcher::Config::default())
         .default_backoff()
+        .modify(slim_metadata)
         .inspect({
             let index = index.clone();
             move |event| {
@@ -92,6 +94,7 @@ pub async fn run(
             watcher::Config::default(),
         )
         .default_backoff()
+        .modify(slim_metadata)
         .reflect(ns_writer)
         .touched_objects();
         // Namespace labels only feed ClusterSecretStore conditions; drain the stream to keep the cache warm.
@@ -196,6 +199,15 @@ pub async fn run(
         info!("controller stopped");
     } else {
         warn!("controller stopped after a failure");
+    }
+}
+
+/// What the caches do not need and would hold 10,000 times over: managedFields, and kubectl's
+/// last-applied copy of the whole object. Nothing in the reconcile reads either.
+fn slim_metadata<K: kube::Resource>(obj: &mut K) {
+    obj.meta_mut().managed_fields = None;
+    if let Some(annotations) = obj.meta_mut().annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
 
