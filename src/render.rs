@@ -161,7 +161,7 @@ async fn render_one(
             ));
         }
     };
-    let secret = build::desired_secret(es, &desired.data, ownership);
+    let secret = build::desired_secret(es, &desired.data, ownership, &build::new_salt());
     let mut out = String::new();
     match ownership {
         Ownership::MergedInto => {

@@ -45,8 +45,20 @@ pub async fn apply_managed(
 ) -> Result<(Change, Option<String>), SyncError> {
     let namespace = es.metadata.namespace.clone().unwrap_or_default();
     let name = es.target_name();
-    let desired_hash = build::data_hash(es.metadata.uid.as_deref().unwrap_or_default(), data);
     let cached = ctx.caches.secret_meta(&namespace, &name);
+    // Keep the Secret's salt for its whole life, so an unchanged value keeps its hash.
+    let salt = cached
+        .as_ref()
+        .and_then(|m| {
+            m.metadata
+                .annotations
+                .as_ref()?
+                .get(build::HASH_SALT_ANNOTATION)
+                .cloned()
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(build::new_salt);
+    let desired_hash = build::data_hash(&salt, data);
     if let Some(meta) = &cached {
         if let Some(owner) = foreign_controller(meta.metadata.owner_references.as_deref(), es) {
             return Err(SyncError::TargetOwnedByOther { name, owner });
@@ -83,14 +95,21 @@ pub async fn apply_managed(
         return Err(SyncError::OwnerGone);
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let written =
-        server_side_apply(ctx, &api, &name, build::desired_secret(es, data, ownership)).await?;
-    let change = if cached.is_some() {
-        Change::Updated
-    } else {
-        Change::Created
+    let written = server_side_apply(
+        ctx,
+        &api,
+        &name,
+        build::desired_secret(es, data, ownership, &salt),
+    )
+    .await?;
+    let written_rv = written;
+    // A no-op apply leaves the resourceVersion as it was: report it as such (no Event, no refreshTime).
+    let change = match &cached {
+        None => Change::Created,
+        Some(meta) if meta.metadata.resource_version == written_rv => Change::Unchanged,
+        Some(_) => Change::Updated,
     };
-    Ok((change, written.metadata.resource_version.clone()))
+    Ok((change, written_rv))
 }
 
 /// Merge: add our keys to a Secret someone else created. Reads the Secret (it is not in our
@@ -110,28 +129,37 @@ pub async fn apply_merge(
     let Some(existing) = existing else {
         return Err(SyncError::TargetMissing { name });
     };
-    let current = existing.data.unwrap_or_default();
-    let same = data
-        .iter()
-        .all(|(k, v)| current.get(k).is_some_and(|c| c.0 == v.expose()));
+    // The read copy holds other owners' values too: wiped when this guard drops.
+    let existing = OutgoingSecret(existing);
+    let before_rv = existing.0.metadata.resource_version.clone();
+    let current = existing.0.data.as_ref();
+    let same = data.iter().all(|(k, v)| {
+        current
+            .and_then(|c| c.get(k))
+            .is_some_and(|c| c.0 == v.expose())
+    });
     // Keys we applied before but no longer want are removed by server-side apply itself, so a
     // shrinking key set also needs a write; the managedFields tell us which keys are ours.
     let ours_before = managed_data_keys(
-        existing.metadata.managed_fields.as_deref(),
+        existing.0.metadata.managed_fields.as_deref(),
         &ctx.config.field_manager,
     );
     let shrinking = ours_before.iter().any(|k| !data.contains_key(k));
     if same && !shrinking {
         return Ok(Change::Unchanged);
     }
-    server_side_apply(
+    let written = server_side_apply(
         ctx,
         &api,
         &name,
-        build::desired_secret(es, data, Ownership::MergedInto),
+        build::desired_secret(es, data, Ownership::MergedInto, ""),
     )
     .await?;
-    Ok(Change::Updated)
+    Ok(if written == before_rv {
+        Change::Unchanged
+    } else {
+        Change::Updated
+    })
 }
 
 /// Whether the Secret on the server holds exactly `data` (one GET, only on the first sync after start-up).
@@ -169,7 +197,7 @@ async fn server_side_apply(
     api: &Api<Secret>,
     name: &str,
     desired: Secret,
-) -> Result<Secret, SyncError> {
+) -> Result<Option<String>, SyncError> {
     let secret = OutgoingSecret(desired);
     let written = api
         .patch(
@@ -183,7 +211,9 @@ async fn server_side_apply(
             source,
         })?;
     ctx.metrics.kube_write("secrets", "apply");
-    Ok(written)
+    // The answer echoes the whole Secret: keep its resourceVersion, wipe the rest.
+    let written = OutgoingSecret(written);
+    Ok(written.0.metadata.resource_version.clone())
 }
 
 /// deletionPolicy Delete with every remote key gone: delete our Secret (if it is still ours).

@@ -15,6 +15,12 @@ pub fn jittered(every: Duration) -> Duration {
     every.mul_f64(factor)
 }
 
+/// `every` minus up to 10%: spreads retries without ever exceeding `every` (used for the 5-minute cap).
+pub fn jittered_below(every: Duration) -> Duration {
+    let factor = rand::rng().random_range(0.9..=1.0);
+    every.mul_f64(factor)
+}
+
 /// Exponential backoff with "equal jitter": somewhere in [d/2, d] for d = base·2^(n-1), capped.
 /// (backon's jitter adds up to 100% on top of the capped delay, which would break the 5-minute cap.)
 pub fn failure_delay(failures: u32) -> Duration {

@@ -362,9 +362,9 @@ fn validated_key(key: String) -> Result<String, BuildError> {
 }
 
 /// A stable digest of the data, stored on the Secret so unchanged data is never written again.
-/// It is keyed (HMAC-SHA256) with the owning ExternalSecret's uid: the digest travels further than the
-/// Secret (reload records it on workloads), and an unkeyed hash of a short password could be brute-forced
-/// by anyone who can read those workloads.
+/// It is keyed (HMAC-SHA256) with a random salt kept on the Secret itself: the digest travels further
+/// than the Secret (reload records it on workloads, readable by `view`), and an unkeyed hash of a short
+/// password could be brute-forced there; the salt is readable only by those who can read the Secret.
 pub fn data_hash(key: &str, data: &BTreeMap<String, SecretBytes>) -> String {
     use hmac::Mac;
     // HMAC accepts keys of any length, so this cannot fail; an empty key still yields a digest.
@@ -385,6 +385,13 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY_VALUE: &str = "secret-sync";
 /// Annotation holding `data_hash` of what we last wrote.
 pub const DATA_HASH_ANNOTATION: &str = "secret-sync.io/data-hash";
+/// Annotation holding the salt that keys `data_hash`; kept for the Secret's life so hashes stay stable.
+pub const HASH_SALT_ANNOTATION: &str = "secret-sync.io/hash-salt";
+
+/// A fresh salt for a Secret we create.
+pub fn new_salt() -> String {
+    hex::encode(rand::random::<[u8; 16]>())
+}
 
 /// How the Secret relates to its ExternalSecret, from `target.creationPolicy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -403,6 +410,7 @@ pub fn desired_secret(
     es: &crate::api::ExternalSecret,
     data: &BTreeMap<String, SecretBytes>,
     ownership: Ownership,
+    salt: &str,
 ) -> k8s_openapi::api::core::v1::Secret {
     use k8s_openapi::ByteString;
     use k8s_openapi::api::core::v1::Secret;
@@ -416,10 +424,10 @@ pub fn desired_secret(
     if ownership != Ownership::MergedInto {
         metadata.labels = Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned())].into());
         metadata.annotations = Some(
-            [(
-                DATA_HASH_ANNOTATION.to_owned(),
-                data_hash(es.metadata.uid.as_deref().unwrap_or_default(), data),
-            )]
+            [
+                (DATA_HASH_ANNOTATION.to_owned(), data_hash(salt, data)),
+                (HASH_SALT_ANNOTATION.to_owned(), salt.to_owned()),
+            ]
             .into(),
         );
     }
@@ -735,7 +743,7 @@ mod tests {
             "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: app, namespace: ns, uid: u-1}\nspec: {target: {name: app-secret}}",
         );
         let data: BTreeMap<_, _> = [("k".to_string(), SecretBytes::from_str_value("v"))].into();
-        let secret = desired_secret(&es, &data, Ownership::Owned);
+        let secret = desired_secret(&es, &data, Ownership::Owned, "salt-1");
         assert_eq!(secret.metadata.name.as_deref(), Some("app-secret"));
         assert_eq!(
             secret.metadata.labels.unwrap()[MANAGED_BY_LABEL],
@@ -743,7 +751,7 @@ mod tests {
         );
         assert_eq!(
             secret.metadata.annotations.unwrap()[DATA_HASH_ANNOTATION],
-            data_hash("u-1", &data)
+            data_hash("salt-1", &data)
         );
         let owner = &secret.metadata.owner_references.unwrap()[0];
         assert_eq!(
@@ -759,11 +767,11 @@ mod tests {
             "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: app, namespace: ns, uid: u-1}\nspec: {target: {immutable: true}}",
         );
         let data: BTreeMap<_, _> = [("k".to_string(), SecretBytes::from_str_value("v"))].into();
-        let orphan = desired_secret(&es, &data, Ownership::Orphaned);
+        let orphan = desired_secret(&es, &data, Ownership::Orphaned, "salt-1");
         assert!(orphan.metadata.owner_references.is_none());
         assert_eq!(orphan.immutable, Some(true));
         assert_eq!(orphan.metadata.name.as_deref(), Some("app"));
-        let merged = desired_secret(&es, &data, Ownership::MergedInto);
+        let merged = desired_secret(&es, &data, Ownership::MergedInto, "salt-1");
         assert!(merged.metadata.labels.is_none() && merged.metadata.annotations.is_none());
         assert!(
             merged.metadata.owner_references.is_none()

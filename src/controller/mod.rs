@@ -181,6 +181,8 @@ pub fn synced_version(es: &ExternalSecret) -> String {
 
 fn inputs_digest(es: &ExternalSecret, store: &crate::api::StoreObject) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
+    // The uid: a re-created ExternalSecret of the same name and spec is a new object to sync.
+    es.metadata.uid.hash(&mut h);
     synced_version(es).hash(&mut h);
     store.uid.hash(&mut h);
     store.generation.hash(&mut h);
@@ -295,17 +297,23 @@ impl Context {
             match (policy, interval) {
                 // Events do not override these policies: they promise no updates after the first.
                 (RefreshPolicy::CreatedOnce | RefreshPolicy::OnChange, _) => {
+                    // These policies take no refresh from events either: drop a pending request.
+                    self.update_state(key, |s| {
+                        s.force_refresh = false;
+                        s.event_received = None;
+                    });
                     return Ok(Decision::UpToDate { due_in: None });
                 }
                 (_, None) if !state.force_refresh => {
                     return Ok(Decision::UpToDate { due_in: None });
                 }
-                (RefreshPolicy::Periodic, Some(every))
-                    if !state.force_refresh && last.elapsed() < every =>
-                {
-                    return Ok(Decision::UpToDate {
-                        due_in: Some(every - last.elapsed()),
-                    });
+                (RefreshPolicy::Periodic, Some(every)) if !state.force_refresh => {
+                    let elapsed = last.elapsed();
+                    if elapsed < every {
+                        return Ok(Decision::UpToDate {
+                            due_in: Some(every.saturating_sub(elapsed)),
+                        });
+                    }
                 }
                 _ => {}
             }
@@ -354,10 +362,15 @@ impl Context {
                 let change = apply::apply_merge(self, es, &desired.data).await?;
                 (if all_gone { Change::Deleted } else { change }, None)
             }
-            Some(_) if all_gone => (apply::delete_managed(self, es).await?, None),
+            // Delete removes the Secret; Merge keeps it and only drops our keys (empty data below).
+            Some(_) if all_gone && spec.target.deletion_policy == DeletionPolicy::Delete => {
+                (apply::delete_managed(self, es).await?, None)
+            }
             Some(own) => {
-                apply::apply_managed(self, es, &desired.data, own, state.secret_rv.as_deref())
-                    .await?
+                let (change, rv) =
+                    apply::apply_managed(self, es, &desired.data, own, state.secret_rv.as_deref())
+                        .await?;
+                (if all_gone { Change::Deleted } else { change }, rv)
             }
         };
         self.update_state(key, |s| {
@@ -456,9 +469,8 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     let (change, action) = match outcome {
         Ok(Decision::UpToDate { due_in }) => {
             debug!(%namespace, %name, "up to date; no fetch");
-            let action = due_in.map_or_else(Action::await_change, |d| {
-                Action::requeue(backoff::jittered(d))
-            });
+            // `due_in` is what is left of an already-jittered interval or backoff: no new jitter.
+            let action = due_in.map_or_else(Action::await_change, Action::requeue);
             return Ok(action);
         }
         Ok(Decision::Synced(change, rotation_condition)) => {
@@ -476,6 +488,11 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
             }
             (Ok(change), next_refresh(&es))
         }
+        // Another controller class owns this ExternalSecret's store: leave its status and Events alone.
+        Err(SyncError::Resolve(ResolveError::OtherControllerClass { .. })) => {
+            ctx.forget(&key);
+            return Ok(Action::await_change());
+        }
         Err(SyncError::OwnerGone) => {
             ctx.forget(&key);
             return Ok(Action::await_change());
@@ -488,7 +505,7 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
                 failures = s.failures;
             });
             let delay = if err.is_permanent() {
-                backoff::jittered(ctx.config.permanent_retry)
+                backoff::jittered_below(ctx.config.permanent_retry)
             } else {
                 backoff::failure_delay(failures)
             };
@@ -599,15 +616,20 @@ async fn publish_event(
             action: "Sync".into(),
             secondary: None,
         },
-        Ok(Change::Deleted) => Event {
-            type_: EventType::Normal,
-            reason: "Deleted".into(),
-            note: Some(format!(
-                "Deleted Secret {target:?}: every remote key is gone (deletionPolicy Delete/Merge)"
-            )),
-            action: "Sync".into(),
-            secondary: None,
-        },
+        Ok(Change::Deleted) => {
+            let note = status::deleted_message(es);
+            // Once deleted, every refresh finds nothing again: one Event, not one per refresh.
+            if previous_message == Some(note.as_str()) {
+                return;
+            }
+            Event {
+                type_: EventType::Normal,
+                reason: "Deleted".into(),
+                note: Some(note),
+                action: "Sync".into(),
+                secondary: None,
+            }
+        }
         Ok(Change::Unchanged | Change::NotWritten) => return,
         Err(err) => {
             let message = err.status_message();
@@ -635,6 +657,8 @@ pub fn error_policy(es: Arc<ExternalSecret>, err: &kube::Error, ctx: Arc<Context
     let mut failures = 1;
     ctx.update_state(&key, |s| {
         s.failures = s.failures.saturating_add(1);
+        // The status never reached the server: the next reconcile must not take the up-to-date shortcut.
+        s.inputs = None;
         failures = s.failures;
     });
     warn!(error = %err, "status write failed");

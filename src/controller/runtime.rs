@@ -62,10 +62,15 @@ pub async fn run(
         .default_backoff()
         .modify(slim_metadata)
         .inspect({
-            let index = index.clone();
+            let (index, metrics) = (index.clone(), metrics.clone());
             move |event| {
                 if let Ok(event) = event {
                     index.observe(event);
+                    // Deleted ExternalSecrets leave no metric series behind.
+                    if let watcher::Event::Delete(es) = event {
+                        let namespace = es.metadata.namespace.as_deref().unwrap_or_default();
+                        metrics.forget(namespace, es.metadata.name.as_deref().unwrap_or_default());
+                    }
                 }
             }
         })

@@ -23,7 +23,7 @@ pub fn desired_status(
             "Ready",
             ConditionStatus::False,
             reason::SECRET_DELETED,
-            format!("every remote key is gone; Secret {target:?} was removed per deletionPolicy"),
+            deleted_message(es),
         ),
         Ok(change) => {
             if matches!(change, Change::Created | Change::Updated) || status.refresh_time.is_none()
@@ -57,6 +57,21 @@ pub fn desired_status(
     };
     condition::upsert(&mut status.conditions, ready, now);
     status
+}
+
+/// What "every remote key is gone" did, per deletion policy.
+pub fn deleted_message(es: &ExternalSecret) -> String {
+    let target = es.target_name();
+    match es.spec.target.deletion_policy {
+        crate::api::DeletionPolicy::Delete => {
+            format!(
+                "every remote key is gone; Secret {target:?} was deleted (deletionPolicy Delete)"
+            )
+        }
+        _ => format!(
+            "every remote key is gone; our keys were removed from Secret {target:?} (deletionPolicy Merge)"
+        ),
+    }
 }
 
 /// Server-side apply of the status subresource, skipped when nothing changed.

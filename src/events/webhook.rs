@@ -24,6 +24,7 @@ pub const MAX_BODY: usize = 64 * 1024;
 /// Header carrying `sha256=<hex HMAC of the body>`.
 pub const SIGNATURE_HEADER: &str = "x-secret-sync-signature";
 const KEY_TTL: Duration = Duration::from_secs(60);
+const FAILURE_TTL: Duration = Duration::from_secs(5);
 
 /// Where the shared key lives: a Secret's `token` key, re-read at most once a minute so a rotated
 /// webhook key takes effect without a restart.
@@ -31,7 +32,9 @@ pub struct KeySource {
     client: kube::Client,
     namespace: String,
     name: String,
-    cached: Mutex<Option<(Instant, SecretBytes)>>,
+    /// The key, or `None` when reading it failed (cached briefly too, so unauthenticated floods
+    /// cannot turn into API server load).
+    cached: Mutex<Option<(Instant, Option<SecretBytes>)>>,
 }
 
 impl KeySource {
@@ -46,19 +49,26 @@ impl KeySource {
 
     async fn key(&self) -> Option<SecretBytes> {
         let mut cached = self.cached.lock().await;
-        if let Some((at, key)) = cached.as_ref()
-            && at.elapsed() < KEY_TTL
-        {
-            return Some(key.clone());
+        if let Some((at, key)) = cached.as_ref() {
+            let ttl = if key.is_some() { KEY_TTL } else { FAILURE_TTL };
+            if at.elapsed() < ttl {
+                return key.clone();
+            }
         }
+        let key = self.read().await;
+        *cached = Some((Instant::now(), key.clone()));
+        key
+    }
+
+    async fn read(&self) -> Option<SecretBytes> {
         let api: kube::Api<Secret> = kube::Api::namespaced(self.client.clone(), &self.namespace);
         let secret = api.get(&self.name).await.ok()?;
         let key = secret
             .data?
             .remove("token")
-            .map(|b| SecretBytes::new(b.0))
+            // A key written with `echo` ends in a newline; it is not part of the token.
+            .map(|b| SecretBytes::new(b.0.trim_ascii().to_vec()))
             .filter(|k| !k.is_empty())?;
-        *cached = Some((Instant::now(), key.clone()));
         Some(key)
     }
 }
