@@ -438,3 +438,37 @@ async fn an_edit_made_while_the_operator_was_down_is_repaired_at_start_up() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletion_policy_merge_on_an_owned_secret_keeps_the_secret() {
+    within(async {
+        let c = TestCluster::start().await;
+        c.apply(&store("default", "s", &[("k", "v")])).await;
+        c.apply(&external_secret("default", "m", "  secretStoreRef: {name: s}\n  target: {creationPolicy: Owner, deletionPolicy: Merge}\n  data:\n  - {secretKey: k, remoteRef: {key: k}}")).await;
+        c.wait_secret_value("default", "m", "k", b"v").await;
+        c.apply(&store("default", "s", &[("other", "x")])).await;
+        let ready = c.wait_ready("default", "m", "False", "SecretDeleted").await;
+        assert!(ready.message.unwrap().contains("our keys were removed"));
+        let secret = c.secret("default", "m").await.expect("Merge keeps the Secret itself");
+        assert!(!secret.data.unwrap_or_default().contains_key("k"));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_secrets_of_another_controller_class_are_left_alone() {
+    within(async {
+        let c = TestCluster::start().await;
+        c.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: theirs, namespace: default}\nspec:\n  controller: other\n  provider:\n    fake:\n      data:\n      - {key: k, value: v}\n").await;
+        c.apply(&external_secret("default", "theirs", "  secretStoreRef: {name: theirs}\n  data:\n  - {secretKey: k, remoteRef: {key: k}}")).await;
+        c.apply(&store("default", "ours", &[("k", "v")])).await;
+        c.apply(&external_secret("default", "ours", "  secretStoreRef: {name: ours}\n  data:\n  - {secretKey: k, remoteRef: {key: k}}")).await;
+        c.wait_secret_value("default", "ours", "k", b"v").await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(c.external_secret("default", "theirs").await.status.is_none(), "no status written for another class");
+        assert!(c.secret("default", "theirs").await.is_none());
+        let api: Api<secret_sync::api::SecretStore> = Api::namespaced(c.client.clone(), "default");
+        assert!(api.get("theirs").await.unwrap().status.is_none(), "their store's status is theirs too");
+    })
+    .await;
+}
