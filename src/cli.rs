@@ -113,6 +113,8 @@ pub enum CliError {
     LogFilter(String),
     #[error("invalid flag: {0}")]
     Flag(String),
+    #[error("the controller stopped without a shutdown request")]
+    ControllerStopped,
     #[error("leader election: {0}")]
     Leader(String),
 }
@@ -349,6 +351,11 @@ impl RunArgs {
             work().await;
             Ok(())
         };
+        if health.failed.load(Ordering::Relaxed) {
+            // The reconcile loop died on its own: exit (non-zero) instead of idling with a dead controller.
+            admin_task.abort();
+            return Err(CliError::ControllerStopped);
+        }
         let _ = admin_task.await;
         result
     }

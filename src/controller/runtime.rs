@@ -200,10 +200,12 @@ pub async fn run(
     let store_status = stores::run(client.clone(), config.clone(), providers, shutdown.clone());
     future::join(es_controller, store_status).await;
     drop(background);
-    if !health.failed.load(Ordering::Relaxed) {
+    if shutdown.now_or_never().is_some() {
         info!("controller stopped");
     } else {
-        warn!("controller stopped after a failure");
+        // Nobody asked us to stop: /livez turns 503 so the kubelet restarts the pod.
+        health.failed.store(true, Ordering::Relaxed);
+        warn!("controller stopped without a shutdown request");
     }
 }
 
