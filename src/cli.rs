@@ -329,6 +329,16 @@ impl RunArgs {
                 // Renew four times per lease: a leader steps down before anyone may take over.
                 renew_every: lease_duration / 4,
             };
+            // Set once this replica starts working as leader. `health.leader` is not enough here: it
+            // turns false as soon as the work ends, while the Lease is still being released.
+            let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let work = {
+                let started = started.clone();
+                move || {
+                    started.store(true, Ordering::SeqCst);
+                    work()
+                }
+            };
             let election = crate::leader::run_as_leader(
                 client.clone(),
                 leader_config,
@@ -339,10 +349,11 @@ impl RunArgs {
             tokio::select! {
                 result = &mut election => result.map_err(|e| CliError::Leader(e.to_string())),
                 () = stopped() => {
-                    if health.leader.load(Ordering::Relaxed) {
+                    if started.load(Ordering::SeqCst) {
                         // The work sees the same shutdown signal and finishes; then the Lease is released.
                         election.await.map_err(|e| CliError::Leader(e.to_string()))
                     } else {
+                        // A standby still waiting for the Lease has nothing to finish.
                         Ok(())
                     }
                 }
