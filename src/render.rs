@@ -6,10 +6,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::api::{ClusterSecretStore, CreationPolicy, ExternalSecret, SecretStore, StoreObject};
+use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore, StoreObject};
 use crate::controller::build::{self, BuildError, Ownership};
 use crate::controller::resolve::{self, ResolveError, StoreLookup};
-use crate::provider::{FetchRequest, ProviderError, Providers};
+use crate::provider::{ProviderError, Providers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -145,21 +145,15 @@ async fn render_one(
     let store = resolve::resolve_store(es, objects, "")?;
     let namespace = es.metadata.namespace.clone().unwrap_or_default();
     let provider = providers.for_store(&store, &namespace).await?;
-    let requests = build::requests(&es.spec);
-    let results = provider.fetch_many(&requests).await;
-    let fetched: HashMap<FetchRequest, _> = requests.into_iter().zip(results).collect();
+    let fetched =
+        crate::provider::fetch_documents(provider.as_ref(), build::requests(&es.spec)).await;
     let desired = build::desired_data(&es.spec, &fetched)?;
     build::check_missing(&es.spec, &desired)?;
-    let ownership = match es.spec.target.creation_policy {
-        CreationPolicy::Owner => Ownership::Owned,
-        CreationPolicy::Orphan => Ownership::Orphaned,
-        CreationPolicy::Merge => Ownership::MergedInto,
-        CreationPolicy::None => {
-            return Ok(format!(
-                "# ExternalSecret {namespace}/{}: creationPolicy None, no Secret is written\n",
-                es.metadata.name.clone().unwrap_or_default()
-            ));
-        }
+    let Some(ownership) = Ownership::of(es.spec.target.creation_policy) else {
+        return Ok(format!(
+            "# ExternalSecret {namespace}/{}: creationPolicy None, no Secret is written\n",
+            es.metadata.name.clone().unwrap_or_default()
+        ));
     };
     let secret = build::desired_secret(es, &desired.data, ownership, &build::new_salt());
     let mut out = String::new();

@@ -404,6 +404,19 @@ pub enum Ownership {
     MergedInto,
 }
 
+impl Ownership {
+    /// What `target.creationPolicy` asks for; `None` writes no Secret at all.
+    pub fn of(policy: crate::api::CreationPolicy) -> Option<Ownership> {
+        use crate::api::CreationPolicy;
+        match policy {
+            CreationPolicy::Owner => Some(Ownership::Owned),
+            CreationPolicy::Orphan => Some(Ownership::Orphaned),
+            CreationPolicy::Merge => Some(Ownership::MergedInto),
+            CreationPolicy::None => None,
+        }
+    }
+}
+
 /// The Secret to server-side apply. Under `MergedInto` it carries only the data keys, so our field
 /// manager owns nothing else on the Secret. Pure: same inputs, same object.
 pub fn desired_secret(

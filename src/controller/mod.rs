@@ -189,15 +189,6 @@ fn inputs_digest(es: &ExternalSecret, store: &crate::api::StoreObject) -> u64 {
     h.finish()
 }
 
-fn ownership(policy: CreationPolicy) -> Option<Ownership> {
-    match policy {
-        CreationPolicy::Owner => Some(Ownership::Owned),
-        CreationPolicy::Orphan => Some(Ownership::Orphaned),
-        CreationPolicy::Merge => Some(Ownership::MergedInto),
-        CreationPolicy::None => None,
-    }
-}
-
 /// What a reconcile decided, before status and timing are derived from it.
 enum Decision {
     /// Nothing to fetch: inputs unchanged and the refresh is not due. Check again after `due_in`.
@@ -346,9 +337,8 @@ impl Context {
 
         // 2. Fetch every distinct document in one batch.
         let provider = self.providers.for_store(&store, &namespace).await?;
-        let requests = build::requests(spec);
-        let results = provider.fetch_many(&requests).await;
-        let fetched: HashMap<FetchRequest, _> = requests.into_iter().zip(results).collect();
+        let fetched =
+            crate::provider::fetch_documents(provider.as_ref(), build::requests(spec)).await;
 
         // 3. Build the desired data (pure).
         let desired = build::desired_data(spec, &fetched)?;
@@ -356,7 +346,7 @@ impl Context {
         // 4. Apply, honouring the deletion policy when remote keys are gone.
         let all_gone = !desired.missing_remote_keys.is_empty() && desired.data.is_empty();
         build::check_missing(spec, &desired)?;
-        let (change, secret_rv) = match ownership(creation) {
+        let (change, secret_rv) = match Ownership::of(creation) {
             None => (Change::NotWritten, None),
             Some(Ownership::MergedInto) => {
                 let change = apply::apply_merge(self, es, &desired.data).await?;

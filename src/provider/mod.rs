@@ -104,6 +104,15 @@ pub trait SecretProvider: Send + Sync {
     }
 }
 
+/// The fetch step: every request in one provider call, answers keyed by request for the build step.
+pub async fn fetch_documents(
+    provider: &dyn SecretProvider,
+    requests: Vec<FetchRequest>,
+) -> std::collections::HashMap<FetchRequest, Result<SecretBytes, ProviderError>> {
+    let results = provider.fetch_many(&requests).await;
+    requests.into_iter().zip(results).collect()
+}
+
 /// Builds the provider for a store. Backends keep their own caches (credentials, clients) inside.
 #[derive(Clone, Default)]
 pub struct Providers {
