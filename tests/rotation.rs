@@ -112,6 +112,16 @@ impl Rig {
         self.moto.put_secret_string(name, value).await;
     }
 
+    /// Secret `app/db` = "v0" in Secrets Manager, ExternalSecret `app` synced from it; its ARN.
+    async fn synced_app(&self) -> String {
+        self.rotate("app/db", "v0").await;
+        self.cluster.apply(&es("app", "app/db")).await;
+        self.cluster
+            .wait_secret_value("default", "app", "value", b"v0")
+            .await;
+        self.arn("app/db").await
+    }
+
     async fn arn(&self, name: &str) -> String {
         let sm = self.moto.secrets_manager().await;
         sm.describe_secret()
@@ -158,12 +168,7 @@ impl Rig {
 async fn rotation_event_on_sqs_reaches_the_secret_without_waiting_for_the_refresh() {
     support::moto::within_timeout(async {
         let rig = rig(MalformedPolicy::Delete).await;
-        rig.rotate("app/db", "v0").await;
-        rig.cluster.apply(&es("app", "app/db")).await;
-        rig.cluster
-            .wait_secret_value("default", "app", "value", b"v0")
-            .await;
-        let arn = rig.arn("app/db").await;
+        let arn = rig.synced_app().await;
         let mut latencies = Vec::new();
         for i in 1..=5 {
             let value = format!("v{i}");
@@ -191,12 +196,7 @@ async fn rotation_event_on_sqs_reaches_the_secret_without_waiting_for_the_refres
 async fn duplicate_reordered_unmatched_and_malformed_messages_are_harmless() {
     support::moto::within_timeout(async {
         let rig = rig(MalformedPolicy::Delete).await;
-        rig.rotate("app/db", "v0").await;
-        rig.cluster.apply(&es("app", "app/db")).await;
-        rig.cluster
-            .wait_secret_value("default", "app", "value", b"v0")
-            .await;
-        let arn = rig.arn("app/db").await;
+        let arn = rig.synced_app().await;
 
         // Malformed and unknown messages: logged, deleted, nothing crashes.
         rig.send("this is not json").await;
@@ -304,9 +304,7 @@ async fn webhook_refreshes_only_with_valid_authentication() {
         rig.cluster
             .apply("apiVersion: v1\nkind: Secret\nmetadata: {name: webhook-key, namespace: default}\nstringData: {token: s3cret-webhook-key}\n")
             .await;
-        rig.rotate("app/db", "v0").await;
-        rig.cluster.apply(&es("app", "app/db")).await;
-        rig.cluster.wait_secret_value("default", "app", "value", b"v0").await;
+        rig.synced_app().await;
 
         let health = Health::default();
         health.leader.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -397,12 +395,7 @@ async fn max_age_annotation_marks_a_stale_source_overdue_with_a_warning() {
 async fn the_consumer_survives_sqs_errors_and_keeps_delivering() {
     support::moto::within_timeout(async {
         let rig = rig(MalformedPolicy::Delete).await;
-        rig.rotate("app/db", "v0").await;
-        rig.cluster.apply(&es("app", "app/db")).await;
-        rig.cluster
-            .wait_secret_value("default", "app", "value", b"v0")
-            .await;
-        let arn = rig.arn("app/db").await;
+        let arn = rig.synced_app().await;
         // SQS fails: more than the SDK's three attempts, so the consumer itself has to back off and retry.
         rig.moto
             .inject_fault("ReceiveMessage", 8, 500, "InternalError")
