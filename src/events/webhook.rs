@@ -63,13 +63,11 @@ impl KeySource {
     async fn read(&self) -> Option<SecretBytes> {
         let api: kube::Api<Secret> = kube::Api::namespaced(self.client.clone(), &self.namespace);
         let secret = api.get(&self.name).await.ok()?;
-        let key = secret
-            .data?
-            .remove("token")
-            // A key written with `echo` ends in a newline; it is not part of the token.
-            .map(|b| SecretBytes::new(b.0.trim_ascii().to_vec()))
-            .filter(|k| !k.is_empty())?;
-        Some(key)
+        // Owning the raw bytes in a SecretBytes wipes them on drop, like the trimmed copy.
+        let raw = SecretBytes::new(secret.data?.remove("token")?.0);
+        // A key written with `echo` ends in a newline; it is not part of the token.
+        let key = SecretBytes::new(raw.expose().trim_ascii().to_vec());
+        (!key.is_empty()).then_some(key)
     }
 }
 
