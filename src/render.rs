@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore, StoreObject};
+use crate::controller::apply::Change;
 use crate::controller::build::{self, BuildError, Ownership};
+use crate::controller::plan::{self, Plan, Policy, Refusal};
 use crate::controller::resolve::{self, ResolveError, StoreLookup};
 use crate::provider::{ProviderError, Providers};
 
@@ -42,6 +44,8 @@ enum RenderOneError {
     Provider(#[from] ProviderError),
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 #[derive(Default)]
@@ -148,11 +152,29 @@ async fn render_one(
     let fetched =
         crate::provider::fetch_documents(provider.as_ref(), build::requests(&es.spec)).await;
     let desired = build::desired_data(&es.spec, &fetched)?;
-    build::check_missing(&es.spec, &desired)?;
+    let id = format!(
+        "{namespace}/{}",
+        es.metadata.name.clone().unwrap_or_default()
+    );
+    // The same planner as the controller, for a cluster where the Secret does not exist yet.
+    match plan::plan(Policy::of(es), &es.target_name(), &desired, None) {
+        // Merge needs an existing Secret; render shows the keys it would add.
+        Plan::Write { .. } | Plan::Refuse(Refusal::TargetMissing { .. }) => {}
+        Plan::Refuse(refusal) => return Err(refusal.into()),
+        Plan::Keep(Change::NotWritten) => {
+            return Ok(format!(
+                "# ExternalSecret {id}: creationPolicy None, no Secret is written\n"
+            ));
+        }
+        Plan::Keep(_) | Plan::Delete => {
+            return Ok(format!(
+                "# ExternalSecret {id}: every remote key is gone, no Secret\n"
+            ));
+        }
+    }
     let Some(ownership) = Ownership::of(es.spec.target.creation_policy) else {
         return Ok(format!(
-            "# ExternalSecret {namespace}/{}: creationPolicy None, no Secret is written\n",
-            es.metadata.name.clone().unwrap_or_default()
+            "# ExternalSecret {id}: creationPolicy None, no Secret is written\n"
         ));
     };
     let secret = build::desired_secret(es, &desired.data, ownership, &build::new_salt());

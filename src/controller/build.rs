@@ -133,7 +133,8 @@ pub fn requests(spec: &ExternalSecretSpec) -> Vec<FetchRequest> {
     unique.into_iter().collect()
 }
 
-/// The desired data, plus the remote keys that no longer exist (for the deletion policy to judge).
+/// The desired data, plus the remote keys whose source is gone (`ProviderError::is_gone`), for the
+/// planner to judge under the deletion policy.
 #[derive(Debug, Default, PartialEq)]
 pub struct DesiredData {
     pub data: BTreeMap<String, SecretBytes>,
@@ -152,7 +153,8 @@ pub fn desired_data(
         let request = request_for(remote);
         match fetched.get(&request) {
             Some(Ok(bytes)) => Ok(Some(bytes.clone())),
-            Some(Err(ProviderError::NotFound { .. })) => {
+            // Only positive evidence that the source is gone; a missing version is an error below.
+            Some(Err(e)) if e.is_gone() => {
                 missing.insert(remote.key.clone());
                 Ok(None)
             }
@@ -211,20 +213,6 @@ pub fn desired_data(
     }
     out.missing_remote_keys = missing.into_iter().collect();
     Ok(out)
-}
-
-/// deletionPolicy Retain treats a vanished remote key as an error, so the Secret is left as it is;
-/// Delete and Merge let the apply step drop the missing keys instead.
-pub fn check_missing(spec: &ExternalSecretSpec, desired: &DesiredData) -> Result<(), BuildError> {
-    match desired.missing_remote_keys.first() {
-        Some(key) if spec.target.deletion_policy == crate::api::DeletionPolicy::Retain => {
-            Err(BuildError::Fetch {
-                key: key.clone(),
-                source: ProviderError::NotFound { key: key.clone() },
-            })
-        }
-        _ => Ok(()),
-    }
 }
 
 /// Read `property` from a JSON document as ESO does: a top-level key spelled exactly like the

@@ -5,6 +5,8 @@ pub mod apply;
 pub mod backoff;
 pub mod build;
 pub mod caches;
+pub mod hash_key;
+pub mod plan;
 pub mod resolve;
 pub mod rotation;
 pub mod runtime;
@@ -24,7 +26,7 @@ use kube::runtime::reflector::ObjectRef;
 use tracing::{debug, info, warn};
 
 use self::apply::Change;
-use self::build::{BuildError, Ownership};
+use self::build::BuildError;
 use self::caches::Caches;
 use self::resolve::ResolveError;
 use crate::admin::Metrics;
@@ -34,8 +36,10 @@ use crate::provider::{FetchRequest, ProviderError, Providers};
 /// Settings fixed for the life of the controller.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// The single server-side-apply field manager for every write.
+    /// The server-side-apply field manager of status writes; Secret writes use `<this>/<ExternalSecret uid>`.
     pub field_manager: String,
+    /// `NAMESPACE/NAME` of the Secret holding the hash key (`hash_key.rs`); None: a key for this process.
+    pub hash_key_secret: Option<String>,
     /// Stores whose `spec.controller` differs are left to another controller.
     pub controller_class: String,
     /// Watch one namespace only (no ClusterSecretStores, no Namespace watch).
@@ -52,6 +56,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             field_manager: "secret-sync".to_owned(),
+            hash_key_secret: None,
             controller_class: String::new(),
             namespace: None,
             concurrency: 16,
@@ -69,6 +74,8 @@ pub struct Context {
     pub caches: Caches,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Derives the salt of every Secret we create (`hash_key.rs`).
+    pub hash_key: hash_key::HashKey,
     state: Mutex<HashMap<ObjectRef<ExternalSecret>, ObjectState>>,
 }
 
@@ -103,12 +110,8 @@ pub enum SyncError {
     Provider(#[from] ProviderError),
     #[error("invalid target policy: {0}")]
     InvalidPolicy(&'static str),
-    #[error(
-        "target Secret {name:?} does not exist; creationPolicy Merge only adds keys to an existing Secret"
-    )]
-    TargetMissing { name: String },
-    #[error("target Secret {name:?} is controlled by {owner}")]
-    TargetOwnedByOther { name: String, owner: String },
+    #[error(transparent)]
+    Refused(#[from] plan::Refusal),
     #[error("failed to apply Secret {name:?}: {source}")]
     Apply { name: String, source: kube::Error },
     #[error("failed to read Secret {name:?}: {source}")]
@@ -127,8 +130,7 @@ impl SyncError {
             SyncError::Resolve(e) => e.category(),
             SyncError::Provider(e) => e.category(),
             SyncError::InvalidPolicy(_) => "InvalidSpec",
-            SyncError::TargetMissing { .. } => "SecretMissing",
-            SyncError::TargetOwnedByOther { .. } => "SecretOwnedByOther",
+            SyncError::Refused(r) => r.category(),
             SyncError::Apply { .. } | SyncError::Read { .. } | SyncError::Delete { .. } => {
                 "KubernetesAPI"
             }
@@ -141,11 +143,9 @@ impl SyncError {
         match self {
             SyncError::Build(e) => e.is_permanent(),
             SyncError::Provider(e) => e.is_permanent(),
-            SyncError::Resolve(_)
-            | SyncError::InvalidPolicy(_)
-            | SyncError::TargetOwnedByOther { .. } => true,
-            SyncError::TargetMissing { .. }
-            | SyncError::Apply { .. }
+            SyncError::Refused(r) => r.is_permanent(),
+            SyncError::Resolve(_) | SyncError::InvalidPolicy(_) => true,
+            SyncError::Apply { .. }
             | SyncError::Read { .. }
             | SyncError::Delete { .. }
             | SyncError::OwnerGone => false,
@@ -155,7 +155,7 @@ impl SyncError {
     /// The Ready condition reason, as ESO uses them.
     pub fn reason(&self) -> &'static str {
         match self {
-            SyncError::TargetMissing { .. } => reason::SECRET_MISSING,
+            SyncError::Refused(plan::Refusal::TargetMissing { .. }) => reason::SECRET_MISSING,
             _ => reason::SECRET_SYNCED_ERROR,
         }
     }
@@ -205,6 +205,7 @@ impl Context {
         caches: Caches,
         metrics: Arc<Metrics>,
         recorder: Recorder,
+        hash_key: hash_key::HashKey,
     ) -> Self {
         Context {
             client,
@@ -213,6 +214,7 @@ impl Context {
             caches,
             metrics,
             recorder,
+            hash_key,
             state: Mutex::new(HashMap::new()),
         }
     }
@@ -343,26 +345,9 @@ impl Context {
         // 3. Build the desired data (pure).
         let desired = build::desired_data(spec, &fetched)?;
 
-        // 4. Apply, honouring the deletion policy when remote keys are gone.
-        let all_gone = !desired.missing_remote_keys.is_empty() && desired.data.is_empty();
-        build::check_missing(spec, &desired)?;
-        let (change, secret_rv) = match Ownership::of(creation) {
-            None => (Change::NotWritten, None),
-            Some(Ownership::MergedInto) => {
-                let change = apply::apply_merge(self, es, &desired.data).await?;
-                (if all_gone { Change::Deleted } else { change }, None)
-            }
-            // Delete removes the Secret; Merge keeps it and only drops our keys (empty data below).
-            Some(_) if all_gone && spec.target.deletion_policy == DeletionPolicy::Delete => {
-                (apply::delete_managed(self, es).await?, None)
-            }
-            Some(own) => {
-                let (change, rv) =
-                    apply::apply_managed(self, es, &desired.data, own, state.secret_rv.as_deref())
-                        .await?;
-                (if all_gone { Change::Deleted } else { change }, rv)
-            }
-        };
+        // 4. Plan (pure) and apply: write, keep, delete or refuse.
+        let (change, secret_rv) =
+            apply::sync_secret(self, es, &desired, state.secret_rv.as_deref()).await?;
         self.update_state(key, |s| {
             s.inputs = Some(inputs);
             s.last_success = Some(Instant::now());
@@ -528,7 +513,11 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
     publish_event(&ctx, &es, &change, previous_message.as_deref()).await;
     let ready = matches!(
         change,
-        Ok(Change::Created | Change::Updated | Change::Unchanged | Change::NotWritten)
+        Ok(Change::Created
+            | Change::Updated
+            | Change::Unchanged
+            | Change::NotWritten
+            | Change::ImmutableKept)
     );
     ctx.metrics.condition(&namespace, &name, "Ready", ready);
     ctx.metrics.reconciled(
@@ -537,8 +526,13 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         started.elapsed().as_secs_f64(),
         change.as_ref().err().map(SyncError::category),
     );
-    if let Ok(c) = &change {
-        info!(%namespace, %name, change = ?c, "synced");
+    // A steady state logs nothing at info: only a change to the Secret does, once.
+    match &change {
+        Ok(c @ (Change::Created | Change::Updated | Change::Deleted)) => {
+            info!(%namespace, %name, change = ?c, "synced")
+        }
+        Ok(c) => debug!(%namespace, %name, change = ?c, "synced"),
+        Err(_) => {}
     }
     status::write_if_changed(&ctx, &es, desired).await?;
     Ok(action)
@@ -620,7 +614,21 @@ async fn publish_event(
                 secondary: None,
             }
         }
-        Ok(Change::Unchanged | Change::NotWritten) => return,
+        Ok(Change::ImmutableKept) => {
+            let note = status::immutable_kept_message(es);
+            // Reported once, when it starts; every later refresh finds the same and stays quiet.
+            if previous_message == Some(note.as_str()) {
+                return;
+            }
+            Event {
+                type_: EventType::Warning,
+                reason: "ImmutableNotUpdated".into(),
+                note: Some(note),
+                action: "Sync".into(),
+                secondary: None,
+            }
+        }
+        Ok(Change::Unchanged | Change::NotWritten | Change::AlreadyDeleted) => return,
         Err(err) => {
             let message = err.status_message();
             // Repeated identical failures are already visible in status; one Event per new failure.

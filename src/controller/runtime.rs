@@ -127,6 +127,19 @@ pub async fn run(
             instance: std::env::var("POD_NAME").ok(),
         },
     );
+    let hash_key = match config.hash_key_secret.as_deref() {
+        None => super::hash_key::HashKey::default(),
+        Some(secret) => {
+            match super::hash_key::HashKey::load_or_create(client.clone(), secret).await {
+                Ok(key) => key,
+                Err(e) => {
+                    // Still correct, only less stable: a Secret re-created after a restart gets a new hash.
+                    tracing::warn!(error = %e, "using a hash key for this process only");
+                    super::hash_key::HashKey::default()
+                }
+            }
+        }
+    };
     let ctx = Arc::new(Context::new(
         client.clone(),
         config.clone(),
@@ -134,6 +147,7 @@ pub async fn run(
         caches.clone(),
         metrics.clone(),
         recorder,
+        hash_key,
     ));
 
     // Readiness: every cache has listed once.

@@ -19,7 +19,7 @@ pub fn desired_status(
     let mut status = es.status.clone().unwrap_or_default();
     let target = es.target_name();
     let ready = match outcome {
-        Ok(Change::Deleted) => Condition::new(
+        Ok(Change::Deleted | Change::AlreadyDeleted) => Condition::new(
             "Ready",
             ConditionStatus::False,
             reason::SECRET_DELETED,
@@ -39,6 +39,7 @@ pub fn desired_status(
                 Change::NotWritten => {
                     "values fetched; creationPolicy None writes no Secret".to_owned()
                 }
+                Change::ImmutableKept => immutable_kept_message(es),
                 _ => format!("Secret {target:?} is synced"),
             };
             Condition::new(
@@ -57,6 +58,14 @@ pub fn desired_status(
     };
     condition::upsert(&mut status.conditions, ready, now);
     status
+}
+
+/// Ready stays True: the Secret is what was synced before; only a new Secret can take the new data.
+pub fn immutable_kept_message(es: &ExternalSecret) -> String {
+    format!(
+        "the source changed, but Secret {:?} is immutable and keeps the data it was created with; delete it to have it re-created with the new data",
+        es.target_name()
+    )
 }
 
 /// What "every remote key is gone" did, per deletion policy.

@@ -34,10 +34,21 @@ impl FetchRequest {
 }
 
 /// Why a fetch failed. Messages name the key, never a value.
+///
+/// Only [`ProviderError::is_gone`] variants are evidence that the source itself no longer exists; they
+/// alone may let a deletion policy delete a Secret or drop keys. Every other variant (a missing version,
+/// a throttle, a denial, a malformed answer) is an error that leaves the Secret untouched.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum ProviderError {
+    /// The secret or parameter itself does not exist (for a pinned version, confirmed by a second read).
     #[error("remote key {key:?} not found")]
     NotFound { key: String },
+    /// The secret exists but is scheduled for deletion (Secrets Manager `DeletedDate`): gone for readers.
+    #[error("remote key {key:?} is scheduled for deletion")]
+    DeletionScheduled { key: String },
+    /// The secret exists but the requested version, stage or label does not.
+    #[error("version {version:?} of remote key {key:?} not found")]
+    VersionNotFound { key: String, version: String },
     #[error("access denied reading {key:?}: {detail}")]
     AccessDenied { key: String, detail: String },
     #[error("provider throttled the request for {key:?}")]
@@ -47,6 +58,9 @@ pub enum ProviderError {
     },
     #[error("provider unavailable for {key:?}: {detail}")]
     Unavailable { key: String, detail: String },
+    /// The provider refused the request for the current state of the resource (AWS InvalidRequestException).
+    #[error("provider refused the request for {key:?}: {detail}")]
+    InvalidRequest { key: String, detail: String },
     #[error("invalid provider configuration: {detail}")]
     InvalidConfig { detail: String },
     #[error("failed to authenticate to the provider: {detail}")]
@@ -58,12 +72,23 @@ impl ProviderError {
     pub fn category(&self) -> &'static str {
         match self {
             ProviderError::NotFound { .. } => "NotFound",
+            ProviderError::DeletionScheduled { .. } => "DeletionScheduled",
+            ProviderError::VersionNotFound { .. } => "VersionNotFound",
             ProviderError::AccessDenied { .. } => "AccessDenied",
             ProviderError::Throttled { .. } => "Throttled",
             ProviderError::Unavailable { .. } => "Unavailable",
+            ProviderError::InvalidRequest { .. } => "InvalidRequest",
             ProviderError::InvalidConfig { .. } => "InvalidProviderConfig",
             ProviderError::Authentication { .. } => "AuthenticationFailed",
         }
+    }
+
+    /// Positive evidence that the source is gone: the only outcome a deletion policy may act on.
+    pub fn is_gone(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::NotFound { .. } | ProviderError::DeletionScheduled { .. }
+        )
     }
 
     /// Permanent failures are retried slowly: they need a change to the store or the ExternalSecret.
@@ -71,6 +96,8 @@ impl ProviderError {
         matches!(
             self,
             ProviderError::AccessDenied { .. }
+                | ProviderError::VersionNotFound { .. }
+                | ProviderError::InvalidRequest { .. }
                 | ProviderError::InvalidConfig { .. }
                 | ProviderError::Authentication { .. }
         )

@@ -588,9 +588,17 @@ fn commit_update(
         }
         md.remove("selfLink");
         if managed == Managed::Update {
-            // Clients echo managedFields back; the server owns them.
-            match old_md.get("managedFields") {
-                Some(v) => md.insert("managedFields".into(), v.clone()),
+            // Clients echo managedFields back; a non-empty list that differs is taken as the new
+            // managedFields (how a client migrates or drops a manager's entry), an absent or empty
+            // one keeps the server's, as a real API server does.
+            let sent = md
+                .get("managedFields")
+                .filter(|v| v.as_array().is_some_and(|a| !a.is_empty()))
+                .filter(|v| Some(*v) != old_md.get("managedFields"))
+                .filter(|v| ssa::valid_entries(v))
+                .cloned();
+            match sent.or_else(|| old_md.get("managedFields").cloned()) {
+                Some(v) => md.insert("managedFields".into(), v),
                 None => md.remove("managedFields"),
             };
         }

@@ -170,6 +170,21 @@ pub fn read_entries(obj: &Value) -> Vec<Entry> {
         .collect()
 }
 
+/// Whether a client-sent managedFields list is well formed: objects with a manager, an operation
+/// (Apply or Update) and fieldsV1. A malformed list is ignored, as a real server does.
+pub fn valid_entries(list: &Value) -> bool {
+    list.as_array().is_some_and(|a| {
+        a.iter().all(|e| {
+            e.get("manager").and_then(Value::as_str).is_some()
+                && matches!(
+                    e.get("operation").and_then(Value::as_str),
+                    Some("Apply" | "Update")
+                )
+                && e.get("fieldsV1").is_some_and(Value::is_object)
+        })
+    })
+}
+
 pub fn write_entries(obj: &mut Value, entries: &[Entry]) {
     let list: Vec<Value> = entries
         .iter()
@@ -214,7 +229,11 @@ pub fn record_update(
     now: &str,
     scope: Scope,
 ) {
-    let mut entries = old.map(read_entries).unwrap_or_default();
+    // The base is the new object's managedFields: the old ones, or what the client set in their place.
+    let mut entries = match new.pointer("/metadata/managedFields") {
+        Some(_) => read_entries(new),
+        None => old.map(read_entries).unwrap_or_default(),
+    };
     let new_set = field_set(new, scope);
     let old_set = old.map(|o| field_set(o, scope)).unwrap_or_default();
     let changed: FieldSet = new_set

@@ -11,12 +11,12 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::provider::ProviderError;
 
-/// Codes AWS uses for "this secret or parameter does not exist".
+/// Codes AWS uses for "not found". For a request that pins a version they cannot tell a missing version
+/// from a missing secret: the providers confirm those with a second read (see `confirm_missing` in each).
 const NOT_FOUND: &[&str] = &[
     "ResourceNotFoundException",
     "ParameterNotFound",
     "ParameterVersionNotFound",
-    "InvalidParameters",
 ];
 /// Codes for "the caller may not read this" (KMS decryption refusals included: they are IAM/key policy decisions).
 const ACCESS_DENIED: &[&str] = &[
@@ -68,12 +68,6 @@ pub(crate) fn from_code(
     if NOT_FOUND.contains(&code) {
         return ProviderError::NotFound { key };
     }
-    // A secret scheduled for deletion is gone as far as a reader is concerned (ESO treats it the same way).
-    if code == "InvalidRequestException"
-        && message.is_some_and(|m| m.contains("marked for deletion"))
-    {
-        return ProviderError::NotFound { key };
-    }
     if ACCESS_DENIED.contains(&code) {
         return ProviderError::AccessDenied { key, detail };
     }
@@ -88,6 +82,10 @@ pub(crate) fn from_code(
     }
     if UNAVAILABLE.contains(&code) || status.is_some_and(|s| s >= 500) {
         return ProviderError::Unavailable { key, detail };
+    }
+    // Not valid for the resource's current state (e.g. scheduled for deletion): the provider confirms which.
+    if code == "InvalidRequestException" {
+        return ProviderError::InvalidRequest { key, detail };
     }
     // Validation errors and the like: the request as configured cannot succeed.
     ProviderError::InvalidConfig {
@@ -129,6 +127,13 @@ pub(crate) fn rekey(error: ProviderError, key: &str) -> ProviderError {
         ProviderError::NotFound { .. } => ProviderError::NotFound {
             key: key.to_owned(),
         },
+        ProviderError::DeletionScheduled { .. } => ProviderError::DeletionScheduled {
+            key: key.to_owned(),
+        },
+        ProviderError::VersionNotFound { version, .. } => ProviderError::VersionNotFound {
+            key: key.to_owned(),
+            version,
+        },
         ProviderError::AccessDenied { detail, .. } => ProviderError::AccessDenied {
             key: key.to_owned(),
             detail,
@@ -136,6 +141,10 @@ pub(crate) fn rekey(error: ProviderError, key: &str) -> ProviderError {
         ProviderError::Throttled { retry_after, .. } => ProviderError::Throttled {
             key: key.to_owned(),
             retry_after,
+        },
+        ProviderError::InvalidRequest { detail, .. } => ProviderError::InvalidRequest {
+            key: key.to_owned(),
+            detail,
         },
         ProviderError::Unavailable { detail, .. } => ProviderError::Unavailable {
             key: key.to_owned(),
@@ -182,13 +191,16 @@ mod tests {
     }
 
     #[test]
-    fn secret_marked_for_deletion_is_not_found() {
-        let err = from_code(
-            "k",
-            "InvalidRequestException",
-            Some("secret is marked for deletion"),
-            Some(400),
-        );
-        assert_eq!(err, ProviderError::NotFound { key: "k".into() });
+    fn message_text_never_decides_that_a_secret_is_gone() {
+        // AWS and moto word "scheduled for deletion" differently; only DescribeSecret's DeletedDate
+        // (checked by the provider) may call it gone.
+        for message in [
+            "secret is marked for deletion",
+            "currently marked deleted",
+            "not found",
+        ] {
+            let err = from_code("k", "InvalidRequestException", Some(message), Some(400));
+            assert!(!err.is_gone(), "{message}: {err:?}");
+        }
     }
 }

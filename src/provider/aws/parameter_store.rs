@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_ssm::Client;
-use aws_sdk_ssm::types::ResourceTypeForTagging;
+use aws_sdk_ssm::types::{ParameterStringFilter, ResourceTypeForTagging};
 use futures::{StreamExt, stream};
 
 use super::{AwsIdentity, count, errors};
@@ -59,6 +59,82 @@ impl ParameterStoreProvider {
             base,
             name,
         }
+    }
+
+    /// For `name:3` or `name:label`, "not found" (an InvalidParameters entry, ParameterNotFound or
+    /// ParameterVersionNotFound) cannot tell a missing version or label from a missing parameter.
+    /// DescribeParameters (filter `Name Equals`, no value read) settles it: one call per distinct name,
+    /// only on this error path. Only a parameter that does not exist counts as gone.
+    async fn confirm_missing(
+        &self,
+        client: &Client,
+        requests: &[FetchRequest],
+        results: &mut [Fetched],
+    ) {
+        let doubtful = |request: &FetchRequest, result: &Fetched| {
+            !request.metadata
+                && request.version.as_deref().is_some_and(|v| !v.is_empty())
+                && matches!(result, Err(ProviderError::NotFound { .. }))
+        };
+        let mut keys: Vec<String> = requests
+            .iter()
+            .zip(results.iter())
+            .filter(|(request, result)| doubtful(request, result))
+            .map(|(request, _)| request.key.clone())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return;
+        }
+        let exists: HashMap<String, Result<bool, ProviderError>> = stream::iter(keys)
+            .map(|key| async move {
+                let answer = self.parameter_exists(client, &key).await;
+                (key, answer)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (request, result) in requests.iter().zip(results.iter_mut()) {
+            if !doubtful(request, result) {
+                continue;
+            }
+            match exists.get(request.key.as_str()) {
+                Some(Ok(false)) | None => {}
+                Some(Ok(true)) => {
+                    *result = Err(ProviderError::VersionNotFound {
+                        key: request.key.clone(),
+                        version: request.version.clone().unwrap_or_default(),
+                    })
+                }
+                // DescribeParameters failed: report that, never "gone".
+                Some(Err(e)) => *result = Err(e.clone()),
+            }
+        }
+    }
+
+    async fn parameter_exists(&self, client: &Client, key: &str) -> Result<bool, ProviderError> {
+        let filter = ParameterStringFilter::builder()
+            .key("Name")
+            .option("Equals")
+            .values(format!("{}{key}", self.prefix))
+            .build()
+            .map_err(|e| ProviderError::InvalidConfig {
+                detail: format!("DescribeParameters filter for {key:?}: {e}"),
+            })?;
+        let described = client
+            .describe_parameters()
+            .parameter_filters(filter)
+            .send()
+            .await;
+        count(
+            &self.metrics,
+            METRIC_PROVIDER,
+            "DescribeParameters",
+            &described,
+        );
+        let described = described.map_err(|e| errors::from_sdk(key, &e))?;
+        Ok(!described.parameters.unwrap_or_default().is_empty())
     }
 
     /// One GetParameters call. `None` for an entry means "no usable answer": it is fetched on its own.
@@ -208,7 +284,7 @@ impl SecretProvider for ParameterStoreProvider {
         for (i, result) in answers {
             results[i] = Some(result);
         }
-        results
+        let mut results: Vec<Fetched> = results
             .into_iter()
             .zip(requests)
             .map(|(result, request)| {
@@ -219,7 +295,9 @@ impl SecretProvider for ParameterStoreProvider {
                     })
                 })
             })
-            .collect()
+            .collect();
+        self.confirm_missing(client, requests, &mut results).await;
+        results
     }
 
     async fn validate(&self) -> Result<(), ProviderError> {

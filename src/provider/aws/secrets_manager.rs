@@ -60,6 +60,81 @@ impl SecretsManagerProvider {
         })
     }
 
+    /// ResourceNotFoundException cannot tell a missing secret from a missing stage or version (or a
+    /// secret without a current value), and InvalidRequestException is also how a secret scheduled for
+    /// deletion answers. DescribeSecret settles each such answer: one call per distinct key, only on these
+    /// error paths. Only a secret DescribeSecret cannot find, or one with a `DeletedDate`, counts as gone.
+    async fn confirm_missing(
+        &self,
+        client: &Client,
+        requests: &[FetchRequest],
+        results: &mut [Fetched],
+    ) {
+        let doubtful = |r: &Fetched| {
+            matches!(
+                r,
+                Err(ProviderError::NotFound { .. } | ProviderError::InvalidRequest { .. })
+            )
+        };
+        let mut keys: Vec<String> = requests
+            .iter()
+            .zip(results.iter())
+            .filter(|(request, result)| !request.metadata && doubtful(result))
+            .map(|(request, _)| request.key.clone())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return;
+        }
+        let states: HashMap<String, Result<bool, ProviderError>> = stream::iter(keys)
+            .map(|key| async move {
+                let answer = self.deletion_scheduled(client, &key).await;
+                (key, answer)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (request, result) in requests.iter().zip(results.iter_mut()) {
+            if request.metadata || !doubtful(result) {
+                continue;
+            }
+            let Some(state) = states.get(request.key.as_str()) else {
+                continue;
+            };
+            let key = request.key.clone();
+            *result = match (state, &*result) {
+                (Err(e), _) if e.is_gone() => Err(ProviderError::NotFound { key }),
+                (Ok(true), _) => Err(ProviderError::DeletionScheduled { key }),
+                // The secret exists: what was not found is the version (AWSCURRENT when none was asked for).
+                (Ok(false), Err(ProviderError::NotFound { .. })) => {
+                    Err(ProviderError::VersionNotFound {
+                        key,
+                        version: request
+                            .version
+                            .clone()
+                            .unwrap_or_else(|| CURRENT_STAGE.to_owned()),
+                    })
+                }
+                (Ok(false), _) => continue,
+                // DescribeSecret failed too: report that, never "gone".
+                (Err(e), _) => Err(e.clone()),
+            };
+        }
+    }
+
+    /// Whether the secret is scheduled for deletion (`DeletedDate`); NotFound when it does not exist.
+    async fn deletion_scheduled(&self, client: &Client, key: &str) -> Result<bool, ProviderError> {
+        let described = client
+            .describe_secret()
+            .secret_id(self.secret_id(key))
+            .send()
+            .await;
+        count(&self.metrics, METRIC_PROVIDER, "DescribeSecret", &described);
+        let described = described.map_err(|e| errors::from_sdk(key, &e))?;
+        Ok(described.deleted_date.is_some())
+    }
+
     fn secret_id(&self, key: &str) -> String {
         format!("{}{key}", self.prefix)
     }
@@ -93,12 +168,21 @@ impl SecretsManagerProvider {
                     // Denied the batch action itself, not a secret: fall back to GetSecretValue per key.
                     self.identity.batch_denied();
                 }
+                // A call-wide refusal caused by one secret (one pending deletion fails the whole call)
+                // says nothing about the others: each is then read on its own.
+                let isolate = denied
+                    || matches!(
+                        error,
+                        ProviderError::NotFound { .. }
+                            | ProviderError::InvalidRequest { .. }
+                            | ProviderError::InvalidConfig { .. }
+                    );
                 let indices = chunk.into_iter().flat_map(|(_, indices)| indices);
                 return indices
                     .map(|i| {
                         (
                             i,
-                            (!denied).then(|| Err(errors::rekey(error.clone(), &requests[i].key))),
+                            (!isolate).then(|| Err(errors::rekey(error.clone(), &requests[i].key))),
                         )
                     })
                     .collect();
@@ -226,7 +310,7 @@ impl SecretProvider for SecretsManagerProvider {
         for (i, result) in answers {
             results[i] = Some(result);
         }
-        results
+        let mut results: Vec<Fetched> = results
             .into_iter()
             .zip(requests)
             .map(|(result, request)| {
@@ -237,7 +321,9 @@ impl SecretProvider for SecretsManagerProvider {
                     })
                 })
             })
-            .collect()
+            .collect();
+        self.confirm_missing(client, requests, &mut results).await;
+        results
     }
 
     async fn validate(&self) -> Result<(), ProviderError> {
