@@ -91,6 +91,11 @@ pub struct RunArgs {
     /// sync); without it, dates are read only for ExternalSecrets annotated with secret-sync.io/max-age.
     #[arg(long)]
     pub rotation_age_metrics: bool,
+    /// NAMESPACE/NAME of the Secret holding the key that salts every Secret's data hash (created on
+    /// first start). With it, a Secret re-created with the same data keeps its hash across restarts,
+    /// so workloads are not rolled; without it, the key lives only as long as the process.
+    #[arg(long, env = "SECRET_SYNC_HASH_KEY_SECRET")]
+    pub hash_key_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -207,6 +212,7 @@ impl RunArgs {
             webhook_secret,
             enable_reload,
             rotation_age_metrics,
+            hash_key_secret,
         } = self;
         init_logging(log_format, log_level.as_deref())?;
         let client = kube::Client::try_default()
@@ -264,6 +270,7 @@ impl RunArgs {
             controller_class,
             concurrency,
             rotation_age_metrics,
+            hash_key_secret,
             ..controller::Config::default()
         };
         let providers = Providers::with_metrics(Some(client.clone()), metrics.clone());

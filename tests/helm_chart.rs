@@ -242,13 +242,25 @@ fn grants(role: &Value) -> BTreeSet<Grant> {
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(
-            fields,
-            BTreeSet::from(["apiGroups", "resources", "verbs"]),
-            "{name}: rule {rule} must only name apiGroups, resources and verbs"
+        assert!(
+            fields == BTreeSet::from(["apiGroups", "resources", "verbs"])
+                || fields == BTreeSet::from(["apiGroups", "resources", "resourceNames", "verbs"]),
+            "{name}: rule {rule} must only name apiGroups, resources, verbs (and resourceNames)"
         );
+        // A grant limited to named objects reads "resource/name".
+        let names = strings(&rule["resourceNames"]);
+        let resources: Vec<String> = strings(&rule["resources"])
+            .into_iter()
+            .flat_map(|r| {
+                if names.is_empty() {
+                    vec![r]
+                } else {
+                    names.iter().map(|n| format!("{r}/{n}")).collect()
+                }
+            })
+            .collect();
         for group in strings(&rule["apiGroups"]) {
-            for resource in strings(&rule["resources"]) {
+            for resource in resources.clone() {
                 for verb in strings(&rule["verbs"]) {
                     for part in [&group, &resource, &verb] {
                         assert!(!part.contains('*'), "{name}: wildcard in rule {rule}");
@@ -351,6 +363,14 @@ fn lease_grants() -> BTreeSet<Grant> {
         &["leases"],
         &["get", "create", "update"],
     )])
+}
+
+/// The hash key Secret in the release namespace: read by name, created once.
+fn hash_key_grants() -> BTreeSet<Grant> {
+    union(&[
+        grant_set(&[("", &["secrets/secret-sync-hash-key"], &["get"])]),
+        grant_set(&[("", &["secrets"], &["create"])]),
+    ])
 }
 
 fn union(sets: &[BTreeSet<Grant>]) -> BTreeSet<Grant> {
@@ -460,6 +480,8 @@ async fn default_values_render_a_cluster_wide_operator() {
         ("ClusterRole", "", RELEASE),
         ("ClusterRoleBinding", "", RELEASE),
         ("Deployment", NAMESPACE, RELEASE),
+        ("Role", NAMESPACE, "secret-sync-hash-key"),
+        ("RoleBinding", NAMESPACE, "secret-sync-hash-key"),
         ("Service", NAMESPACE, "secret-sync-metrics"),
         ("ServiceAccount", NAMESPACE, RELEASE),
     ]
@@ -469,7 +491,12 @@ async fn default_values_render_a_cluster_wide_operator() {
     assert_eq!(rendered.summary(), inventory);
     assert_eq!(
         rendered.args(),
-        ["run", "--admin-addr=0.0.0.0:8080", "--log-format=json"],
+        [
+            "run",
+            "--admin-addr=0.0.0.0:8080",
+            "--log-format=json",
+            "--hash-key-secret=$(POD_NAMESPACE)/secret-sync-hash-key"
+        ],
         "one replica without leaderElection.enabled runs without leader election, cluster-wide"
     );
     assert_eq!(rendered.deployment()["spec"]["replicas"], 1);
@@ -490,9 +517,20 @@ async fn default_rbac_is_exactly_the_least_privilege_set() {
         "ClusterRole",
         RELEASE,
     );
-    assert!(
-        rendered.of_kind("Role").is_empty(),
-        "no Role without leader election"
+    let roles = rendered.of_kind("Role");
+    assert_eq!(
+        roles.len(),
+        1,
+        "only the hash key Role: {:?}",
+        rendered.summary()
+    );
+    let hash_key = rendered.find("Role", "secret-sync-hash-key");
+    assert_eq!(hash_key["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(grants(hash_key), hash_key_grants());
+    assert_binds_service_account(
+        rendered.find("RoleBinding", "secret-sync-hash-key"),
+        "Role",
+        "secret-sync-hash-key",
     );
 }
 
@@ -506,9 +544,14 @@ async fn namespaced_mode_grants_roles_in_the_watched_namespace_only() {
         rendered.summary()
     );
     let roles = rendered.of_kind("Role");
-    assert_eq!(roles.len(), 1, "{:?}", rendered.summary());
-    let role = roles[0];
+    assert_eq!(roles.len(), 2, "{:?}", rendered.summary());
+    let role = rendered.find("Role", RELEASE);
     assert_eq!(role["metadata"]["namespace"], "team-a");
+    assert_eq!(
+        rendered.find("Role", "secret-sync-hash-key")["metadata"]["namespace"],
+        NAMESPACE,
+        "the hash key lives in the release namespace"
+    );
     assert_eq!(grants(role), namespaced_grants());
     let binding = rendered.find("RoleBinding", RELEASE);
     assert_eq!(binding["metadata"]["namespace"], "team-a");
@@ -519,6 +562,7 @@ async fn namespaced_mode_grants_roles_in_the_watched_namespace_only() {
             "run",
             "--admin-addr=0.0.0.0:8080",
             "--log-format=json",
+            "--hash-key-secret=$(POD_NAMESPACE)/secret-sync-hash-key",
             "--namespace=team-a"
         ]
     );
@@ -759,6 +803,7 @@ async fn user_values_reach_the_pod() {
             "run",
             "--admin-addr=0.0.0.0:8080",
             "--log-format=json",
+            "--hash-key-secret=$(POD_NAMESPACE)/secret-sync-hash-key",
             "--log-level=info,secret_sync=debug",
             "--concurrency=4"
         ]

@@ -414,3 +414,77 @@ async fn opting_out_forgets_the_record_and_opting_in_again_does_not_restart() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_recreated_with_the_same_data_restarts_nothing_even_after_an_operator_restart() {
+    within(async {
+        let config = secret_sync::controller::Config {
+            hash_key_secret: Some("default/secret-sync-hash-key".into()),
+            ..Default::default()
+        };
+        let mut c = TestCluster::start_with(config.clone()).await;
+        let _reload = c.start_reload();
+        c.apply(&store_and_secrets("v1", "u1", "1h")).await;
+        let first = c
+            .wait_secret_value("default", "app-creds", "password", b"v1")
+            .await;
+        c.apply(&workload(
+            "Deployment",
+            "web",
+            "secret-sync.io/reload: 'true'",
+        ))
+        .await;
+        let recorded = wait_recorded::<Deployment>(&c, "web").await;
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(c.client.clone(), "default");
+        let hash = |s: &k8s_openapi::api::core::v1::Secret| {
+            s.annotations()
+                .get("secret-sync.io/data-hash")
+                .cloned()
+                .unwrap()
+        };
+
+        for restart in [false, true] {
+            if restart {
+                // The hash key lives in a Secret: a new process derives the same salt.
+                c.stop_controller().await;
+                c.start_controller(config.clone(), None);
+            }
+            let before = c.secret("default", "app-creds").await.unwrap();
+            secrets
+                .delete("app-creds", &Default::default())
+                .await
+                .unwrap();
+            let again = wait_for(
+                "app-creds to be re-created",
+                Duration::from_secs(15),
+                || async {
+                    let s = c.secret("default", "app-creds").await?;
+                    (s.metadata.uid != before.metadata.uid && s.data.is_some()).then_some(s)
+                },
+            )
+            .await;
+            assert_eq!(
+                hash(&again),
+                hash(&first),
+                "restart={restart}: same data, same hash"
+            );
+            assert_stable::<Deployment>(&c, "web", 3).await;
+            assert_eq!(
+                pod_hash::<Deployment>(&c, "web").await,
+                None,
+                "restart={restart}"
+            );
+            assert_eq!(
+                get::<Deployment>(&c, "web").await.annotations()[OBSERVED_ANNOTATION],
+                recorded
+            );
+        }
+
+        // A real change still rolls, once.
+        c.apply(&store_and_secrets("v2", "u1", "1h")).await;
+        wait_rolled::<Deployment>(&c, "web", None).await;
+        assert_stable::<Deployment>(&c, "web", 2).await;
+    })
+    .await;
+}
