@@ -345,12 +345,13 @@ fn cleanup_ops(
             .as_deref()
             .unwrap_or_default();
         // Removing the last entry would read as "clear managedFields", which a server ignores.
-        if entries.len() > 1 {
-            if let Some(i) = entries.iter().position(|e| {
-                e.manager.as_deref() == Some(base) && e.operation.as_deref() == Some("Apply")
-            }) {
-                ops.push(serde_json::json!({"op": "remove", "path": format!("/metadata/managedFields/{i}")}));
-            }
+        let legacy_entry = entries.iter().position(|e| {
+            e.manager.as_deref() == Some(base) && e.operation.as_deref() == Some("Apply")
+        });
+        if let Some(i) = legacy_entry.filter(|_| entries.len() > 1) {
+            ops.push(
+                serde_json::json!({"op": "remove", "path": format!("/metadata/managedFields/{i}")}),
+            );
         }
     }
     if prune {
