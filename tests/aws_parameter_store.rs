@@ -138,6 +138,16 @@ async fn prefix_tags_and_missing_parameters() {
                     version: Some("9".into()),
                     metadata: false,
                 },
+                FetchRequest {
+                    key: "/app/db".into(),
+                    version: Some("nosuchlabel".into()),
+                    metadata: false,
+                },
+                FetchRequest {
+                    key: "/app/gone".into(),
+                    version: Some("2".into()),
+                    metadata: false,
+                },
             ])
             .await;
         assert_eq!(got[0].as_ref().unwrap().expose(), b"value");
@@ -148,9 +158,27 @@ async fn prefix_tags_and_missing_parameters() {
                 key: "/app/gone".into()
             })
         );
+        // A missing version or label of an existing parameter is an error, never "gone" (confirmed
+        // with DescribeParameters under the store's prefix); a missing parameter is gone at any version.
         assert_eq!(
-            got[3].as_ref().map_err(ProviderError::category),
-            Err("NotFound")
+            got[3],
+            Err(ProviderError::VersionNotFound {
+                key: "/app/db".into(),
+                version: "9".into()
+            })
+        );
+        assert_eq!(
+            got[4],
+            Err(ProviderError::VersionNotFound {
+                key: "/app/db".into(),
+                version: "nosuchlabel".into()
+            })
+        );
+        assert_eq!(
+            got[5],
+            Err(ProviderError::NotFound {
+                key: "/app/gone".into()
+            })
         );
     })
     .await;

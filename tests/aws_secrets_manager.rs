@@ -199,6 +199,82 @@ async fn missing_secrets_are_not_found_in_batches_and_single_calls() {
 }
 
 #[tokio::test]
+async fn only_a_missing_or_deleted_secret_is_gone_never_a_missing_version() {
+    within_timeout(async {
+        let moto = Moto::start().await;
+        moto.put_secret_string("app/one-version", "v1").await;
+        moto.put_secret_string("app/doomed", "d").await;
+        moto.put_secret_string("app/alive", "a").await;
+        let sm = moto.secrets_manager().await;
+        sm.create_secret()
+            .name("app/no-value")
+            .send()
+            .await
+            .unwrap();
+        sm.delete_secret()
+            .secret_id("app/doomed")
+            .recovery_window_in_days(7)
+            .send()
+            .await
+            .unwrap();
+        let providers = moto.providers(None).await;
+        let provider = providers.for_store(&store(STORE), "apps").await.unwrap();
+        let version = |key: &str, v: &str| FetchRequest {
+            key: key.into(),
+            version: Some(v.into()),
+            metadata: false,
+        };
+        let got = provider
+            .fetch_many(&[
+                version("app/one-version", "AWSPREVIOUS"),
+                version(
+                    "app/one-version",
+                    "uuid/00000000-0000-0000-0000-000000000000",
+                ),
+                FetchRequest::current("app/no-value"),
+                FetchRequest::current("app/doomed"),
+                version("app/doomed", "AWSCURRENT"),
+                FetchRequest::current("app/alive"),
+            ])
+            .await;
+        let version_not_found = |key: &str, v: &str| {
+            Err(ProviderError::VersionNotFound {
+                key: key.into(),
+                version: v.into(),
+            })
+        };
+        assert_eq!(got[0], version_not_found("app/one-version", "AWSPREVIOUS"));
+        assert_eq!(
+            got[1],
+            version_not_found(
+                "app/one-version",
+                "uuid/00000000-0000-0000-0000-000000000000"
+            )
+        );
+        assert_eq!(
+            got[2],
+            version_not_found("app/no-value", "AWSCURRENT"),
+            "a secret without a current value exists: not gone"
+        );
+        for doomed in &got[3..5] {
+            assert_eq!(
+                doomed,
+                &Err(ProviderError::DeletionScheduled {
+                    key: "app/doomed".into()
+                })
+            );
+            assert!(doomed.as_ref().unwrap_err().is_gone());
+        }
+        assert_eq!(
+            got[5].as_ref().unwrap().expose(),
+            b"a",
+            "a batch neighbour of a deleted secret still gets its value"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_put_secret_value_rotation_is_seen_on_the_next_fetch() {
     within_timeout(async {
         let moto = Moto::start().await;

@@ -34,13 +34,13 @@ impl Default for HashKey {
 pub enum HashKeyError {
     #[error("invalid --hash-key-secret {0:?}: expected NAMESPACE/NAME")]
     ParseName(String),
-    #[error("failed to read hash key Secret {namespace}/{name}: {source}")]
+    #[error("failed to read hash key Secret {namespace}/{name}: {}", super::kube_message(.source))]
     Read {
         namespace: String,
         name: String,
         source: kube::Error,
     },
-    #[error("failed to create hash key Secret {namespace}/{name}: {source}")]
+    #[error("failed to create hash key Secret {namespace}/{name}: {}", super::kube_message(.source))]
     Create {
         namespace: String,
         name: String,

@@ -112,14 +112,25 @@ pub enum SyncError {
     InvalidPolicy(&'static str),
     #[error(transparent)]
     Refused(#[from] plan::Refusal),
-    #[error("failed to apply Secret {name:?}: {source}")]
+    #[error("failed to apply Secret {name:?}: {}", kube_message(.source))]
     Apply { name: String, source: kube::Error },
-    #[error("failed to read Secret {name:?}: {source}")]
+    #[error("failed to read Secret {name:?}: {}", kube_message(.source))]
     Read { name: String, source: kube::Error },
-    #[error("failed to delete Secret {name:?}: {source}")]
+    #[error("failed to delete Secret {name:?}: {}", kube_message(.source))]
     Delete { name: String, source: kube::Error },
     #[error("the ExternalSecret was deleted during the sync")]
     OwnerGone,
+}
+
+/// A kube error as a plain sentence for status, Events and logs: the API server's own message for an
+/// API error (kube's Display appends a Debug dump of the whole Status), the error's text otherwise.
+pub fn kube_message(err: &kube::Error) -> String {
+    match err {
+        kube::Error::Api(status) if !status.message.is_empty() => {
+            format!("{} ({})", status.message, status.code)
+        }
+        other => other.to_string(),
+    }
 }
 
 impl SyncError {
@@ -661,4 +672,26 @@ pub fn error_policy(es: Arc<ExternalSecret>, err: &kube::Error, ctx: Arc<Context
     });
     warn!(error = %err, "status write failed");
     Action::requeue(backoff::failure_delay(failures))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kube_api_errors_read_as_plain_sentences() {
+        let status = kube::core::Status::failure(
+            "Secret \"s\" is invalid: data: Forbidden: field is immutable when `immutable` is set",
+            "Invalid",
+        )
+        .with_code(422);
+        let err = SyncError::Apply {
+            name: "s".into(),
+            source: kube::Error::Api(Box::new(status)),
+        };
+        assert_eq!(
+            err.status_message(),
+            "KubernetesAPI: failed to apply Secret \"s\": Secret \"s\" is invalid: data: Forbidden: field is immutable when `immutable` is set (422)"
+        );
+    }
 }

@@ -121,9 +121,13 @@ impl Refusal {
         }
     }
 
-    /// Only the Secret appearing can end these; all the others need a change by a person.
+    /// Conflicts need a change by a person; a gone source or a missing Merge target can come back on
+    /// their own, so they are retried with the ordinary backoff.
     pub fn is_permanent(&self) -> bool {
-        !matches!(self, Refusal::TargetMissing { .. })
+        !matches!(
+            self,
+            Refusal::TargetMissing { .. } | Refusal::SourceGone { .. }
+        )
     }
 }
 
