@@ -1,6 +1,8 @@
 //! Shared test support: an operator running against the in-process fake API server, and (for the
-//! AWS tests) a moto launcher. Each test binary uses only part of it.
+//! AWS tests) a moto launcher, and the Go oracle for differential tests. Each test binary uses only
+//! part of it.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cluster;
 pub mod moto;
+pub mod oracle;
