@@ -132,9 +132,13 @@ impl Cli {
                 Ok(())
             }
             Command::Render { files } => {
-                let out = crate::render::render_files(&files).await?;
-                print!("{out}");
-                Ok(())
+                let rendered = crate::render::render_files(&files).await?;
+                // Everything that could be built goes to stdout, even when others failed.
+                print!("{}", rendered.yaml);
+                match rendered.error() {
+                    Some(e) => Err(e.into()),
+                    None => Ok(()),
+                }
             }
             Command::Run(args) => args.run().await,
         }

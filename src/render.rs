@@ -159,7 +159,7 @@ async fn render_one(
     // The same planner as the controller, for a cluster where the Secret does not exist yet.
     match plan::plan(Policy::of(es), &es.target_name(), &desired, None) {
         // Merge needs an existing Secret; render shows the keys it would add.
-        Plan::Write { .. } | Plan::Refuse(Refusal::TargetMissing { .. }) => {}
+        Plan::Write { .. } | Plan::Keep(Change::TargetMissing) => {}
         Plan::Refuse(refusal) => return Err(refusal.into()),
         Plan::Keep(Change::NotWritten) => {
             return Ok(format!(
@@ -193,14 +193,40 @@ async fn render_one(
     Ok(out)
 }
 
-/// Render every ExternalSecret found in `files`, in file order.
-pub async fn render_files(files: &[PathBuf]) -> Result<String, RenderError> {
+/// What `render` produced: the YAML of every Secret it could build, and each failure.
+#[derive(Debug)]
+pub struct Rendered {
+    pub yaml: String,
+    /// "ExternalSecret NS/NAME: reason", one per ExternalSecret that failed.
+    pub failures: Vec<String>,
+    pub total: usize,
+}
+
+impl Rendered {
+    /// The failures as one error (None when everything rendered), for a non-zero exit.
+    pub fn error(&self) -> Option<RenderError> {
+        (!self.failures.is_empty()).then(|| RenderError::Failed {
+            failed: self.failures.len(),
+            total: self.total,
+            details: self
+                .failures
+                .iter()
+                .map(|f| format!("  {f}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        })
+    }
+}
+
+/// Render every ExternalSecret found in `files`, in file order. One failing ExternalSecret does not
+/// hide the others: everything that could be built is in `yaml`, each failure in `failures`.
+pub async fn render_files(files: &[PathBuf]) -> Result<Rendered, RenderError> {
     let objects = load(files)?;
     if objects.external_secrets.is_empty() {
         return Err(RenderError::NothingToRender);
     }
     let providers = Providers::new(None);
-    let mut out = String::new();
+    let mut yaml = String::new();
     let mut failures = Vec::new();
     for es in &objects.external_secrets {
         let id = format!(
@@ -210,18 +236,90 @@ pub async fn render_files(files: &[PathBuf]) -> Result<String, RenderError> {
         );
         match render_one(&objects, &providers, es).await {
             Ok(doc) => {
-                out.push_str("---\n");
-                out.push_str(&doc);
+                yaml.push_str("---\n");
+                yaml.push_str(&doc);
             }
-            Err(e) => failures.push(format!("  ExternalSecret {id}: {e}")),
+            Err(e) => failures.push(format!("ExternalSecret {id}: {e}")),
         }
     }
-    if !failures.is_empty() {
-        return Err(RenderError::Failed {
-            failed: failures.len(),
-            total: objects.external_secrets.len(),
-            details: failures.join("\n"),
-        });
+    Ok(Rendered {
+        yaml,
+        failures,
+        total: objects.external_secrets.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STORE: &str = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: s, namespace: default}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: here, value: v}\n";
+
+    fn es(name: &str, key: &str, target: &str) -> String {
+        format!(
+            "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  secretStoreRef: {{name: s}}\n  target: {{{target}}}\n  data:\n  - {{secretKey: k, remoteRef: {{key: {key}}}}}\n"
+        )
     }
-    Ok(out)
+
+    async fn render(text: &str) -> Rendered {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("all.yaml");
+        std::fs::write(&path, text).unwrap();
+        render_files(&[path]).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_failing_external_secret_does_not_hide_the_others() {
+        let text = format!(
+            "{STORE}{}{}{}",
+            es("first", "here", ""),
+            es("broken", "here, property: nope", ""),
+            es("last", "here", "name: last-secret")
+        );
+        let out = render(&text).await;
+        assert!(
+            out.yaml.contains("name: first") && out.yaml.contains("name: last-secret"),
+            "{}",
+            out.yaml
+        );
+        assert_eq!(out.failures.len(), 1, "{:?}", out.failures);
+        assert!(
+            out.failures[0].starts_with("ExternalSecret default/broken: "),
+            "{:?}",
+            out.failures
+        );
+        let error = out.error().unwrap().to_string();
+        assert!(
+            error.starts_with("1 of 3 ExternalSecrets could not be rendered"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_key_gone_under_delete_renders_as_no_secret() {
+        let text = format!(
+            "{STORE}{}{}",
+            es("gone", "nowhere", "deletionPolicy: Delete"),
+            es("retained", "nowhere", "")
+        );
+        let out = render(&text).await;
+        assert!(
+            out.yaml
+                .contains("# ExternalSecret default/gone: every remote key is gone, no Secret"),
+            "{}",
+            out.yaml
+        );
+        assert!(
+            !out.yaml.contains("kind: Secret"),
+            "no empty Secret: {}",
+            out.yaml
+        );
+        assert_eq!(
+            out.failures.len(),
+            1,
+            "Retain reports the gone key: {:?}",
+            out.failures
+        );
+        assert!(out.error().is_some());
+    }
 }

@@ -170,21 +170,21 @@ async fn merge_adds_our_keys_to_an_existing_secret_and_never_creates_one() {
     within(async {
         let c = TestCluster::start().await;
         c.apply(&store("default", "s", &[("k", "from-store")])).await;
-        c.apply(&external_secret("default", "m", "  secretStoreRef: {name: s}\n  target: {name: shared, creationPolicy: Merge}\n  data:\n  - {secretKey: ours, remoteRef: {key: k}}")).await;
-        let ready = c.wait_ready("default", "m", "False", "SecretMissing").await;
+        c.apply(&external_secret("default", "m", "  refreshInterval: 5s\n  secretStoreRef: {name: s}\n  target: {name: shared, creationPolicy: Merge}\n  data:\n  - {secretKey: ours, remoteRef: {key: k}}")).await;
+        // As ESO: Ready with reason SecretMissing (nothing is wrong with the ExternalSecret).
+        let ready = c.wait_ready("default", "m", "True", "SecretMissing").await;
         assert!(ready.message.unwrap().contains("shared"));
         assert!(c.secret("default", "shared").await.is_none(), "Merge must not create the Secret");
+        // Let a few refreshes find it missing: the retry must not back off past the interval.
+        tokio::time::sleep(Duration::from_secs(8)).await;
         c.apply("apiVersion: v1\nkind: Secret\nmetadata: {name: shared, namespace: default}\nstringData: {theirs: keep-me}\n").await;
-        // The user's Secret is not watched by us; the backoff retry picks it up.
-        let s = tokio::time::timeout(Duration::from_secs(20), c.wait_secret_value("default", "shared", "ours", b"from-store")).await;
-        let s = match s {
-            Ok(s) => s,
-            Err(_) => {
-                // Nudge: any change to the ExternalSecret re-syncs at once.
-                c.apply(&external_secret("default", "m", "  refreshInterval: 2h\n  secretStoreRef: {name: s}\n  target: {name: shared, creationPolicy: Merge}\n  data:\n  - {secretKey: ours, remoteRef: {key: k}}")).await;
-                c.wait_secret_value("default", "shared", "ours", b"from-store").await
-            }
-        };
+        let appeared = std::time::Instant::now();
+        let s = c.wait_secret_value("default", "shared", "ours", b"from-store").await;
+        assert!(
+            appeared.elapsed() < Duration::from_secs(5) + Duration::from_secs(3),
+            "synced within one refresh interval of the Secret appearing: {:?}",
+            appeared.elapsed()
+        );
         let data = s.data.unwrap();
         assert_eq!(data.get("theirs").map(|b| b.0.as_slice()), Some(b"keep-me".as_slice()), "existing keys are kept");
         assert!(s.metadata.owner_references.unwrap_or_default().is_empty(), "Merge never takes ownership");
@@ -238,7 +238,7 @@ async fn deletion_policy_delete_removes_the_secret_when_every_remote_key_is_gone
         .await;
         c.apply(&store("default", "s", &[("unrelated", "x")])).await;
         wait_for("the Secret to be deleted", Duration::from_secs(15), || async { c.secret("default", "d").await.is_none().then_some(()) }).await;
-        c.wait_ready("default", "d", "False", "SecretDeleted").await;
+        c.wait_ready("default", "d", "True", "SecretDeleted").await;
     })
     .await;
 }
@@ -257,7 +257,7 @@ async fn deletion_policy_merge_removes_only_our_keys() {
             (!data.contains_key("ours") && data.contains_key("theirs")).then_some(())
         })
         .await;
-        c.wait_ready("default", "m", "False", "SecretDeleted").await;
+        c.wait_ready("default", "m", "True", "SecretDeleted").await;
     })
     .await;
 }
@@ -396,18 +396,43 @@ async fn a_failing_external_secret_backs_off_instead_of_hot_looping() {
         c.apply(&external_secret(
             "default",
             "broken",
-            "  refreshInterval: 1s\n  secretStoreRef: {name: s}\n  data:\n  - {secretKey: x, remoteRef: {key: missing}}",
+            "  refreshInterval: 1h\n  secretStoreRef: {name: s}\n  data:\n  - {secretKey: x, remoteRef: {key: missing}}",
         ))
         .await;
         c.wait_ready("default", "broken", "False", "SecretSyncedError").await;
         let start = c.metrics.provider_calls("fake", "GetSecret", "error");
         tokio::time::sleep(Duration::from_secs(6)).await;
         let retries = c.metrics.provider_calls("fake", "GetSecret", "error") - start;
-        // Backoff 5s·2^(n-1) with jitter in [d/2, d]: at most 2 retries fit in 6 s, whatever refreshInterval says.
+        // Backoff 5s·2^(n-1) with jitter in [d/2, d]: at most 2 retries fit in 6 s.
         assert!(retries <= 2, "{retries} fetches in 6 s: the failure is hot-looping");
         let events = c.event_texts("default").await;
         let warnings = events.iter().filter(|e| e.starts_with("Warning UpdateFailed")).count();
         assert_eq!(warnings, 1, "one Event per distinct failure, not per retry: {events:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_is_retried_at_the_refresh_interval_at_the_latest() {
+    within(async {
+        let c = TestCluster::start().await;
+        c.apply(&store("default", "s", &[("k", "v")])).await;
+        // A missing property is "permanent" (a 5-minute retry), but the user asked for 2 s refreshes.
+        c.apply(&external_secret(
+            "default",
+            "broken",
+            "  refreshInterval: 2s\n  secretStoreRef: {name: s}\n  data:\n  - {secretKey: x, remoteRef: {key: k, property: nope}}",
+        ))
+        .await;
+        c.wait_ready("default", "broken", "False", "SecretSyncedError").await;
+        let start = c.metrics.provider_calls("fake", "GetSecret", "success");
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let retries = c.metrics.provider_calls("fake", "GetSecret", "success") - start;
+        // One retry per 2 s interval: 3 in 7 s (the interval bounds the wait; it is also the rate).
+        assert!((2..=4).contains(&retries), "{retries} fetches in 7 s with a 2 s refresh");
+        // The user's fix is picked up at the next refresh, not after 5 minutes.
+        c.apply(&store("default", "s", &[("k", r#"{"nope":"found"}"#)])).await;
+        c.wait_secret_value("default", "broken", "x", b"found").await;
     })
     .await;
 }
@@ -447,7 +472,7 @@ async fn deletion_policy_merge_on_an_owned_secret_keeps_the_secret() {
         c.apply(&external_secret("default", "m", "  secretStoreRef: {name: s}\n  target: {creationPolicy: Owner, deletionPolicy: Merge}\n  data:\n  - {secretKey: k, remoteRef: {key: k}}")).await;
         c.wait_secret_value("default", "m", "k", b"v").await;
         c.apply(&store("default", "s", &[("other", "x")])).await;
-        let ready = c.wait_ready("default", "m", "False", "SecretDeleted").await;
+        let ready = c.wait_ready("default", "m", "True", "SecretDeleted").await;
         assert!(ready.message.unwrap().contains("our keys were removed"));
         let secret = c.secret("default", "m").await.expect("Merge keeps the Secret itself");
         assert!(!secret.data.unwrap_or_default().contains_key("k"));

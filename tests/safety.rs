@@ -413,7 +413,7 @@ async fn a_secret_scheduled_for_deletion_is_gone_and_syncs_again_after_restore()
             c.secret("default", "whole").await.is_none().then_some(())
         })
         .await;
-        c.wait_ready("default", "whole", "False", "SecretDeleted").await;
+        c.wait_ready("default", "whole", "True", "SecretDeleted").await;
         wait_data(&c, "partial", &pairs(&[("alive", "a-1")])).await;
 
         sm.restore_secret().secret_id("app/doomed").send().await.unwrap();

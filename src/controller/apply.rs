@@ -29,6 +29,8 @@ pub enum Change {
     ImmutableKept,
     /// creationPolicy None: nothing is written.
     NotWritten,
+    /// creationPolicy Merge and the Secret does not exist (yet): nothing written, Ready (as ESO).
+    TargetMissing,
 }
 
 /// A Secret body whose payload is wiped once the request is done.

@@ -7,6 +7,7 @@ pub mod build;
 pub mod caches;
 pub mod hash_key;
 pub mod plan;
+pub mod refresh;
 pub mod resolve;
 pub mod rotation;
 pub mod runtime;
@@ -30,7 +31,7 @@ use self::build::BuildError;
 use self::caches::Caches;
 use self::resolve::ResolveError;
 use crate::admin::Metrics;
-use crate::api::{CreationPolicy, DeletionPolicy, ExternalSecret, RefreshPolicy, reason};
+use crate::api::{CreationPolicy, DeletionPolicy, ExternalSecret, RefreshPolicy};
 use crate::provider::{FetchRequest, ProviderError, Providers};
 
 /// Settings fixed for the life of the controller.
@@ -85,8 +86,10 @@ pub struct Context {
 struct ObjectState {
     failures: u32,
     last_success: Option<Instant>,
-    /// Digest of the inputs (spec generation, labels, annotations, store identity) last synced.
-    inputs: Option<u64>,
+    /// `synced_version` of the ExternalSecret at the last successful sync.
+    synced_version: Option<String>,
+    /// `store_digest` of its store at the last successful sync.
+    store: Option<u64>,
     /// resourceVersion of the Secret after our last write or check.
     secret_rv: Option<String>,
     /// A rotation event asked for a fetch before the refresh timer is due.
@@ -163,14 +166,6 @@ impl SyncError {
         }
     }
 
-    /// The Ready condition reason, as ESO uses them.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            SyncError::Refused(plan::Refusal::TargetMissing { .. }) => reason::SECRET_MISSING,
-            _ => reason::SECRET_SYNCED_ERROR,
-        }
-    }
-
     /// "<category>: <message>", the text shown in status and Events.
     pub fn status_message(&self) -> String {
         format!("{}: {self}", self.category())
@@ -190,13 +185,19 @@ pub fn synced_version(es: &ExternalSecret) -> String {
     )
 }
 
-fn inputs_digest(es: &ExternalSecret, store: &crate::api::StoreObject) -> u64 {
+/// Identity and generation of the store: an edit of it counts as a change (Periodic only).
+fn store_digest(store: &crate::api::StoreObject) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    // The uid: a re-created ExternalSecret of the same name and spec is a new object to sync.
-    es.metadata.uid.hash(&mut h);
-    synced_version(es).hash(&mut h);
     store.uid.hash(&mut h);
     store.generation.hash(&mut h);
+    h.finish()
+}
+
+/// What a user controls, for "did they change anything since the failure" (ends a backoff).
+fn inputs_digest(es: &ExternalSecret, store: &crate::api::StoreObject) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    synced_version(es).hash(&mut h);
+    store_digest(store).hash(&mut h);
     h.finish()
 }
 
@@ -286,9 +287,10 @@ impl Context {
         let store = resolve::resolve_store(es, &self.caches, &self.config.controller_class)?;
         let namespace = es.metadata.namespace.clone().unwrap_or_default();
 
-        // Skip the fetch when nothing the user controls changed and the refresh is not due.
+        // Skip the fetch unless the refresh policy says it is due (refresh.rs holds the table).
         let state = self.state_of(key);
         let inputs = inputs_digest(es, &store);
+        let version = synced_version(es);
         let cached_secret = self.caches.secret_meta(&namespace, &es.target_name());
         let managed = matches!(creation, CreationPolicy::Owner | CreationPolicy::Orphan);
         let secret_intact = !managed
@@ -296,32 +298,21 @@ impl Context {
                 state.secret_rv.is_none() || s.metadata.resource_version == state.secret_rv
             });
         let policy = spec.refresh_policy.unwrap_or(RefreshPolicy::Periodic);
-        let unchanged = state.inputs == Some(inputs) && secret_intact;
-        if let Some(last) = state.last_success.filter(|_| unchanged) {
-            match (policy, interval) {
-                // Events do not override these policies: they promise no updates after the first.
-                (RefreshPolicy::CreatedOnce | RefreshPolicy::OnChange, _) => {
-                    // These policies take no refresh from events either: drop a pending request.
-                    self.update_state(key, |s| {
-                        s.force_refresh = false;
-                        s.event_received = None;
-                    });
-                    return Ok(Decision::UpToDate { due_in: None });
-                }
-                (_, None) if !state.force_refresh => {
-                    return Ok(Decision::UpToDate { due_in: None });
-                }
-                (RefreshPolicy::Periodic, Some(every)) if !state.force_refresh => {
-                    let elapsed = last.elapsed();
-                    if elapsed < every {
-                        return Ok(Decision::UpToDate {
-                            due_in: Some(every.saturating_sub(elapsed)),
-                        });
-                    }
-                }
-                _ => {}
-            }
-        }
+        let status_version = es
+            .status
+            .as_ref()
+            .and_then(|s| s.synced_resource_version.clone());
+        let last_version = state.synced_version.clone().or(status_version);
+        let since = refresh::Since {
+            synced_before: last_version.is_some(),
+            synced_by_us: state.last_success.is_some(),
+            secret_disturbed: !secret_intact,
+            retrying: state.failures > 0,
+            spec_changed: last_version.as_deref() != Some(version.as_str()),
+            store_changed: state.store.is_some_and(|s| s != store_digest(&store)),
+            event: state.force_refresh,
+            elapsed: state.last_success.map(|t| t.elapsed()),
+        };
         // An event bypasses the refresh timer, not the per-object backoff.
         let backing_off = state.force_refresh && state.failed_inputs == Some(inputs);
         if let Some(retry_at) = state
@@ -332,20 +323,17 @@ impl Context {
                 due_in: Some(retry_at - Instant::now()),
             });
         }
-        // CreatedOnce after a restart: the Secret exists and was synced for these inputs; leave it.
-        if policy == RefreshPolicy::CreatedOnce
-            && cached_secret.is_some()
-            && es
-                .status
-                .as_ref()
-                .and_then(|s| s.synced_resource_version.as_deref())
-                == Some(synced_version(es).as_str())
-        {
-            self.update_state(key, |s| {
-                s.inputs = Some(inputs);
-                s.last_success = Some(Instant::now());
-            });
-            return Ok(Decision::UpToDate { due_in: None });
+        match refresh::decide(policy, interval, since) {
+            refresh::Due::Now => {}
+            refresh::Due::After(wait) => return Ok(Decision::UpToDate { due_in: Some(wait) }),
+            refresh::Due::Never => {
+                // No refresh of any kind for this policy: a pending event is dropped, not kept.
+                self.update_state(key, |s| {
+                    s.force_refresh = false;
+                    s.event_received = None;
+                });
+                return Ok(Decision::UpToDate { due_in: None });
+            }
         }
 
         // 2. Fetch every distinct document in one batch.
@@ -359,11 +347,15 @@ impl Context {
         // 4. Plan (pure) and apply: write, keep, delete or refuse.
         let (change, secret_rv) =
             apply::sync_secret(self, es, &desired, state.secret_rv.as_deref()).await?;
-        self.update_state(key, |s| {
-            s.inputs = Some(inputs);
-            s.last_success = Some(Instant::now());
-            s.secret_rv = secret_rv;
-        });
+        // A Merge target that does not exist yet is not a sync: the next reconcile tries again.
+        if change != Change::TargetMissing {
+            self.update_state(key, |s| {
+                s.synced_version = Some(version);
+                s.store = Some(store_digest(&store));
+                s.last_success = Some(Instant::now());
+                s.secret_rv = secret_rv;
+            });
+        }
         let rotation = self.rotation_age(es, provider.as_ref(), &fetched).await;
         Ok(Decision::Synced(change, rotation))
     }
@@ -487,13 +479,18 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
             let mut failures = 0;
             ctx.update_state(&key, |s| {
                 s.failures = s.failures.saturating_add(1);
-                s.inputs = None;
                 failures = s.failures;
             });
             let delay = if err.is_permanent() {
                 backoff::jittered_below(ctx.config.permanent_retry)
             } else {
                 backoff::failure_delay(failures)
+            };
+            // Never wait longer than the refresh the user asked for: a failure is retried at the
+            // next refresh at the latest (ESO's requeue after refreshInterval).
+            let delay = match (es.spec.refresh_policy, build::refresh_interval(&es.spec)) {
+                (None | Some(RefreshPolicy::Periodic), Ok(Some(every))) => delay.min(every),
+                _ => delay,
             };
             let failed_inputs = ctx
                 .caches
@@ -528,7 +525,10 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
             | Change::Updated
             | Change::Unchanged
             | Change::NotWritten
-            | Change::ImmutableKept)
+            | Change::ImmutableKept
+            | Change::Deleted
+            | Change::AlreadyDeleted
+            | Change::TargetMissing)
     );
     ctx.metrics.condition(&namespace, &name, "Ready", ready);
     ctx.metrics.reconciled(
@@ -639,7 +639,9 @@ async fn publish_event(
                 secondary: None,
             }
         }
-        Ok(Change::Unchanged | Change::NotWritten | Change::AlreadyDeleted) => return,
+        Ok(
+            Change::Unchanged | Change::NotWritten | Change::AlreadyDeleted | Change::TargetMissing,
+        ) => return,
         Err(err) => {
             let message = err.status_message();
             // Repeated identical failures are already visible in status; one Event per new failure.
@@ -665,9 +667,8 @@ pub fn error_policy(es: Arc<ExternalSecret>, err: &kube::Error, ctx: Arc<Context
     let key = ObjectRef::from_obj(es.as_ref());
     let mut failures = 1;
     ctx.update_state(&key, |s| {
+        // The status never reached the server: as a failure, the next reconcile syncs again.
         s.failures = s.failures.saturating_add(1);
-        // The status never reached the server: the next reconcile must not take the up-to-date shortcut.
-        s.inputs = None;
         failures = s.failures;
     });
     warn!(error = %err, "status write failed");

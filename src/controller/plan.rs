@@ -91,10 +91,6 @@ pub enum Plan {
 pub enum Refusal {
     #[error("remote key {key:?} is gone and deletionPolicy Retain keeps the Secret as it is")]
     SourceGone { key: String },
-    #[error(
-        "target Secret {name:?} does not exist; creationPolicy Merge only adds keys to an existing Secret"
-    )]
-    TargetMissing { name: String },
     #[error("target Secret {name:?} is held by {holder}; not writing it")]
     HeldByOther { name: String, holder: String },
     #[error(
@@ -113,7 +109,6 @@ impl Refusal {
     pub fn category(&self) -> &'static str {
         match self {
             Refusal::SourceGone { .. } => "NotFound",
-            Refusal::TargetMissing { .. } => "SecretMissing",
             Refusal::HeldByOther { .. } | Refusal::NotOurs { .. } => "SecretOwnedByOther",
             Refusal::ExistingNotOverwritten { .. } | Refusal::ImmutableTarget { .. } => {
                 "SecretImmutable"
@@ -121,13 +116,10 @@ impl Refusal {
         }
     }
 
-    /// Conflicts need a change by a person; a gone source or a missing Merge target can come back on
-    /// their own, so they are retried with the ordinary backoff.
+    /// Conflicts need a change by a person; a gone source can come back on its own, so it is retried
+    /// with the ordinary backoff.
     pub fn is_permanent(&self) -> bool {
-        !matches!(
-            self,
-            Refusal::TargetMissing { .. } | Refusal::SourceGone { .. }
-        )
+        !matches!(self, Refusal::SourceGone { .. })
     }
 }
 
@@ -145,9 +137,8 @@ pub fn plan(policy: Policy, name: &str, desired: &DesiredData, current: Option<C
     let Some(current) = current else {
         return match (all_gone, merge) {
             (true, _) => Plan::Keep(Change::AlreadyDeleted),
-            (false, true) => Plan::Refuse(Refusal::TargetMissing {
-                name: name.to_owned(),
-            }),
+            // ESO: Ready with reason SecretMissing, tried again at the next refresh.
+            (false, true) => Plan::Keep(Change::TargetMissing),
             (false, false) => Plan::Write {
                 data: desired.data.clone(),
                 create: true,
@@ -468,10 +459,7 @@ mod tests {
                 && !all_gone
                 && !any_gone_retain(policy, desired)
             {
-                assert!(
-                    matches!(got, Plan::Refuse(Refusal::TargetMissing { .. })),
-                    "{case}"
-                );
+                assert_eq!(got, &Plan::Keep(Change::TargetMissing), "{case}");
             }
             assert!(!matches!(got, Plan::Delete), "{case}: nothing to delete");
             return;

@@ -18,12 +18,26 @@ pub fn desired_status(
 ) -> ExternalSecretStatus {
     let mut status = es.status.clone().unwrap_or_default();
     let target = es.target_name();
+    // SecretDeleted and SecretMissing are Ready=True, as in ESO: nothing is wrong with the
+    // ExternalSecret itself.
     let ready = match outcome {
-        Ok(Change::Deleted | Change::AlreadyDeleted) => Condition::new(
+        Ok(Change::Deleted | Change::AlreadyDeleted) => {
+            status.synced_resource_version = Some(synced_version.to_owned());
+            Condition::new(
+                "Ready",
+                ConditionStatus::True,
+                reason::SECRET_DELETED,
+                deleted_message(es),
+            )
+        }
+        // Not a sync: no syncedResourceVersion, so the next reconcile tries again.
+        Ok(Change::TargetMissing) => Condition::new(
             "Ready",
-            ConditionStatus::False,
-            reason::SECRET_DELETED,
-            deleted_message(es),
+            ConditionStatus::True,
+            reason::SECRET_MISSING,
+            format!(
+                "target Secret {target:?} does not exist; creationPolicy Merge only adds keys to an existing Secret"
+            ),
         ),
         Ok(change) => {
             if matches!(change, Change::Created | Change::Updated) || status.refresh_time.is_none()
@@ -52,7 +66,7 @@ pub fn desired_status(
         Err(err) => Condition::new(
             "Ready",
             ConditionStatus::False,
-            err.reason(),
+            reason::SECRET_SYNCED_ERROR,
             err.status_message(),
         ),
     };

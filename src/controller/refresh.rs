@@ -1,0 +1,186 @@
+//! When to fetch (pure): `refreshPolicy` × `refreshInterval` × what happened since the last sync.
+//! ESO's rules (ExternalSecret API reference, "refreshPolicy"; its controller's shouldRefresh), plus ours:
+//! a missing or edited Secret is repaired under every policy, and Periodic also answers store edits
+//! and rotation events at once instead of waiting for the interval.
+//!
+//! | what happened                     | `"0"` | OnChange | CreatedOnce | Periodic |
+//! |-----------------------------------|-------|----------|-------------|----------|
+//! | never synced                      | sync  | sync     | sync        | sync     |
+//! | Secret deleted or edited          | sync  | sync     | sync        | sync     |
+//! | last attempt failed (retry)       | sync  | sync     | sync        | sync     |
+//! | spec, labels or annotations edit  | —     | sync     | —           | sync     |
+//! | store edited                      | —     | —        | —           | sync     |
+//! | rotation event                    | —     | —        | —           | sync     |
+//! | interval elapsed                  | —     | —        | —           | sync     |
+//! | operator restart                  | —     | —        | —           | sync     |
+//!
+//! `"0"` is `refreshInterval: 0` with the default policy (Periodic); with OnChange or CreatedOnce the
+//! interval plays no part.
+
+use std::time::Duration;
+
+use crate::api::RefreshPolicy;
+
+/// What is known at this reconcile, relative to the last successful sync.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Since {
+    /// Synced before, by this process or (status.syncedResourceVersion) by an earlier one.
+    pub synced_before: bool,
+    /// This process has synced it (false right after a restart).
+    pub synced_by_us: bool,
+    /// The Secret is gone, or someone else changed it since our write.
+    pub secret_disturbed: bool,
+    /// The last attempt failed; this reconcile is its retry.
+    pub retrying: bool,
+    /// Generation, labels or annotations differ from the synced ones.
+    pub spec_changed: bool,
+    /// The store's generation (or the store itself) differs from the synced one.
+    pub store_changed: bool,
+    /// A rotation event named one of its sources.
+    pub event: bool,
+    /// Time since the last successful sync by this process.
+    pub elapsed: Option<Duration>,
+}
+
+/// The decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    Now,
+    /// Not yet: check again after this long.
+    After(Duration),
+    /// Not until something on the table above happens.
+    Never,
+}
+
+/// Whether to fetch now. `interval` None is `refreshInterval: "0"`.
+pub fn decide(policy: RefreshPolicy, interval: Option<Duration>, since: Since) -> Due {
+    if !since.synced_before || since.secret_disturbed || since.retrying {
+        return Due::Now;
+    }
+    match (policy, interval) {
+        (RefreshPolicy::CreatedOnce, _) | (RefreshPolicy::Periodic, None) => Due::Never,
+        (RefreshPolicy::OnChange, _) if since.spec_changed => Due::Now,
+        (RefreshPolicy::OnChange, _) => Due::Never,
+        (RefreshPolicy::Periodic, Some(every)) => {
+            if since.spec_changed || since.store_changed || since.event || !since.synced_by_us {
+                return Due::Now;
+            }
+            match since.elapsed {
+                Some(elapsed) if elapsed < every => Due::After(every - elapsed),
+                _ => Due::Now,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVERY: Duration = Duration::from_secs(5);
+
+    /// The four columns of the table: (name, policy, interval).
+    fn columns() -> [(&'static str, RefreshPolicy, Option<Duration>); 4] {
+        [
+            ("0", RefreshPolicy::Periodic, None),
+            ("OnChange", RefreshPolicy::OnChange, Some(EVERY)),
+            ("CreatedOnce", RefreshPolicy::CreatedOnce, Some(EVERY)),
+            ("Periodic", RefreshPolicy::Periodic, Some(EVERY)),
+        ]
+    }
+
+    /// A synced object in its steady state, half-way through its interval.
+    fn steady() -> Since {
+        Since {
+            synced_before: true,
+            synced_by_us: true,
+            elapsed: Some(Duration::from_secs(2)),
+            ..Since::default()
+        }
+    }
+
+    /// Every row of the module's table, cell by cell.
+    #[test]
+    fn the_policy_table_cell_by_cell() {
+        let rows: [(&str, Since, [bool; 4]); 9] = [
+            ("never synced", Since::default(), [true, true, true, true]),
+            (
+                "Secret deleted or edited",
+                Since {
+                    secret_disturbed: true,
+                    ..steady()
+                },
+                [true, true, true, true],
+            ),
+            (
+                "retry",
+                Since {
+                    retrying: true,
+                    ..steady()
+                },
+                [true, true, true, true],
+            ),
+            (
+                "spec edit",
+                Since {
+                    spec_changed: true,
+                    ..steady()
+                },
+                [false, true, false, true],
+            ),
+            (
+                "store edit",
+                Since {
+                    store_changed: true,
+                    ..steady()
+                },
+                [false, false, false, true],
+            ),
+            (
+                "rotation event",
+                Since {
+                    event: true,
+                    ..steady()
+                },
+                [false, false, false, true],
+            ),
+            (
+                "interval elapsed",
+                Since {
+                    elapsed: Some(EVERY),
+                    ..steady()
+                },
+                [false, false, false, true],
+            ),
+            (
+                "operator restart",
+                Since {
+                    synced_by_us: false,
+                    elapsed: None,
+                    ..steady()
+                },
+                [false, false, false, true],
+            ),
+            ("nothing happened", steady(), [false, false, false, false]),
+        ];
+        for (row, since, expected) in rows {
+            for ((column, policy, interval), want) in columns().into_iter().zip(expected) {
+                let got = decide(policy, interval, since);
+                assert_eq!(got == Due::Now, want, "{row} × {column}: {got:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn periodic_waits_for_what_is_left_of_its_interval() {
+        assert_eq!(
+            decide(RefreshPolicy::Periodic, Some(EVERY), steady()),
+            Due::After(Duration::from_secs(3))
+        );
+        assert_eq!(
+            decide(RefreshPolicy::OnChange, Some(EVERY), steady()),
+            Due::Never,
+            "OnChange never refreshes on a timer"
+        );
+    }
+}
