@@ -472,3 +472,32 @@ async fn external_secrets_of_another_controller_class_are_left_alone() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_whose_caches_list_late_neither_rewrites_the_secret_nor_reports_a_missing_store()
+{
+    within(async {
+        let mut c = TestCluster::start().await;
+        c.apply(&store("default", "s", &[("k", "v")])).await;
+        c.apply(&external_secret("default", "es", "  refreshInterval: 1h\n  secretStoreRef: {name: s}\n  data:\n  - {secretKey: k, remoteRef: {key: k}}")).await;
+        c.wait_secret_value("default", "es", "k", b"v").await;
+        c.wait_ready("default", "es", "True", "SecretSynced").await;
+        c.stop_controller().await;
+        c.server.clear_requests();
+        // The Secret and store caches list only after the watchers' backoff, well after the
+        // ExternalSecret cache: a loaded machine does this by chance, here it is forced.
+        c.server.faults().fail_next("GET", "/api/v1/secrets", 2, 500);
+        c.server.faults().fail_next("GET", "/apis/external-secrets.io/v1/secretstores", 2, 500);
+        c.start_controller(secret_sync::controller::Config::default(), None);
+        // The first sync after a restart reads the Secret once to check nobody edited it.
+        wait_for("the first sync after restart", Duration::from_secs(15), || async {
+            c.server.requests().iter().any(|r| r.method == "GET" && r.path.ends_with("/secrets/es")).then_some(())
+        })
+        .await;
+        // Nothing changed, so nothing is written: neither the Secret nor a (bogus) status.
+        let writes: Vec<_> = c.server.requests().into_iter().filter(|r| r.method == "PATCH").collect();
+        assert!(writes.is_empty(), "{writes:?}");
+        assert!(c.health.watches_ready.load(std::sync::atomic::Ordering::Relaxed));
+    })
+    .await;
+}
