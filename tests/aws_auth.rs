@@ -74,10 +74,13 @@ async fn controller_irsa_from_environment_calls_sts_once_per_identity() {
             .env_remove("AWS_PROFILE")
             .kill_on_drop(true)
             .output();
-        let output = tokio::time::timeout(Duration::from_secs(60), child)
-            .await
-            .unwrap()
-            .unwrap();
+        let output = tokio::time::timeout(
+            fake_apiserver::test_time::scaled(Duration::from_secs(60)),
+            child,
+        )
+        .await
+        .unwrap()
+        .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success(),

@@ -212,7 +212,11 @@ async fn applied_examples_sync_exact_values_from_moto() {
         assert_eq!(moto.count("sts.AssumeRoleWithWebIdentity").await, 1);
 
         let _ = stop.send(true);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), controller).await;
+        let _ = tokio::time::timeout(
+            fake_apiserver::test_time::scaled(std::time::Duration::from_secs(10)),
+            controller,
+        )
+        .await;
     })
     .await;
 }

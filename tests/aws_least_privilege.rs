@@ -229,7 +229,7 @@ async fn access_denied_leaves_the_existing_secret_untouched_and_says_why() {
         assert_eq!(after.metadata.resource_version, before.metadata.resource_version, "and is not written at all");
 
         let _ = stop.send(true);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), controller).await;
+        let _ = tokio::time::timeout(fake_apiserver::test_time::scaled(std::time::Duration::from_secs(10)), controller).await;
     })
     .await;
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use secret_sync::api::ExternalSecret;
-use support::cluster::{TestCluster, wait_for};
+use support::cluster::{TestCluster, scaled, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -30,7 +30,7 @@ fn external_secret(ns: &str, name: &str, spec: &str) -> String {
 }
 
 async fn within<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(LIMIT, f)
+    tokio::time::timeout(scaled(LIMIT), f)
         .await
         .expect("test finished within its time limit");
 }
@@ -95,13 +95,18 @@ async fn refresh_with_unchanged_data_writes_nothing() {
         c.apply(&external_secret("default", "app", "  refreshInterval: 1s\n  secretStoreRef: {name: s}\n  data:\n  - {secretKey: k, remoteRef: {key: k}}")).await;
         c.wait_secret_value("default", "app", "k", b"v1").await;
         c.wait_ready("default", "app", "True", "SecretSynced").await;
-        let fetches_before = c.metrics.provider_calls("fake", "GetSecret", "success");
-        // Let a few refreshes happen (1s interval, ±10% jitter).
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // The first sync's writes are all on record once its status write is.
+        wait_for("the first status write to be on record", Duration::from_secs(5), || async {
+            c.server.requests().iter().any(|r| r.method == "PATCH" && r.path.ends_with("/externalsecrets/app/status")).then_some(())
+        })
+        .await;
         c.server.clear_requests();
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        let fetches = c.metrics.provider_calls("fake", "GetSecret", "success") - fetches_before;
-        assert!(fetches >= 2, "the refresh timer should have fetched again, fetched {fetches} times");
+        let fetches_before = c.metrics.provider_calls("fake", "GetSecret", "success");
+        // Two refreshes (1s interval, ±10% jitter) with unchanged data: the window for "nothing written".
+        wait_for("two refreshes by the timer", Duration::from_secs(5), || async {
+            (c.metrics.provider_calls("fake", "GetSecret", "success") >= fetches_before + 2).then_some(())
+        })
+        .await;
         let writes: Vec<_> = c
             .server
             .requests()
@@ -127,6 +132,7 @@ async fn force_sync_annotation_fetches_at_once() {
         c.wait_ready("default", "app", "True", "SecretSynced").await;
         let before = c.metrics.provider_calls("fake", "GetSecret", "success");
         let version_before = c.external_secret("default", "app").await.status.unwrap().synced_resource_version;
+        // A negative (no fetch before the 1h refresh): a fixed window, not scaled.
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(c.metrics.provider_calls("fake", "GetSecret", "success"), before, "no fetch before the 1h refresh");
         c.apply(&es("2")).await;
@@ -181,7 +187,7 @@ async fn merge_adds_our_keys_to_an_existing_secret_and_never_creates_one() {
         let appeared = std::time::Instant::now();
         let s = c.wait_secret_value("default", "shared", "ours", b"from-store").await;
         assert!(
-            appeared.elapsed() < Duration::from_secs(5) + Duration::from_secs(3),
+            appeared.elapsed() < Duration::from_secs(5) + scaled(Duration::from_secs(1)),
             "synced within one refresh interval of the Secret appearing: {:?}",
             appeared.elapsed()
         );
@@ -401,6 +407,7 @@ async fn a_failing_external_secret_backs_off_instead_of_hot_looping() {
         .await;
         c.wait_ready("default", "broken", "False", "SecretSyncedError").await;
         let start = c.metrics.provider_calls("fake", "GetSecret", "error");
+        // A negative (no hot loop) over a fixed window: scaling it would loosen the backoff bound.
         tokio::time::sleep(Duration::from_secs(6)).await;
         let retries = c.metrics.provider_calls("fake", "GetSecret", "error") - start;
         // Backoff 5s·2^(n-1) with jitter in [d/2, d]: at most 2 retries fit in 6 s.
@@ -457,6 +464,7 @@ async fn an_edit_made_while_the_operator_was_down_is_repaired_at_start_up() {
             c.server.requests().iter().any(|r| r.method == "GET" && r.path.ends_with("/secrets/es")).then_some(())
         })
         .await;
+        // A negative (no write after the first sync's check): a fixed window, not scaled.
         tokio::time::sleep(Duration::from_secs(1)).await;
         let writes: Vec<_> = c.server.requests().into_iter().filter(|r| r.method == "PATCH" && r.path.contains("/secrets/")).collect();
         assert!(writes.is_empty(), "{writes:?}");
@@ -489,11 +497,41 @@ async fn external_secrets_of_another_controller_class_are_left_alone() {
         c.apply(&store("default", "ours", &[("k", "v")])).await;
         c.apply(&external_secret("default", "ours", "  secretStoreRef: {name: ours}\n  data:\n  - {secretKey: k, remoteRef: {key: k}}")).await;
         c.wait_secret_value("default", "ours", "k", b"v").await;
+        // A negative (nothing written for the other class): a fixed window, not scaled.
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(c.external_secret("default", "theirs").await.status.is_none(), "no status written for another class");
         assert!(c.secret("default", "theirs").await.is_none());
         let api: Api<secret_sync::api::SecretStore> = Api::namespaced(c.client.clone(), "default");
         assert!(api.get("theirs").await.unwrap().status.is_none(), "their store's status is theirs too");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_whose_caches_list_late_neither_rewrites_the_secret_nor_reports_a_missing_store()
+{
+    within(async {
+        let mut c = TestCluster::start().await;
+        c.apply(&store("default", "s", &[("k", "v")])).await;
+        c.apply(&external_secret("default", "es", "  refreshInterval: 1h\n  secretStoreRef: {name: s}\n  data:\n  - {secretKey: k, remoteRef: {key: k}}")).await;
+        c.wait_secret_value("default", "es", "k", b"v").await;
+        c.wait_ready("default", "es", "True", "SecretSynced").await;
+        c.stop_controller().await;
+        c.server.clear_requests();
+        // The Secret and store caches list only after the watchers' backoff, well after the
+        // ExternalSecret cache: a loaded machine does this by chance, here it is forced.
+        c.server.faults().fail_next("GET", "/api/v1/secrets", 2, 500);
+        c.server.faults().fail_next("GET", "/apis/external-secrets.io/v1/secretstores", 2, 500);
+        c.start_controller(secret_sync::controller::Config::default(), None);
+        // The first sync after a restart reads the Secret once to check nobody edited it.
+        wait_for("the first sync after restart", Duration::from_secs(15), || async {
+            c.server.requests().iter().any(|r| r.method == "GET" && r.path.ends_with("/secrets/es")).then_some(())
+        })
+        .await;
+        // Nothing changed, so nothing is written: neither the Secret nor a (bogus) status.
+        let writes: Vec<_> = c.server.requests().into_iter().filter(|r| r.method == "PATCH").collect();
+        assert!(writes.is_empty(), "{writes:?}");
+        assert!(c.health.watches_ready.load(std::sync::atomic::Ordering::Relaxed));
     })
     .await;
 }

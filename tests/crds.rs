@@ -126,7 +126,8 @@ fn assert_subset(sent: &serde_json::Value, stored: &serde_json::Value, path: &st
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eso_style_manifests_are_accepted_by_the_api_server_without_pruning() {
-    tokio::time::timeout(Duration::from_secs(60), async {
+    let limit = fake_apiserver::test_time::scaled(Duration::from_secs(60));
+    tokio::time::timeout(limit, async {
         let c = TestCluster::without_controller().await;
         for file in ["stores.yaml", "external-secrets.yaml"] {
             let text = std::fs::read_to_string(format!(

@@ -59,7 +59,7 @@ async fn hadolint_finds_nothing() {
         hadolint.display()
     );
     let output = tokio::time::timeout(
-        Duration::from_secs(60),
+        fake_apiserver::test_time::scaled(Duration::from_secs(60)),
         tokio::process::Command::new(&hadolint)
             .arg("Dockerfile")
             .current_dir(repo())

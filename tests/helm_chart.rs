@@ -62,10 +62,13 @@ async fn helm(request: Value) -> Value {
         .await
         .unwrap();
     drop(stdin);
-    let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("helm_render.py did not answer within 60s")
-        .unwrap();
+    let output = tokio::time::timeout(
+        fake_apiserver::test_time::scaled(Duration::from_secs(60)),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("helm_render.py did not answer within 60s")
+    .unwrap();
     assert!(
         output.status.success(),
         "helm_render.py failed ({}):\n{}",
@@ -968,7 +971,8 @@ async fn create(client: &kube::Client, object: &Value) {
 
 #[tokio::test]
 async fn rendered_manifests_are_accepted_by_the_api_server() {
-    tokio::time::timeout(Duration::from_secs(120), async {
+    let limit = fake_apiserver::test_time::scaled(Duration::from_secs(120));
+    tokio::time::timeout(limit, async {
         secret_sync::install_crypto_provider();
         let server = FakeApiServer::start().await.unwrap();
         let client = server.client();
@@ -1026,7 +1030,8 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
 
 #[tokio::test]
 async fn kubectl_applies_the_default_install() {
-    tokio::time::timeout(Duration::from_secs(120), async {
+    let limit = fake_apiserver::test_time::scaled(Duration::from_secs(120));
+    tokio::time::timeout(limit, async {
         secret_sync::install_crypto_provider();
         let server = FakeApiServer::start().await.unwrap();
         let dir = tempfile::tempdir().unwrap();

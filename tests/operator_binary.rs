@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
+use fake_apiserver::test_time::{scaled, scaled_secs};
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     let out = Command::new("kubectl")
@@ -28,7 +29,9 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
 /// A plain HTTP/1.1 GET: (status code, body).
 fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    stream
+        .set_read_timeout(Some(scaled(Duration::from_secs(5))))
+        .ok()?;
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
@@ -44,16 +47,17 @@ fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// Wait up to 15 s for a process to exit after SIGTERM.
+/// Wait up to 15 s (scaled) for a process to exit after SIGTERM.
 fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let limit = scaled(Duration::from_secs(15));
+    let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
         assert!(
             Instant::now() < deadline,
-            "{what} did not stop within 15 s of SIGTERM"
+            "{what} did not stop within {limit:?} of SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -67,7 +71,9 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Poll `check` until it holds; `timeout` is a quiet-machine bound, scaled here.
 fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
+    let timeout = scaled(timeout);
     let deadline = Instant::now() + timeout;
     while !check() {
         assert!(
@@ -138,7 +144,7 @@ async fn kubectl_quickstart_against_the_real_binary() {
                     "wait",
                     "--for=condition=Ready",
                     "externalsecret/demo-app",
-                    "--timeout=30s",
+                    &format!("--timeout={}s", scaled_secs(Duration::from_secs(30))),
                 ],
             );
             let token = kubectl(
@@ -232,7 +238,7 @@ async fn kubectl_quickstart_against_the_real_binary() {
             );
         })
     };
-    tokio::time::timeout(Duration::from_secs(120), test)
+    tokio::time::timeout(scaled(Duration::from_secs(120)), test)
         .await
         .expect("within time limit")
         .unwrap();
@@ -307,7 +313,7 @@ async fn two_replicas_with_leader_election_only_the_leader_writes_and_the_other_
                 "wait",
                 "--for=condition=Ready",
                 "externalsecret/demo-app",
-                "--timeout=30s",
+                &format!("--timeout={}s", scaled_secs(Duration::from_secs(30))),
             ],
         );
         let holder = kubectl(
@@ -355,6 +361,7 @@ async fn two_replicas_with_leader_election_only_the_leader_writes_and_the_other_
                 !status.is_empty() && sync_calls(&admin_a) >= 2
             },
         );
+        // A negative (the standby stays idle): a fixed window, not scaled.
         std::thread::sleep(Duration::from_secs(2));
         assert_eq!(sync_calls(&admin_b), 0, "the standby must not reconcile");
         let (_, readyz) = http_get(&admin_b, "/readyz").unwrap();
@@ -377,9 +384,10 @@ async fn two_replicas_with_leader_election_only_the_leader_writes_and_the_other_
                     .is_ok_and(|o| o.status.success())
             },
         );
+        // 3s lease, plus the standby's retry and kubectl's own start-up: 8 s on a quiet machine.
         let takeover = died.elapsed();
         assert!(
-            takeover < Duration::from_secs(8),
+            takeover < scaled(Duration::from_secs(8)),
             "takeover took {takeover:?} with a 3s lease"
         );
         let holder = kubectl(
@@ -420,7 +428,7 @@ async fn two_replicas_with_leader_election_only_the_leader_writes_and_the_other_
             "Lease released on SIGTERM, holder is {holder:?}"
         );
     });
-    tokio::time::timeout(Duration::from_secs(120), test)
+    tokio::time::timeout(scaled(Duration::from_secs(120)), test)
         .await
         .expect("within time limit")
         .unwrap();

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use support::cluster::{TestCluster, wait_for};
+use support::cluster::{TestCluster, scaled, wait_for};
 
 #[derive(Clone, Default)]
 struct Capture(Arc<Mutex<Vec<u8>>>);
@@ -39,7 +39,7 @@ async fn steady_state_logs_nothing_at_info_and_each_change_logs_once() {
         .with_ansi(false)
         .init();
 
-    tokio::time::timeout(Duration::from_secs(60), async {
+    tokio::time::timeout(scaled(Duration::from_secs(60)), async {
         let c = TestCluster::start().await;
         c.apply("apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: s, namespace: default}\nspec:\n  provider:\n    fake:\n      data:\n      - {key: here, value: v}\n      - {key: going, value: g}\n").await;
         c.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: steady, namespace: default}\nspec:\n  refreshInterval: 1s\n  secretStoreRef: {name: s}\n  data:\n  - {secretKey: k, remoteRef: {key: here}}\n").await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams};
-use support::cluster::{TestCluster, wait_for};
+use support::cluster::{TestCluster, scaled, wait_for};
 
 /// name, refreshPolicy line, refreshInterval
 const POLICIES: [(&str, &str, &str); 4] = [
@@ -73,7 +73,7 @@ async fn expect(c: &TestCluster, want: [&str; 4]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_policy_syncs_on_exactly_its_triggers() {
-    tokio::time::timeout(Duration::from_secs(120), async {
+    tokio::time::timeout(scaled(Duration::from_secs(120)), async {
         let c = TestCluster::start().await;
         c.apply(&store("a1", "a2")).await;
         apply_all(&c, "v1", "first").await;

@@ -11,12 +11,12 @@ use kube::ResourceExt;
 use kube::api::Api;
 use secret_sync::reload::workload::Workload;
 use secret_sync::reload::{OBSERVED_ANNOTATION, SECRETS_HASH_ANNOTATION};
-use support::cluster::{TestCluster, wait_for};
+use support::cluster::{TestCluster, scaled, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
 async fn within<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(LIMIT, f)
+    tokio::time::timeout(scaled(LIMIT), f)
         .await
         .expect("test finished within its time limit");
 }
@@ -152,7 +152,8 @@ fn workload_patches(c: &TestCluster) -> Vec<String> {
         .collect()
 }
 
-/// The workload stays as it is for `secs`: same pod-template hash, same generation.
+/// The workload stays as it is for `secs`: same pod-template hash, same generation. A negative, so
+/// the window is fixed, not scaled.
 async fn assert_stable<K: Workload>(c: &TestCluster, name: &str, secs: u64) {
     let before: K = get(c, name).await;
     let hash = pod_hash::<K>(c, name).await;
@@ -256,14 +257,14 @@ async fn no_op_refreshes_and_changes_to_unused_secrets_do_not_restart() {
         // Several 1s refreshes with the same data, then a change to a Secret web does not use.
         c.server.clear_requests();
         let fetches = c.metrics.provider_calls("fake", "GetSecret", "success");
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        assert!(
-            c.metrics.provider_calls("fake", "GetSecret", "success") >= fetches + 2,
-            "refreshes happened"
-        );
+        wait_for("two no-op refreshes", Duration::from_secs(5), || async {
+            (c.metrics.provider_calls("fake", "GetSecret", "success") >= fetches + 2).then_some(())
+        })
+        .await;
         c.apply(&store_and_secrets("v1", "u2", "1s")).await;
         c.wait_secret_value("default", "other-creds", "token", b"u2")
             .await;
+        // A negative (web is not restarted): a fixed window, not scaled.
         tokio::time::sleep(Duration::from_secs(2)).await;
 
         assert_eq!(pod_hash::<Deployment>(&c, "web").await, None);
@@ -354,6 +355,7 @@ async fn operator_start_up_records_without_restarting_and_catches_up_on_missed_c
         // A restart with nothing changed writes nothing at all.
         c.server.clear_requests();
         let reload = c.start_reload();
+        // A negative (no write at start-up): a fixed window, not scaled.
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(workload_patches(&c), Vec::<String>::new());
         reload.stop().await;

@@ -235,6 +235,7 @@ async fn duplicate_reordered_unmatched_and_malformed_messages_are_harmless() {
         rig.cluster
             .wait_secret_value("default", "app", "value", b"v2")
             .await;
+        // A negative (duplicates cause no further write): a fixed window, not scaled.
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(
             rig.cluster
@@ -327,6 +328,7 @@ async fn webhook_refreshes_only_with_valid_authentication() {
         assert_eq!(post(&addr, &[], body).await, 401, "no credentials");
         assert_eq!(post(&addr, &[("Authorization", "Bearer wrong".into())], body).await, 401, "wrong token");
         assert_eq!(post(&addr, &[("x-secret-sync-signature", "sha256=00".into())], body).await, 401, "bad signature");
+        // A negative (rejected requests change nothing): a fixed window, not scaled.
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(rig.cluster.secret("default", "app").await.unwrap().data.unwrap()["value"].0, b"v0", "rejected requests change nothing");
 
@@ -363,6 +365,7 @@ async fn max_age_annotation_marks_a_stale_source_overdue_with_a_warning() {
             )
         };
         // The first source is older than 1s by the time it is checked; the second is allowed 90 days.
+        // A lower bound on the source's age, so not scaled.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         rig.cluster.apply(&annotated("stale", "old/db", "1s")).await;
         rig.cluster.apply(&annotated("fresh", "new/db", "90d")).await;
@@ -435,6 +438,7 @@ async fn an_event_does_not_cut_short_the_backoff_of_a_failing_external_secret() 
         )
         .await;
         let matched_after = failed_at.elapsed();
+        // A negative, asserted only while the backoff (at least 2.5 s) surely still runs; not scaled.
         if matched_after < Duration::from_secs(2) {
             tokio::time::sleep(Duration::from_millis(500)).await;
             assert!(

@@ -15,7 +15,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use secret_sync::controller;
 use secret_sync::provider::Providers;
 use secret_sync::provider::aws::AwsProviders;
-use support::cluster::{TestCluster, wait_for};
+use support::cluster::{TestCluster, scaled, wait_for};
 use support::moto::{Moto, within_timeout};
 
 fn store(ns: &str, name: &str, entries: &[(&str, &str)]) -> String {
@@ -101,7 +101,7 @@ async fn assert_stable(c: &TestCluster, name: &str, for_: Duration) -> Secret {
 }
 
 async fn within<F: std::future::Future<Output = ()>>(f: F) {
-    tokio::time::timeout(Duration::from_secs(90), f)
+    tokio::time::timeout(scaled(Duration::from_secs(90)), f)
         .await
         .expect("test finished within its time limit");
 }

@@ -2,7 +2,7 @@
 //! controllers, with graceful shutdown. No reconcile logic lives here.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{FutureExt, StreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -113,12 +113,18 @@ pub async fn run(
         (None, None, None)
     };
 
+    // Readiness belongs to this run's caches. A flag left true by an earlier run in the same process
+    // (a restart, a new leadership term) would let reconciles judge against caches that have not
+    // listed yet: a bogus StoreNotFound, or a rewrite of an untouched Secret missing from the cache.
+    let caches_ready = Arc::new(AtomicBool::new(false));
+    health.watches_ready.store(false, Ordering::Relaxed);
+    let _not_ready_after = NotReadyOnDrop(health.watches_ready.clone());
     let caches = Caches {
         secret_stores: ss_reader.clone(),
         cluster_stores: cluster_stores.as_ref().map(|(r, _)| r.clone()),
         namespaces: namespaces.clone(),
         secrets: secret_reader.clone(),
-        ready: health.watches_ready.clone(),
+        ready: caches_ready.clone(),
     };
     let recorder = Recorder::new(
         client.clone(),
@@ -164,6 +170,7 @@ pub async fn run(
                 && wait_ready(ns_r).await;
             if ok {
                 info!("watches ready");
+                caches_ready.store(true, Ordering::Relaxed);
                 health.watches_ready.store(true, Ordering::Relaxed);
             }
         }))
@@ -291,6 +298,15 @@ struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// When `run` ends or is dropped its caches are gone: /readyz must not keep reporting them ready.
+struct NotReadyOnDrop(Arc<AtomicBool>);
+
+impl Drop for NotReadyOnDrop {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
+pub use fake_apiserver::test_time::scaled;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
@@ -101,9 +102,9 @@ impl TestCluster {
             let _ = tx.send(true);
         }
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
+            tokio::time::timeout(scaled(Duration::from_secs(10)), task)
                 .await
-                .expect("controller stops within 10s")
+                .expect("controller stops within 10s (scaled)")
                 .expect("controller task");
         }
     }
@@ -233,9 +234,9 @@ impl Reload {
     pub async fn stop(mut self) {
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
-            tokio::time::timeout(Duration::from_secs(10), task)
+            tokio::time::timeout(scaled(Duration::from_secs(10)), task)
                 .await
-                .expect("reload stops within 10s")
+                .expect("reload stops within 10s (scaled)")
                 .expect("reload task");
         }
     }
@@ -275,12 +276,14 @@ impl Drop for TestCluster {
     }
 }
 
-/// Poll `check` every 50 ms until it yields a value, failing with `what` after `timeout`.
+/// Poll `check` every 50 ms until it yields a value, failing with `what` after `timeout` (a bound for
+/// a quiet machine, stretched here by `SECRET_SYNC_TEST_TIME_FACTOR`; see `fake_apiserver::test_time`).
 pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
+    let timeout = scaled(timeout);
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check().await {

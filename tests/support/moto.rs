@@ -22,11 +22,12 @@ pub const REGION: &str = "us-east-1";
 /// moto's default account: data written with plain test keys lands here.
 pub const ACCOUNT: &str = "123456789012";
 
-/// Every AWS test runs inside this bound, so a hung call fails the test instead of the CI job.
+/// Every AWS test runs inside this bound (scaled by `SECRET_SYNC_TEST_TIME_FACTOR`), so a hung call
+/// fails the test instead of the CI job.
 pub const TEST_TIMEOUT: Duration = Duration::from_secs(90);
 
 pub async fn within_timeout<F: std::future::Future<Output = T>, T>(test: F) -> T {
-    tokio::time::timeout(TEST_TIMEOUT, test)
+    tokio::time::timeout(super::cluster::scaled(TEST_TIMEOUT), test)
         .await
         .expect("the test did not finish within its time limit")
 }
@@ -69,7 +70,7 @@ impl Moto {
         let stdin = child.stdin.take().expect("launcher stdin");
         let stdout = child.stdout.take().expect("launcher stdout");
         let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        let ready = tokio::time::timeout(super::cluster::scaled(Duration::from_secs(60)), async {
             while let Some(line) = lines.next_line().await.expect("reading launcher output") {
                 if let Some(url) = line.strip_prefix("MOTO_READY ") {
                     return url.to_owned();
@@ -78,7 +79,7 @@ impl Moto {
             panic!("moto launcher exited before it was ready");
         })
         .await
-        .expect("moto did not start within 60 s");
+        .expect("moto did not start within 60 s (scaled)");
         // Keep draining stdout so the launcher never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         let addr = ready.trim_start_matches("http://").to_owned();

@@ -16,6 +16,7 @@ mod server;
 mod ssa;
 mod status;
 mod store;
+pub mod test_time;
 mod token;
 mod validation;
 mod watch;

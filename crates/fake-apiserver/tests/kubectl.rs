@@ -196,11 +196,14 @@ async fn kubectl_get_watch_prints_a_change_made_by_another_client() {
             )
             .await
             .unwrap();
-        let changed = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-            .await
-            .unwrap()
-            .unwrap()
-            .unwrap();
+        let changed = tokio::time::timeout(
+            fake_apiserver::test_time::scaled(Duration::from_secs(20)),
+            lines.next_line(),
+        )
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
         assert_eq!(
             changed.split_whitespace().take(2).collect::<Vec<_>>(),
             vec!["w1", "42"],
@@ -252,8 +255,10 @@ async fn kubectl_wait_for_condition_ready_after_another_client_patches_status() 
         k.install_crd().await;
         let w = k.write("w.yaml", WIDGET);
         k.run(&["apply", "--validate=false", "-f", w.to_str().unwrap()]).await;
-        let waiter = k.command(&["wait", "--for=condition=Ready", "widget/w1", "--timeout=30s"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-        tokio::time::sleep(Duration::from_millis(700)).await;
+        let timeout = format!("--timeout={}s", fake_apiserver::test_time::scaled_secs(Duration::from_secs(30)));
+        let waiter = k.command(&["wait", "--for=condition=Ready", "widget/w1", &timeout]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // Time for kubectl to start watching; if it is slower, it finds the condition already met.
+        tokio::time::sleep(fake_apiserver::test_time::scaled(Duration::from_millis(700))).await;
         let status = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Done", "message": "", "lastTransitionTime": "2025-01-01T00:00:00Z"}]}});
         k.widgets().patch_status("w1", &PatchParams::default(), &Patch::Merge(status)).await.unwrap();
         let out = waiter.wait_with_output().await.unwrap();

@@ -41,7 +41,11 @@ async fn watcher_sees_changes_and_survives_closed_watches() {
             .unwrap();
         assert_eq!(names.try_next().await.unwrap().unwrap(), "during");
         server.faults().close_watches();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Time for the server to end the stream, so the next object comes through the reconnect.
+        tokio::time::sleep(fake_apiserver::test_time::scaled(Duration::from_millis(
+            200,
+        )))
+        .await;
         api.create(&PostParams::default(), &cm("after-reconnect"))
             .await
             .unwrap();
@@ -128,7 +132,10 @@ async fn controller_with_owns_reconciles_on_owned_changes_and_requeues() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         // Let the child's own creation event settle, then change the child from outside.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(fake_apiserver::test_time::scaled(Duration::from_millis(
+            500,
+        )))
+        .await;
         let settled = count("p");
         secrets
             .patch(

@@ -46,7 +46,7 @@ async fn watch_from_a_resource_version_streams_added_modified_deleted() {
             .unwrap();
         let rv = before.resource_version().unwrap();
         let mut stream = api
-            .watch(&WatchParams::default().timeout(5), &rv)
+            .watch(&WatchParams::default().timeout(watch_timeout(5)), &rv)
             .await
             .unwrap()
             .boxed();
@@ -120,7 +120,8 @@ async fn timeout_seconds_ends_the_stream() {
         assert!(lines.is_empty());
         let took = start.elapsed();
         assert!(
-            took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+            took >= Duration::from_millis(900)
+                && took < fake_apiserver::test_time::scaled(Duration::from_secs(5)),
             "{took:?}"
         );
     })
@@ -178,7 +179,7 @@ async fn too_old_resource_version_gets_410_expired() {
             "{status}"
         );
         let mut stream = api
-            .watch(&WatchParams::default().timeout(5), "2")
+            .watch(&WatchParams::default().timeout(watch_timeout(5)), "2")
             .await
             .unwrap()
             .boxed();
@@ -201,7 +202,9 @@ async fn an_object_leaving_the_selector_is_deleted_for_that_watcher() {
             .unwrap();
         let mut stream = api
             .watch(
-                &WatchParams::default().labels("app=x").timeout(5),
+                &WatchParams::default()
+                    .labels("app=x")
+                    .timeout(watch_timeout(5)),
                 &c.resource_version().unwrap(),
             )
             .await
@@ -250,7 +253,7 @@ async fn watch_honours_field_selectors_and_namespaces() {
             .watch(
                 &WatchParams::default()
                     .fields("metadata.name=target")
-                    .timeout(5),
+                    .timeout(watch_timeout(5)),
                 "0",
             )
             .await
@@ -327,14 +330,20 @@ async fn latency_delays_every_request() {
     within(async {
         let server = FakeApiServer::start().await.unwrap();
         let api: Api<ConfigMap> = Api::default_namespaced(server.client());
-        server.faults().set_latency(Duration::from_millis(300));
+        // Long enough that a cleared latency stands out even on a loaded machine.
+        let latency = Duration::from_secs(1);
+        server.faults().set_latency(latency);
         let start = Instant::now();
         api.list(&Default::default()).await.unwrap();
-        assert!(start.elapsed() >= Duration::from_millis(300));
+        assert!(start.elapsed() >= latency);
         server.faults().set_latency(Duration::ZERO);
         let start = Instant::now();
         api.list(&Default::default()).await.unwrap();
-        assert!(start.elapsed() < Duration::from_millis(300));
+        assert!(
+            start.elapsed() < latency,
+            "latency cleared: {:?}",
+            start.elapsed()
+        );
     })
     .await;
 }
@@ -351,9 +360,12 @@ async fn close_watches_ends_open_streams() {
             .boxed();
         tokio::time::sleep(Duration::from_millis(100)).await;
         server.faults().close_watches();
-        let next = tokio::time::timeout(Duration::from_secs(5), stream.next())
-            .await
-            .expect("stream should end promptly");
+        let next = tokio::time::timeout(
+            fake_apiserver::test_time::scaled(Duration::from_secs(5)),
+            stream.next(),
+        )
+        .await
+        .expect("stream should end promptly");
         assert!(next.is_none(), "stream ended");
     })
     .await;

@@ -10,11 +10,15 @@ use kube::Client;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
 use serde_json::{Value, json};
 
-/// Every test runs inside this, so a hang fails instead of blocking CI.
+/// Every test runs inside this, so a hang fails instead of blocking CI (60 s on a quiet machine,
+/// scaled by `SECRET_SYNC_TEST_TIME_FACTOR`).
 pub async fn within<F: Future>(f: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(60), f)
-        .await
-        .expect("test timed out")
+    tokio::time::timeout(
+        fake_apiserver::test_time::scaled(Duration::from_secs(60)),
+        f,
+    )
+    .await
+    .expect("test timed out")
 }
 
 /// A raw request; returns the status code and the JSON body (Null if not JSON).
@@ -140,4 +144,10 @@ pub async fn install_widgets(client: &Client) -> Api<DynamicObject> {
 
 pub fn widget(name: &str, spec: Value) -> DynamicObject {
     serde_json::from_value(json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": name}, "spec": spec})).unwrap()
+}
+
+/// A server-side watch timeout (seconds) long enough for the test's events on a loaded machine.
+pub fn watch_timeout(quiet_secs: u64) -> u32 {
+    let secs = fake_apiserver::test_time::scaled_secs(Duration::from_secs(quiet_secs));
+    u32::try_from(secs).unwrap_or(u32::MAX)
 }
