@@ -8,9 +8,13 @@ use std::sync::atomic::Ordering;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use std::time::{Duration, Instant};
+
+use crate::admin::reachability::{self, ApiReachability};
 use crate::admin::{self, AdminState, Health, Metrics};
 use crate::controller::{self, runtime};
 use crate::provider::Providers;
+use crate::shutdown::Shutdown;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -96,6 +100,14 @@ pub struct RunArgs {
     /// so workloads are not rolled; without it, the key lives only as long as the process.
     #[arg(long, env = "SECRET_SYNC_HASH_KEY_SECRET")]
     pub hash_key_secret: Option<String>,
+    /// Exit (non-zero) at the first failure to reach the Kubernetes API server, at start-up or
+    /// later, instead of retrying.
+    #[arg(long)]
+    pub fail_fast: bool,
+    /// Exit (non-zero) when the Kubernetes API server has not answered this many seconds after
+    /// start; 0 keeps trying forever.
+    #[arg(long, default_value_t = 60)]
+    pub startup_timeout_seconds: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -111,6 +123,8 @@ pub enum CliError {
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
     #[error("failed to load Kubernetes configuration: {0}")]
+    LoadKubeConfig(#[source] kube::config::InferConfigError),
+    #[error("failed to build the Kubernetes client: {0}")]
     KubeConfig(#[source] kube::Error),
     #[error(transparent)]
     Admin(#[from] admin::AdminError),
@@ -122,6 +136,9 @@ pub enum CliError {
     ControllerStopped,
     #[error("leader election: {0}")]
     Leader(String),
+    /// `url` comes from the kubeconfig, `cause` from the connection error chain.
+    #[error("cannot reach the Kubernetes API at {url}: {cause}")]
+    ReachApi { url: String, cause: String },
 }
 
 impl Cli {
@@ -145,20 +162,98 @@ impl Cli {
     }
 }
 
-fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), CliError> {
+/// kube's HTTP layer logs every failed request at ERROR (five lines a second while the API
+/// server is unreachable); connection failures are reported by `ApiReachability` instead, once
+/// and then slowly. A filter that names kube_client itself is left as given.
+const QUIET_KUBE_CLIENT: &str = "kube_client::client::builder=off";
+
+fn log_filter(given: Option<&str>) -> Result<tracing_subscriber::EnvFilter, CliError> {
     use tracing_subscriber::EnvFilter;
-    let filter = match level {
-        Some(l) => EnvFilter::try_new(l).map_err(|e| CliError::LogFilter(e.to_string()))?,
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    let with_quiet_client = |filter: &str| {
+        if filter.contains("kube_client") {
+            filter.to_owned()
+        } else {
+            format!("{filter},{QUIET_KUBE_CLIENT}")
+        }
     };
+    if let Some(l) = given {
+        return EnvFilter::try_new(with_quiet_client(l))
+            .map_err(|e| CliError::LogFilter(e.to_string()));
+    }
+    let from_env = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|f| !f.trim().is_empty())
+        .and_then(|f| EnvFilter::try_new(with_quiet_client(&f)).ok());
+    Ok(from_env.unwrap_or_else(|| EnvFilter::new(with_quiet_client("info"))))
+}
+
+fn init_logging(format: LogFormat, level: Option<&str>) -> Result<(), CliError> {
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(level)?)
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
     Ok(())
+}
+
+/// How long one start-up probe of the API server may take before it counts as a failure.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest pause between start-up probes.
+const PROBE_MAX_DELAY: Duration = Duration::from_secs(5);
+/// How long the admin server may take to finish its requests after the work has stopped.
+const ADMIN_DRAIN: Duration = Duration::from_secs(2);
+
+/// Waits until the API server answers (any HTTP response, `GET /version`). Fails at the first
+/// connection failure with `fail_fast`, else when `startup_timeout` has passed without an answer.
+async fn wait_for_api(
+    client: &kube::Client,
+    api: &ApiReachability,
+    fail_fast: bool,
+    startup_timeout: Option<Duration>,
+) -> Result<(), CliError> {
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(500);
+    let mut last_cause: Option<String> = None;
+    loop {
+        let left = startup_timeout.map(|t| t.saturating_sub(started.elapsed()));
+        if let (Some(Duration::ZERO), Some(cause)) = (left, last_cause.take()) {
+            return Err(CliError::ReachApi {
+                url: api.url().to_owned(),
+                cause,
+            });
+        }
+        let probe_limit = left.map_or(PROBE_TIMEOUT, |l| l.min(PROBE_TIMEOUT));
+        let cause = match tokio::time::timeout(probe_limit, client.apiserver_version()).await {
+            Ok(Ok(_)) => None,
+            // An answer, even an error status, means the server is there; the watches report the rest.
+            Ok(Err(err)) if !reachability::is_connection_error(&err) => None,
+            Ok(Err(err)) => {
+                api.failed(&err);
+                Some(reachability::cause_of(&err))
+            }
+            Err(_elapsed) => {
+                let cause = format!("no answer within {probe_limit:?}");
+                api.unanswered(&cause);
+                Some(cause)
+            }
+        };
+        let Some(cause) = cause else {
+            api.reached();
+            return Ok(());
+        };
+        if fail_fast {
+            return Err(CliError::ReachApi {
+                url: api.url().to_owned(),
+                cause,
+            });
+        }
+        last_cause = Some(cause);
+        let left = startup_timeout.map(|t| t.saturating_sub(started.elapsed()));
+        tokio::time::sleep(left.map_or(delay, |l| l.min(delay))).await;
+        delay = (delay * 2).min(PROBE_MAX_DELAY);
+    }
 }
 
 /// This replica's name in the Lease: the pod name, else the host name, else a random one.
@@ -217,13 +312,31 @@ impl RunArgs {
             enable_reload,
             rotation_age_metrics,
             hash_key_secret,
+            fail_fast,
+            startup_timeout_seconds,
         } = self;
         init_logging(log_format, log_level.as_deref())?;
-        let client = kube::Client::try_default()
-            .await
-            .map_err(CliError::KubeConfig)?;
+        // The one stop signal: every start-up wait and every long-running task below observes it.
+        let shutdown = Shutdown::new();
+        {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                tracing::info!("shutdown requested");
+                shutdown.request();
+            });
+        }
+        let Some(kube_config) = shutdown.unless_requested(kube::Config::infer()).await else {
+            return Ok(());
+        };
+        let kube_config = kube_config.map_err(CliError::LoadKubeConfig)?;
+        let api_url = kube_config.cluster_url.to_string();
+        let client = kube::Client::try_from(kube_config).map_err(CliError::KubeConfig)?;
         let metrics = Arc::new(Metrics::new());
-        let health = Health::default();
+        let health = Health {
+            api: Arc::new(ApiReachability::new(api_url.trim_end_matches('/'))),
+            ..Health::default()
+        };
         health.leader.store(!leader_elect, Ordering::Relaxed);
         let listener = admin::bind(admin_addr).await?;
         let events_on = events_sqs_queue_url.is_some() || webhook_secret.is_some();
@@ -248,18 +361,7 @@ impl RunArgs {
             }
             None => None,
         };
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            tracing::info!("shutdown requested");
-            let _ = stop_tx.send(true);
-        });
+        // Started before the API server is reached, so that /readyz can tell why it is not ready.
         let admin_task = tokio::spawn(admin::serve(
             listener,
             AdminState {
@@ -267,8 +369,59 @@ impl RunArgs {
                 health: health.clone(),
                 webhook,
             },
-            stopped(),
+            shutdown.requested(),
         ));
+        let stop_admin = |admin_task: tokio::task::JoinHandle<_>| async move {
+            if tokio::time::timeout(ADMIN_DRAIN, admin_task).await.is_err() {
+                tracing::warn!("admin server requests still open at exit");
+            }
+        };
+
+        let startup_timeout =
+            (startup_timeout_seconds > 0).then(|| Duration::from_secs(startup_timeout_seconds));
+        let reached = shutdown
+            .unless_requested(wait_for_api(
+                &client,
+                &health.api,
+                fail_fast,
+                startup_timeout,
+            ))
+            .await;
+        match reached {
+            None => {
+                stop_admin(admin_task).await;
+                return Ok(());
+            }
+            Some(Err(err)) => {
+                shutdown.request();
+                stop_admin(admin_task).await;
+                return Err(err);
+            }
+            Some(Ok(())) => {}
+        }
+
+        // --fail-fast after start-up: the first connection failure stops everything, through the
+        // same signal as SIGTERM, and the process exits non-zero.
+        let fatal: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        if fail_fast {
+            let (shutdown, fatal, mut outage) =
+                (shutdown.clone(), fatal.clone(), health.api.subscribe());
+            tokio::spawn(async move {
+                let stop = shutdown.requested();
+                tokio::select! {
+                    cause = outage.wait_for(Option::is_some) => {
+                        if let Ok(cause) = cause
+                            && let Ok(mut fatal) = fatal.lock()
+                        {
+                            *fatal = cause.clone();
+                        }
+                        shutdown.request();
+                    }
+                    () = stop => {}
+                }
+            });
+        }
+
         let config = controller::Config {
             namespace,
             controller_class,
@@ -281,39 +434,50 @@ impl RunArgs {
         // Everything that acts runs only on the leader: the controller and the SQS consumer (a standby
         // consuming would delete events its idle controller never handles).
         let work = {
-            let (client, health, metrics) = (client.clone(), health.clone(), metrics.clone());
-            let (shutdown, sqs_shutdown) = (stopped(), stopped());
-            let (reload_shutdown, reload_namespace) = (stopped(), config.namespace.clone());
+            let (client, health, metrics, shutdown) = (
+                client.clone(),
+                health.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            );
+            let reload_namespace = config.namespace.clone();
             let malformed = match events_malformed {
                 MalformedArg::Delete => crate::events::sqs::MalformedPolicy::Delete,
                 MalformedArg::Keep => crate::events::sqs::MalformedPolicy::LeaveForDeadLetterQueue,
             };
             move || async move {
                 let sqs = async {
-                    if let Some(queue_url) = events_sqs_queue_url {
-                        let sqs_client = crate::events::sqs::client_for(&queue_url).await;
-                        let config = crate::events::sqs::SqsConfig {
-                            queue_url,
-                            malformed,
-                            wait_seconds: 20,
-                        };
-                        crate::events::sqs::run(
-                            sqs_client,
-                            config,
-                            change_tx,
-                            metrics.clone(),
-                            sqs_shutdown,
-                        )
-                        .await;
-                    }
+                    let Some(queue_url) = events_sqs_queue_url else {
+                        return;
+                    };
+                    // Loading the AWS configuration can wait on IMDS or a profile process.
+                    let Some(sqs_client) = shutdown
+                        .unless_requested(crate::events::sqs::client_for(&queue_url))
+                        .await
+                    else {
+                        return;
+                    };
+                    let config = crate::events::sqs::SqsConfig {
+                        queue_url,
+                        malformed,
+                        wait_seconds: 20,
+                    };
+                    crate::events::sqs::run(
+                        sqs_client,
+                        config,
+                        change_tx,
+                        metrics.clone(),
+                        shutdown.requested(),
+                    )
+                    .await;
                 };
                 // Reload patches workloads, so it too runs only on the leader.
                 let reload = {
-                    let (client, metrics) = (client.clone(), metrics.clone());
+                    let (client, metrics, shutdown) =
+                        (client.clone(), metrics.clone(), shutdown.requested());
                     async move {
                         if enable_reload {
-                            crate::reload::run(client, reload_namespace, metrics, reload_shutdown)
-                                .await;
+                            crate::reload::run(client, reload_namespace, metrics, shutdown).await;
                         }
                     }
                 };
@@ -325,13 +489,13 @@ impl RunArgs {
                     metrics.clone(),
                     health,
                     changes,
-                    shutdown,
+                    shutdown.requested(),
                 );
                 futures::future::join3(controller, sqs, reload).await;
             }
         };
         let result = if leader_elect {
-            let lease_duration = std::time::Duration::from_secs(lease_duration_seconds.max(2));
+            let lease_duration = Duration::from_secs(lease_duration_seconds.max(2));
             let leader_config = crate::leader::LeaderConfig {
                 lease_name,
                 lease_namespace: lease_namespace.unwrap_or_else(|| "default".to_owned()),
@@ -340,35 +504,15 @@ impl RunArgs {
                 // Renew four times per lease: a leader steps down before anyone may take over.
                 renew_every: lease_duration / 4,
             };
-            // Set once this replica starts working as leader. `health.leader` is not enough here: it
-            // turns false as soon as the work ends, while the Lease is still being released.
-            let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let work = {
-                let started = started.clone();
-                move || {
-                    started.store(true, Ordering::SeqCst);
-                    work()
-                }
-            };
-            let election = crate::leader::run_as_leader(
+            crate::leader::run_as_leader(
                 client.clone(),
                 leader_config,
                 health.leader.clone(),
+                shutdown.requested(),
                 work,
-            );
-            tokio::pin!(election);
-            tokio::select! {
-                result = &mut election => result.map_err(|e| CliError::Leader(e.to_string())),
-                () = stopped() => {
-                    if started.load(Ordering::SeqCst) {
-                        // The work sees the same shutdown signal and finishes; then the Lease is released.
-                        election.await.map_err(|e| CliError::Leader(e.to_string()))
-                    } else {
-                        // A standby still waiting for the Lease has nothing to finish.
-                        Ok(())
-                    }
-                }
-            }
+            )
+            .await
+            .map_err(|e| CliError::Leader(e.to_string()))
         } else {
             work().await;
             Ok(())
@@ -378,7 +522,15 @@ impl RunArgs {
             admin_task.abort();
             return Err(CliError::ControllerStopped);
         }
-        let _ = admin_task.await;
+        shutdown.request();
+        stop_admin(admin_task).await;
+        let fatal = fatal.lock().ok().and_then(|mut f| f.take());
+        if let Some(cause) = fatal {
+            return Err(CliError::ReachApi {
+                url: health.api.url().to_owned(),
+                cause,
+            });
+        }
         result
     }
 }

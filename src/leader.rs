@@ -23,6 +23,9 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+/// The longest a graceful stop waits for the Lease release.
+const RELEASE_LIMIT: Duration = Duration::from_secs(2);
+
 /// Where the Lease lives, who we are, and the timings.
 #[derive(Clone, Debug)]
 pub struct LeaderConfig {
@@ -65,12 +68,16 @@ pub enum LeaderError {
 /// takes over without waiting for it to expire, and this returns `Ok(())`. Dropping the returned
 /// future also drops `work`, but leaves the Lease to expire.
 ///
+/// A `shutdown` that resolves while this replica waits for the Lease ends the wait with `Ok(())`
+/// and no work. Once working, `work` must itself stop on the same signal; then the Lease is released.
+///
 /// `work` must not detach tasks that write (`tokio::spawn` without keeping the handle): dropping
 /// `work` only stops what it owns.
 pub async fn run_as_leader<F, Fut>(
     client: kube::Client,
     config: LeaderConfig,
     leader: Arc<AtomicBool>,
+    shutdown: impl Future<Output = ()>,
     work: F,
 ) -> Result<(), LeaderError>
 where
@@ -86,7 +93,14 @@ where
     };
     leader.store(false, Ordering::SeqCst);
 
-    let mut renewed_at = elector.acquire().await?;
+    let mut renewed_at = tokio::select! {
+        biased;
+        () = shutdown => {
+            info!(lease = %elector.config.lease_name, "shutdown requested while waiting for the leader lease");
+            return Ok(());
+        }
+        acquired = elector.acquire() => acquired?,
+    };
     leader.store(true, Ordering::SeqCst);
     info!(
         lease = %elector.config.lease_name,
@@ -374,7 +388,10 @@ impl Elector {
                 .await
                 .map(|_| ())
         };
-        match tokio::time::timeout(self.timings.lease_duration, result).await {
+        // Bounded well below the kubelet's grace period: an unreachable API server must not hold
+        // the exit; the Lease then simply expires.
+        let limit = self.timings.lease_duration.min(RELEASE_LIMIT);
+        match tokio::time::timeout(limit, result).await {
             Ok(Ok(())) => info!(lease = %self.config.lease_name, "released the leader lease"),
             Ok(Err(err)) => {
                 warn!(lease = %self.config.lease_name, error = %err, "failed to release the leader lease; it will expire")

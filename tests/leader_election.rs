@@ -154,6 +154,7 @@ fn spawn_replica(server: &FakeApiServer, probe: &Probe, who: &str) -> Replica {
         server.client(),
         config(who),
         leader.clone(),
+        std::future::pending(),
         probe.forever(who),
     ));
     Replica { leader, task }
@@ -243,6 +244,7 @@ async fn a_leader_whose_work_ends_releases_the_lease_for_an_immediate_takeover()
             server.client(),
             config("pod-a"),
             leader.clone(),
+            std::future::pending(),
             move || async move {
                 let _working = work_probe.enter("pod-a");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -388,6 +390,7 @@ async fn missing_lease_permissions_fail_at_once_instead_of_waiting_forever() {
             server.client(),
             config("pod-a"),
             Arc::new(AtomicBool::new(false)),
+            std::future::pending(),
             probe.forever("pod-a"),
         )
         .await;
@@ -409,6 +412,7 @@ async fn settings_that_cannot_be_safe_are_refused() {
             server.client(),
             bad,
             Arc::new(AtomicBool::new(false)),
+            std::future::pending(),
             probe.forever("pod-a"),
         )
         .await;

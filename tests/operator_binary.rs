@@ -433,3 +433,406 @@ async fn two_replicas_with_leader_election_only_the_leader_writes_and_the_other_
         .expect("within time limit")
         .unwrap();
 }
+
+/// A running `secret-sync run` whose stderr is collected as it is written.
+struct Operator {
+    child: std::process::Child,
+    logs: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Operator {
+    fn spawn(kubeconfig: &Path, args: &[&str], envs: &[(&str, &str)]) -> Operator {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_secret-sync"))
+            .arg("run")
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(envs.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Operator { child, logs }
+    }
+
+    fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    fn wait_for_log(&self, needle: &str, timeout: Duration) {
+        wait_until(&format!("the log line {needle:?}"), timeout, || {
+            self.logs().contains(needle)
+        });
+    }
+
+    /// Waits for the process to exit on its own: (status, time taken).
+    fn wait_exit_within(&mut self, limit: Duration) -> (std::process::ExitStatus, Duration) {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread drain what was written last.
+                std::thread::sleep(Duration::from_millis(100));
+                return (status, started.elapsed());
+            }
+            if started.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("still running {limit:?} later; logs:\n{}", self.logs());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGTERM, then the exit status and how long the process took to exit.
+    fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.wait_exit_within(GRACE)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The longest a stop may take: the kubelet's grace period is longer, ours is 10 s.
+const GRACE: Duration = Duration::from_secs(10);
+
+fn write_kubeconfig(path: &Path, server: &str, ca_pem: Option<&str>) {
+    use base64::Engine as _;
+    let ca = ca_pem
+        .map(|pem| {
+            format!(
+                ", certificate-authority-data: {}",
+                base64::engine::general_purpose::STANDARD.encode(pem)
+            )
+        })
+        .unwrap_or_default();
+    std::fs::write(
+        path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters: [{{name: c, cluster: {{server: \"{server}\"{ca}}}}}]\n\
+             users: [{{name: u, user: {{token: t}}}}]\ncontexts: [{{name: x, context: {{cluster: c, user: u}}}}]\n\
+             current-context: x\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// A TLS server whose certificate is signed by nobody the kubeconfig trusts: it completes no
+/// handshake. Returns its port and the PEM of an unrelated CA (the "wrong" CA for the kubeconfig).
+fn untrusted_tls_server() -> (u16, String) {
+    let served = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    // A CA with another name: the served certificate's issuer is not found at all (UnknownIssuer).
+    let wrong_ca = {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "some other cluster's CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .self_signed(&rcgen::KeyPair::generate().unwrap())
+            .unwrap()
+    };
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(served.signing_key.serialize_der().into());
+    let config = std::sync::Arc::new(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![served.cert.der().clone()], key)
+        .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for tcp in listener.incoming() {
+            let (Ok(mut tcp), config) = (tcp, config.clone()) else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
+                if let Ok(mut conn) = rustls::ServerConnection::new(config) {
+                    // The client refuses the certificate and closes; that ends the handshake.
+                    while conn.is_handshaking() && conn.complete_io(&mut tcp).is_ok() {}
+                }
+            });
+        }
+    });
+    (port, wrong_ca.pem())
+}
+
+/// Lines that report the API server unreachable.
+fn reach_warnings(logs: &str) -> usize {
+    logs.lines()
+        .filter(|l| l.contains("cannot reach the Kubernetes API"))
+        .count()
+}
+
+#[test]
+fn sigterm_stops_the_operator_promptly_while_the_api_server_cannot_be_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let (tls_port, wrong_ca) = untrusted_tls_server();
+    let closed = format!("https://127.0.0.1:{}", free_port());
+    let refused_cert = format!("https://127.0.0.1:{tls_port}");
+    for (server, ca, cause) in [
+        (closed.as_str(), None, "Connection refused"),
+        (
+            refused_cert.as_str(),
+            Some(wrong_ca.as_str()),
+            "invalid peer certificate: UnknownIssuer",
+        ),
+    ] {
+        let kubeconfig = dir.path().join("kubeconfig");
+        write_kubeconfig(&kubeconfig, server, ca);
+        let admin = format!("127.0.0.1:{}", free_port());
+        // --startup-timeout-seconds 0: keep retrying, as a long outage would.
+        let mut operator = Operator::spawn(
+            &kubeconfig,
+            &["--admin-addr", &admin, "--startup-timeout-seconds", "0"],
+            &[],
+        );
+        wait_until("/readyz to name the cause", Duration::from_secs(10), || {
+            http_get(&admin, "/readyz").is_some_and(|(status, body)| {
+                status == 503
+                    && body.contains(&format!("cannot reach the Kubernetes API at {server}"))
+                    && body.contains(cause)
+            })
+        });
+        // Retries continue underneath (about every 5 s), but the cause is logged once, not per retry.
+        std::thread::sleep(Duration::from_secs(3));
+        let (status, took) = operator.terminate();
+        let logs = operator.logs();
+        eprintln!("{server}: exited {took:?} after SIGTERM");
+        assert!(status.success(), "{status:?}\n{logs}");
+        assert!(logs.contains(cause), "{logs}");
+        assert_eq!(reach_warnings(&logs), 1, "logged once:\n{logs}");
+        assert!(!logs.contains(" ERROR "), "no error spam:\n{logs}");
+    }
+}
+
+#[test]
+fn an_unreachable_api_server_fails_the_start_with_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let (tls_port, wrong_ca) = untrusted_tls_server();
+    let server = format!("https://127.0.0.1:{tls_port}");
+    write_kubeconfig(&kubeconfig, &server, Some(&wrong_ca));
+    let admin = format!("127.0.0.1:{}", free_port());
+
+    // --fail-fast: the first failure ends the process.
+    let mut operator = Operator::spawn(&kubeconfig, &["--admin-addr", &admin, "--fail-fast"], &[]);
+    let (status, took) = operator.wait_exit_within(Duration::from_secs(5));
+    let logs = operator.logs();
+    assert_eq!(status.code(), Some(1), "{logs}");
+    let expected = format!(
+        "error: cannot reach the Kubernetes API at {server}: invalid peer certificate: UnknownIssuer"
+    );
+    assert_eq!(logs.lines().last(), Some(expected.as_str()), "{logs}");
+    eprintln!("--fail-fast exited after {took:?}");
+
+    // Without it, start-up retries until the start-up timeout (60 s unless set).
+    let closed = format!("https://127.0.0.1:{}", free_port());
+    write_kubeconfig(&kubeconfig, &closed, None);
+    let mut operator = Operator::spawn(
+        &kubeconfig,
+        &["--admin-addr", &admin, "--startup-timeout-seconds", "2"],
+        &[],
+    );
+    let (status, took) = operator.wait_exit_within(Duration::from_secs(8));
+    let logs = operator.logs();
+    assert_eq!(status.code(), Some(1), "{logs}");
+    assert!(
+        took >= Duration::from_millis(1500),
+        "gave up early, after {took:?}"
+    );
+    let last = logs.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(&format!(
+            "error: cannot reach the Kubernetes API at {closed}: "
+        )) && last.contains("Connection refused"),
+        "{logs}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_operator_promptly_before_its_caches_have_listed() {
+    secret_sync::install_crypto_provider();
+    // No CRDs: the API server answers, but the ExternalSecret watch can never list, so the
+    // controller's cache never becomes ready.
+    let server = FakeApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let test = tokio::task::spawn_blocking(move || {
+        let mut operator = Operator::spawn(&kubeconfig, &["--admin-addr", &admin], &[]);
+        wait_until("/readyz to answer", Duration::from_secs(10), || {
+            http_get(&admin, "/readyz")
+                .is_some_and(|(s, body)| s == 503 && body.contains("watches not ready"))
+        });
+        std::thread::sleep(Duration::from_secs(1));
+        let (status, took) = operator.terminate();
+        eprintln!("exited {took:?} after SIGTERM");
+        assert!(status.success(), "{status:?}\n{}", operator.logs());
+        assert!(
+            operator.logs().contains("controller stopped"),
+            "{}",
+            operator.logs()
+        );
+    });
+    tokio::time::timeout(Duration::from_secs(60), test)
+        .await
+        .expect("within time limit")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_standby_promptly_while_another_replica_holds_the_lease() {
+    secret_sync::install_crypto_provider();
+    let server = FakeApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let test = tokio::task::spawn_blocking(move || {
+        let lease = kubeconfig.with_file_name("lease.yaml");
+        std::fs::write(
+            &lease,
+            "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: secret-sync-leader, namespace: default}\n\
+             spec: {holderIdentity: other-replica, leaseDurationSeconds: 3600}\n",
+        )
+        .unwrap();
+        kubectl(
+            &kubeconfig,
+            &["apply", "--validate=false", "-f", lease.to_str().unwrap()],
+        );
+        let mut operator = Operator::spawn(
+            &kubeconfig,
+            &[
+                "--admin-addr",
+                &admin,
+                "--leader-elect",
+                "--lease-namespace",
+                "default",
+            ],
+            &[("POD_NAME", "replica-b")],
+        );
+        operator.wait_for_log("another replica leads; waiting", Duration::from_secs(10));
+        let (status, took) = operator.terminate();
+        eprintln!("exited {took:?} after SIGTERM");
+        assert!(status.success(), "{status:?}\n{}", operator.logs());
+        let holder = kubectl(
+            &kubeconfig,
+            &[
+                "get",
+                "lease",
+                "secret-sync-leader",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+        );
+        assert_eq!(holder, "other-replica", "a standby never touches the Lease");
+    });
+    tokio::time::timeout(Duration::from_secs(60), test)
+        .await
+        .expect("within time limit")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_operator_promptly_while_the_sqs_consumer_is_blocked() {
+    secret_sync::install_crypto_provider();
+    let server = FakeApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let test = tokio::task::spawn_blocking(move || {
+        kubectl(
+            &kubeconfig,
+            &[
+                "apply",
+                "--validate=false",
+                "-f",
+                &format!("{root}/crds/external-secrets.io.yaml"),
+            ],
+        );
+        // An endpoint that accepts connections and never answers (a long poll that never ends).
+        let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let hanging_port = hanging.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        {
+            let accepted = accepted.clone();
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                for conn in hanging.incoming().flatten() {
+                    accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    held.push(conn);
+                }
+            });
+        }
+        let closed_port = free_port();
+        for (endpoint, blocked) in [
+            (format!("http://127.0.0.1:{hanging_port}"), "hanging"),
+            (format!("http://127.0.0.1:{closed_port}"), "unreachable"),
+        ] {
+            let admin = format!("127.0.0.1:{}", free_port());
+            let queue = format!("{endpoint}/123456789012/events");
+            let mut operator = Operator::spawn(
+                &kubeconfig,
+                &["--admin-addr", &admin, "--events-sqs-queue-url", &queue],
+                &[
+                    ("AWS_ENDPOINT_URL", endpoint.as_str()),
+                    ("AWS_REGION", "us-east-1"),
+                    ("AWS_ACCESS_KEY_ID", "test"),
+                    ("AWS_SECRET_ACCESS_KEY", "test"),
+                    ("AWS_EC2_METADATA_DISABLED", "true"),
+                ],
+            );
+            wait_until("/readyz 200", Duration::from_secs(20), || {
+                http_get(&admin, "/readyz").is_some_and(|(s, _)| s == 200)
+            });
+            if blocked == "hanging" {
+                wait_until("a receive to be under way", Duration::from_secs(10), || {
+                    accepted.load(std::sync::atomic::Ordering::SeqCst) > 0
+                });
+            } else {
+                operator.wait_for_log("failed to receive from SQS", Duration::from_secs(20));
+            }
+            let (status, took) = operator.terminate();
+            eprintln!("SQS endpoint {blocked}: exited {took:?} after SIGTERM");
+            assert!(status.success(), "{status:?}\n{}", operator.logs());
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(120), test)
+        .await
+        .expect("within time limit")
+        .unwrap();
+}

@@ -2,6 +2,7 @@
 //! it must never block on, or reach into, the reconcile loop.
 
 pub mod metrics;
+pub mod reachability;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 pub use metrics::Metrics;
+pub use reachability::ApiReachability;
 
 /// Flags the runtime flips as it starts and stops; the admin server only reads them.
 #[derive(Clone, Default)]
@@ -24,6 +26,8 @@ pub struct Health {
     pub leader: Arc<AtomicBool>,
     /// The reconcile loop ended unexpectedly: the process should be restarted.
     pub failed: Arc<AtomicBool>,
+    /// Whether the API server can be reached, and the cause when it cannot.
+    pub api: Arc<ApiReachability>,
 }
 
 #[derive(Clone)]
@@ -105,6 +109,13 @@ async fn livez(State(state): State<AdminState>) -> impl IntoResponse {
 
 async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     let leader = state.health.leader.load(Ordering::Relaxed);
+    if let Some(problem) = state.health.api.problem() {
+        // Neither a leader nor a standby is of use while it cannot reach the API server.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{problem}\nleader: {leader}\n"),
+        );
+    }
     if state.health.watches_ready.load(Ordering::Relaxed) || !leader {
         // A standby replica is ready to take over; leadership is reported, not required.
         let body = format!("ok\nleader: {leader}\n");

@@ -22,6 +22,7 @@ use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore, StoreKind};
 use crate::events::ChangeReceiver;
 use crate::events::index::ReferenceIndex;
 use crate::provider::Providers;
+use crate::shutdown::{DRAIN_LIMIT, InFlight, drive};
 
 /// Runs until `shutdown` resolves (then in-flight reconciles finish) or a watch fails for good.
 pub async fn run(
@@ -44,6 +45,7 @@ pub async fn run(
     let (secret_reader, secret_writer) = reflector::store();
     let ss_stream = watcher(ss_api.clone(), watcher::Config::default())
         .default_backoff()
+        .inspect(observe(&health))
         .reflect(ss_writer)
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
@@ -52,6 +54,7 @@ pub async fn run(
         watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
     )
     .default_backoff()
+    .inspect(observe(&health))
     .modify(slim_metadata)
     .reflect(secret_writer)
     .touched_objects();
@@ -60,6 +63,7 @@ pub async fn run(
     let index = Arc::new(ReferenceIndex::default());
     let es_stream = watcher(es_api.clone(), watcher::Config::default())
         .default_backoff()
+        .inspect(observe(&health))
         .modify(slim_metadata)
         .inspect({
             let (index, metrics) = (index.clone(), metrics.clone());
@@ -91,6 +95,7 @@ pub async fn run(
             watcher::Config::default(),
         )
         .default_backoff()
+        .inspect(observe(&health))
         .reflect(css_writer)
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
@@ -99,6 +104,7 @@ pub async fn run(
             watcher::Config::default(),
         )
         .default_backoff()
+        .inspect(observe(&health))
         .modify(slim_metadata)
         .reflect(ns_writer)
         .touched_objects();
@@ -208,15 +214,22 @@ pub async fn run(
         }
         None => None,
     };
-    let es_controller = controller
-        .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile, error_policy, ctx.clone())
-        .for_each(|result| {
+    let in_flight = InFlight::default();
+    let es_controller = drive(
+        controller.graceful_shutdown_on(shutdown.clone()).run(
+            in_flight.track(reconcile),
+            error_policy,
+            ctx.clone(),
+        ),
+        shutdown.clone(),
+        &in_flight,
+        DRAIN_LIMIT,
+        |result| {
             if let Err(err) = result {
                 tracing::debug!(error = %err, "reconcile request failed");
             }
-            future::ready(())
-        });
+        },
+    );
 
     let store_status = stores::run(client.clone(), config.clone(), providers, shutdown.clone());
     future::join(es_controller, store_status).await;
@@ -227,6 +240,22 @@ pub async fn run(
         // Nobody asked us to stop: /livez turns 503 so the kubelet restarts the pod.
         health.failed.store(true, Ordering::Relaxed);
         warn!("controller stopped without a shutdown request");
+    }
+}
+
+/// Feeds a watch's outcomes to the API reachability report (logged slowly, shown on /readyz).
+fn observe<K>(health: &Health) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + use<K> {
+    let api = health.api.clone();
+    move |result| match result {
+        Ok(_) => api.reached(),
+        Err(
+            watcher::Error::InitialListFailed(err)
+            | watcher::Error::WatchStartFailed(err)
+            | watcher::Error::WatchFailed(err),
+        ) => {
+            api.failed(err);
+        }
+        Err(watcher::Error::WatchError(_) | watcher::Error::NoResourceVersion) => api.reached(),
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{StreamExt, future};
+use futures::future;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
@@ -16,6 +16,7 @@ use crate::api::{
     ClusterSecretStore, ProviderChoice, SecretStore, SecretStoreStatus, StoreObject, store_reason,
 };
 use crate::provider::Providers;
+use crate::shutdown::{DRAIN_LIMIT, InFlight, drive};
 
 /// Re-validation period when the store sets none (credentials are re-checked at most this often).
 const DEFAULT_REVALIDATE: Duration = Duration::from_secs(300);
@@ -174,20 +175,27 @@ pub async fn run(
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    let namespaced = Controller::new(ss_api, watcher::Config::default())
-        .graceful_shutdown_on(shutdown.clone())
-        .run(reconcile_namespaced, retry, ctx.clone())
-        .for_each(|_| future::ready(()));
+    let namespaced = {
+        let in_flight = InFlight::default();
+        let stream = Controller::new(ss_api, watcher::Config::default())
+            .graceful_shutdown_on(shutdown.clone())
+            .run(in_flight.track(reconcile_namespaced), retry, ctx.clone());
+        let shutdown = shutdown.clone();
+        async move { drive(stream, shutdown, &in_flight, DRAIN_LIMIT, |_| {}).await }
+    };
     if config.namespace.is_some() {
         namespaced.await;
         return;
     }
-    let cluster = Controller::new(
-        Api::<ClusterSecretStore>::all(client),
-        watcher::Config::default(),
-    )
-    .graceful_shutdown_on(shutdown)
-    .run(reconcile_cluster, retry, ctx)
-    .for_each(|_| future::ready(()));
+    let cluster = {
+        let in_flight = InFlight::default();
+        let stream = Controller::new(
+            Api::<ClusterSecretStore>::all(client),
+            watcher::Config::default(),
+        )
+        .graceful_shutdown_on(shutdown.clone())
+        .run(in_flight.track(reconcile_cluster), retry, ctx);
+        async move { drive(stream, shutdown, &in_flight, DRAIN_LIMIT, |_| {}).await }
+    };
     future::join(namespaced, cluster).await;
 }

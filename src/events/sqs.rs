@@ -102,7 +102,12 @@ pub async fn run(
                         names,
                         received,
                     };
-                    if changes.send(change).await.is_err() {
+                    // A full channel waits for the controller; shutdown must not.
+                    let sent = tokio::select! {
+                        () = &mut shutdown => return,
+                        sent = changes.send(change) => sent,
+                    };
+                    if sent.is_err() {
                         // The controller is gone; leave the message for the next replica.
                         return;
                     }
@@ -119,15 +124,20 @@ pub async fn run(
                     config.malformed == MalformedPolicy::Delete
                 }
             };
-            if let (true, Some(handle)) = (delete, message.receipt_handle.as_deref())
-                && let Err(err) = client
-                    .delete_message()
-                    .queue_url(&config.queue_url)
-                    .receipt_handle(handle)
-                    .send()
-                    .await
-            {
-                // At-least-once: the message comes back after its visibility timeout; handling is idempotent.
+            let Some(handle) = message.receipt_handle.as_deref().filter(|_| delete) else {
+                continue;
+            };
+            let deleted = client
+                .delete_message()
+                .queue_url(&config.queue_url)
+                .receipt_handle(handle)
+                .send();
+            // An undeleted message comes back after its visibility timeout; handling is idempotent.
+            let deleted = tokio::select! {
+                () = &mut shutdown => return,
+                deleted = deleted => deleted,
+            };
+            if let Err(err) = deleted {
                 warn!(message_id = %id, error = %aws_sdk_sqs::error::DisplayErrorContext(&err), "failed to delete handled message");
             }
         }

@@ -37,6 +37,7 @@ use tracing::{debug, info};
 use self::workload::{Context, Workload};
 use crate::admin::Metrics;
 use crate::controller::build::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use crate::shutdown::{DRAIN_LIMIT, InFlight, drive};
 
 pub use self::plan::{OBSERVED_ANNOTATION, SECRETS_HASH_ANNOTATION};
 pub use self::refs::{RELOAD_ANNOTATION, RELOAD_SECRETS_ANNOTATION};
@@ -188,22 +189,27 @@ async fn controller<K: Workload>(
         )
         .try_filter(|w| future::ready(workload::is_relevant(w)));
     let kind = K::kind(&()).to_string();
-    Controller::for_stream(stream, reader)
+    let shutdown = shutdown.shared();
+    let in_flight = InFlight::default();
+    let results = Controller::for_stream(stream, reader)
         .reconcile_on(triggers)
         .with_config(
             controller::Config::default()
                 .debounce(DEBOUNCE)
                 .concurrency(4),
         )
-        .graceful_shutdown_on(shutdown)
-        .run(workload::reconcile::<K>, workload::error_policy::<K>, ctx)
-        .for_each(|result| {
-            if let Err(err) = result {
-                debug!(kind = %kind, error = %err, "reload request failed");
-            }
-            future::ready(())
-        })
-        .await;
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            in_flight.track(workload::reconcile::<K>),
+            workload::error_policy::<K>,
+            ctx,
+        );
+    drive(results, shutdown, &in_flight, DRAIN_LIMIT, |result| {
+        if let Err(err) = result {
+            debug!(kind = %kind, error = %err, "reload request failed");
+        }
+    })
+    .await;
 }
 
 /// Wait until `store` has listed once (true), or shutdown or its writer is gone (false).
