@@ -33,12 +33,42 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// One line per ExternalSecret: store, provider, Ready, reason, last sync, refresh, rotation age.
+    Status {
+        /// Namespace to list (default: the kubeconfig's namespace).
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// List every namespace.
+        #[arg(short = 'A', long, conflicts_with = "namespace")]
+        all_namespaces: bool,
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
+    /// Why is this ExternalSecret (NAMESPACE/NAME, or NAME with -n) not synced? Walks spec, store,
+    /// authentication, provider, target Secret and Events, with the fix to try for each problem.
+    Why {
+        /// NAMESPACE/NAME, or NAME in the namespace given by -n (default: the kubeconfig's).
+        external_secret: String,
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// The controller class secret-sync runs with (stores of another class are not ours).
+        #[arg(long, default_value = "")]
+        controller_class: String,
+        #[arg(short = 'o', long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
     /// Fetch through the providers and print the Secrets that would be written (no cluster needed).
     Render {
         /// Manifest files (multi-document YAML) holding stores and ExternalSecrets.
         #[arg(short = 'f', long = "filename", required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -122,6 +152,8 @@ pub enum CliError {
     GenerateCrds(#[from] serde_yaml_ng::Error),
     #[error(transparent)]
     Render(#[from] crate::render::RenderError),
+    #[error(transparent)]
+    Inspect(#[from] crate::inspect::InspectError),
     #[error("failed to load Kubernetes configuration: {0}")]
     LoadKubeConfig(#[source] kube::config::InferConfigError),
     #[error("failed to build the Kubernetes client: {0}")]
@@ -141,6 +173,18 @@ pub enum CliError {
     ReachApi { url: String, cause: String },
 }
 
+/// The client for the read-only commands: the current kubeconfig (or in-cluster config).
+async fn inspect_client() -> Result<kube::Client, CliError> {
+    kube::Client::try_default()
+        .await
+        .map_err(CliError::KubeConfig)
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, CliError> {
+    serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::Flag(format!("cannot encode JSON: {e}")))
+}
+
 impl Cli {
     pub async fn run(self) -> Result<(), CliError> {
         match self.command {
@@ -156,6 +200,63 @@ impl Cli {
                     Some(e) => Err(e.into()),
                     None => Ok(()),
                 }
+            }
+            Command::Status {
+                namespace,
+                all_namespaces,
+                output,
+            } => {
+                let client = inspect_client().await?;
+                let namespace = match (all_namespaces, namespace) {
+                    (true, _) => None,
+                    (false, Some(ns)) => Some(ns),
+                    (false, None) => Some(client.default_namespace().to_owned()),
+                };
+                let rows = crate::inspect::status_rows(&client, namespace.as_deref()).await?;
+                match output {
+                    OutputFormat::Text => print!("{}", crate::inspect::render_rows(&rows)),
+                    OutputFormat::Json => println!("{}", to_json(&rows)?),
+                }
+                Ok(())
+            }
+            Command::Why {
+                external_secret,
+                namespace,
+                controller_class,
+                output,
+            } => {
+                let client = inspect_client().await?;
+                let (ns, name) = match external_secret.split_once('/') {
+                    Some((ns, name)) if !ns.is_empty() && !name.is_empty() => {
+                        (ns.to_owned(), name.to_owned())
+                    }
+                    Some(_) => {
+                        return Err(crate::inspect::InspectError::ParseName(external_secret).into());
+                    }
+                    None => (
+                        namespace.unwrap_or_else(|| client.default_namespace().to_owned()),
+                        external_secret,
+                    ),
+                };
+                let facts = crate::inspect::gather(&client, &ns, &name, &controller_class).await?;
+                let findings = crate::inspect::diagnose::diagnose(&facts);
+                match output {
+                    OutputFormat::Text => {
+                        print!(
+                            "{}",
+                            crate::inspect::diagnose::render_text(&facts.es, &findings)
+                        )
+                    }
+                    OutputFormat::Json => println!(
+                        "{}",
+                        to_json(&serde_json::json!({
+                            "namespace": ns,
+                            "name": name,
+                            "findings": findings,
+                        }))?
+                    ),
+                }
+                Ok(())
             }
             Command::Run(args) => args.run().await,
         }
