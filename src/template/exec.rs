@@ -353,8 +353,15 @@ impl<'t> Exec<'t> {
             return Ok(last);
         }
         let mut vals = Vec::with_capacity(args.len() + 1);
-        for a in args {
-            vals.push(self.arg(dot, pos, a)?);
+        let ints = funcs::int_params(name);
+        for (k, a) in args.iter().enumerate() {
+            match a {
+                Arg::Number(n) if ints.contains(&k) => match n.int {
+                    Some(i) => vals.push(Value::int(i)),
+                    None => return at(pos, "expected integer; found a non-integer constant"),
+                },
+                _ => vals.push(self.arg(dot, pos, a)?),
+            }
         }
         if let Some(f) = fin {
             vals.push(f);

@@ -215,7 +215,7 @@ fn decode_rune(s: &[u8]) -> (char, usize) {
     }
 }
 
-fn bad_verb(out: &mut Vec<u8>, arg: &Value, verb: char) {
+fn bad_verb(out: &mut Vec<u8>, arg: &Value, verb: char, spec: Spec) {
     out.extend_from_slice(b"%!");
     push_char(out, verb);
     out.push(b'(');
@@ -224,7 +224,8 @@ fn bad_verb(out: &mut Vec<u8>, arg: &Value, verb: char) {
     } else {
         out.extend_from_slice(arg.type_name().as_bytes());
         out.push(b'=');
-        format_arg(out, arg, 'v', Spec::default());
+        // Go prints the value with the same flags, width and precision.
+        format_arg(out, arg, 'v', spec);
     }
     out.push(b')');
 }
@@ -264,12 +265,12 @@ fn format_arg(out: &mut Vec<u8>, arg: &Value, verb: char, spec: Spec) {
             if verb == 'v' {
                 pad(out, b"<nil>", spec, false);
             } else {
-                bad_verb(out, arg, verb);
+                bad_verb(out, arg, verb, spec);
             }
         }
         Value::Bool(b) => match verb {
             't' | 'v' => pad(out, if *b { b"true" } else { b"false" }, spec, false),
-            _ => bad_verb(out, arg, verb),
+            _ => bad_verb(out, arg, verb, spec),
         },
         Value::Int(n, _) => fmt_int(out, *n, verb, spec, arg),
         Value::Float(f) => fmt_float(out, *f, verb, spec, arg),
@@ -286,7 +287,7 @@ fn format_arg(out: &mut Vec<u8>, arg: &Value, verb: char, spec: Spec) {
                 }
                 out.push(b']');
             }
-            _ => bad_verb(out, arg, verb),
+            _ => bad_verb(out, arg, verb, spec),
         },
         Value::List(items, _) => {
             out.push(b'[');
@@ -294,7 +295,7 @@ fn format_arg(out: &mut Vec<u8>, arg: &Value, verb: char, spec: Spec) {
                 if k > 0 {
                     out.push(b' ');
                 }
-                format_arg(out, x, verb, spec);
+                format_elem(out, x, verb, spec);
             }
             out.push(b']');
         }
@@ -304,12 +305,21 @@ fn format_arg(out: &mut Vec<u8>, arg: &Value, verb: char, spec: Spec) {
                 if k > 0 {
                     out.push(b' ');
                 }
-                fmt_str(out, key, verb, spec, &Value::Nil);
+                format_arg(out, &Value::str(key.clone()), verb, spec);
                 out.push(b':');
-                format_arg(out, x, verb, spec);
+                format_elem(out, x, verb, spec);
             }
             out.push(b']');
         }
+    }
+}
+
+/// An element inside a slice or map: a nil one prints as `<nil>` whatever the verb.
+fn format_elem(out: &mut Vec<u8>, x: &Value, verb: char, spec: Spec) {
+    if matches!(x, Value::Nil) {
+        pad(out, b"<nil>", spec, false);
+    } else {
+        format_arg(out, x, verb, spec);
     }
 }
 
@@ -342,7 +352,7 @@ fn fmt_int(out: &mut Vec<u8>, n: i64, verb: char, spec: Spec, arg: &Value) {
             return;
         }
         _ => {
-            bad_verb(out, arg, verb);
+            bad_verb(out, arg, verb, spec);
             return;
         }
     };
@@ -389,7 +399,7 @@ fn fmt_float(out: &mut Vec<u8>, f: f64, verb: char, spec: Spec, arg: &Value) {
         'e' | 'E' => format_float_e(f, spec.prec.unwrap_or(6), verb == 'E'),
         'f' | 'F' => format_float_f(f, spec.prec.unwrap_or(6)),
         _ => {
-            bad_verb(out, arg, verb);
+            bad_verb(out, arg, verb, spec);
             return;
         }
     };
@@ -440,7 +450,7 @@ fn fmt_str(out: &mut Vec<u8>, s: &[u8], verb: char, spec: Spec, arg: &Value) {
             }
             pad(out, h.as_bytes(), spec, false);
         }
-        _ => bad_verb(out, arg, verb),
+        _ => bad_verb(out, arg, verb, spec),
     }
 }
 

@@ -187,6 +187,8 @@ fn str_list(items: Vec<Vec<u8>>) -> Value {
 fn to_i64(v: &Value) -> i64 {
     match v {
         Value::Int(n, _) => *n,
+        // Go's conversion of an out-of-range float gives the minimum int64 (on amd64 and arm64).
+        Value::Float(f) if !(-9.223372036854776e18..9.223372036854776e18).contains(f) => i64::MIN,
         Value::Float(f) => *f as i64,
         Value::Bool(b) => i64::from(*b),
         Value::Str(s) => {
@@ -379,12 +381,34 @@ fn lt(a: &Value, c: &Value) -> Result<bool, FnError> {
 
 // ---- escaping built-ins ----
 
-/// The text an escaping built-in works on: one string as is, anything else as fmt.Sprint.
+/// The text an escaping built-in works on: one string as is, anything else as fmt.Sprint (an
+/// absent value reads "<no value>").
 fn eval_args(args: &[Value]) -> Vec<u8> {
     if let [Value::Str(s)] = args {
         return s.to_vec();
     }
-    sprint(args)
+    let printable: Vec<Value> = args
+        .iter()
+        .map(|a| match a {
+            Value::Nil => Value::str(b"<no value>".to_vec()),
+            other => other.clone(),
+        })
+        .collect();
+    sprint(&printable)
+}
+
+/// Positions of `int` parameters: an untyped number constant there is an int even when written
+/// as a float (`1e6`, `2.0`), as Go's evalArg does.
+pub(crate) fn int_params(name: &str) -> &'static [usize] {
+    match name {
+        "trunc" | "repeat" | "indent" | "nindent" | "until" | "abbrev" | "chunk" | "mustChunk"
+        | "randAlphaNum" | "randAlpha" | "randAscii" | "randNumeric" | "randBytes" => &[0],
+        "substr" | "randInt" => &[0, 1],
+        "untilStep" => &[0, 1, 2],
+        "plural" | "regexFindAll" | "mustRegexFindAll" | "regexSplit" | "mustRegexSplit" => &[2],
+        "splitn" | "round" => &[1],
+        _ => &[],
+    }
 }
 
 fn html_escape(s: &[u8]) -> Vec<u8> {

@@ -145,6 +145,15 @@ impl<'a> Lexer<'a> {
                     return Ok(true);
                 }
                 let n = rest.iter().take_while(|&&c| is_space(c)).count();
+                // The last space may begin a trim marker: `  -}}`.
+                if rest[n..].starts_with(b"-}}") {
+                    if parens > 0 {
+                        return err(p, "unclosed left paren");
+                    }
+                    self.toks.push((Tok::Right, p));
+                    self.pos += n + 3;
+                    return Ok(true);
+                }
                 self.pos += n;
                 self.toks.push((Tok::Space, p));
                 continue;
