@@ -398,6 +398,7 @@ fn fmt_float(out: &mut Vec<u8>, f: f64, verb: char, spec: Spec, arg: &Value) {
         'G' => format_float_g_case(f, prec.unwrap_or(-1), true),
         'e' | 'E' => format_float_e(f, spec.prec.unwrap_or(6), verb == 'E'),
         'f' | 'F' => format_float_f(f, spec.prec.unwrap_or(6)),
+        'x' | 'X' if spec.prec.is_none() => format_float_x(f, verb == 'X'),
         _ => {
             bad_verb(out, arg, verb, spec);
             return;
@@ -507,4 +508,46 @@ fn quote_rune(c: char) -> String {
     escape_char(&mut out, c, '\'');
     out.push('\'');
     out
+}
+
+/// strconv.FormatFloat(f, 'x', -1, 64): hexadecimal mantissa and binary exponent.
+fn format_float_x(f: f64, upper: bool) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf" } else { "-Inf" }.into();
+    }
+    let bits = f.to_bits();
+    let neg = bits >> 63 == 1;
+    let mut exp = ((bits >> 52) & 0x7ff) as i64;
+    let mut mant = bits & ((1u64 << 52) - 1);
+    let mut out = String::from(if neg { "-" } else { "" });
+    if exp == 0 && mant == 0 {
+        out.push_str("0x0p+00");
+    } else {
+        if exp == 0 {
+            // Subnormal: shift until the implicit bit appears.
+            exp = 1;
+            while mant & (1u64 << 52) == 0 {
+                mant <<= 1;
+                exp -= 1;
+            }
+            mant &= (1u64 << 52) - 1;
+        }
+        let e = exp - 1023;
+        let mut frac = format!("{mant:013x}");
+        while frac.ends_with('0') {
+            frac.pop();
+        }
+        out.push_str("0x1");
+        if !frac.is_empty() {
+            out.push('.');
+            out.push_str(&frac);
+        }
+        out.push('p');
+        out.push(if e < 0 { '-' } else { '+' });
+        out.push_str(&format!("{:02}", e.unsigned_abs()));
+    }
+    if upper { out.to_uppercase() } else { out }
 }

@@ -329,9 +329,15 @@ fn kind(v: &Value) -> Kind {
 }
 
 fn eq_pair(a: &Value, c: &Value) -> Result<bool, FnError> {
-    let (k1, k2) = (kind(a), kind(c));
+    // Go groups every non-basic value (maps, slices, nil) under one "invalid" kind.
+    let group = |k: Kind| match k {
+        Kind::Other => Kind::Invalid,
+        k => k,
+    };
+    let (k1, k2) = (group(kind(a)), group(kind(c)));
+    let (n1, n2) = (matches!(a, Value::Nil), matches!(c, Value::Nil));
     if k1 != k2 {
-        if k1 == Kind::Invalid || k2 == Kind::Invalid {
+        if n1 || n2 {
             return Ok(false);
         }
         return fail("incompatible types for comparison");
@@ -341,17 +347,15 @@ fn eq_pair(a: &Value, c: &Value) -> Result<bool, FnError> {
         (Value::Int(x, _), Value::Int(y, _)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
-        (Value::Nil, Value::Nil) => true,
-        _ => return fail("invalid type for comparison"),
+        _ if n1 || n2 => n1 && n2,
+        // Slices and maps are not comparable in Go.
+        _ => return fail("non-comparable types"),
     })
 }
 
 fn eq(args: &[Value]) -> R {
     at_least(args, 1)?;
     let a = &args[0];
-    if matches!(a, Value::List(..) | Value::Map(..) | Value::Bytes(_)) {
-        return fail("invalid type for comparison");
-    }
     if args.len() == 1 {
         return fail("missing argument for comparison");
     }
