@@ -13,6 +13,7 @@ pub mod provider;
 pub mod reload;
 pub mod render;
 pub mod shutdown;
+pub mod template;
 
 /// kube (ring) and the AWS SDK (aws-lc-rs) both bring a rustls crypto backend; with two in the
 /// build rustls cannot pick one, so every entry point installs ring once, before any client exists.
