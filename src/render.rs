@@ -11,7 +11,8 @@ use crate::controller::apply::Change;
 use crate::controller::build::{self, BuildError, Ownership};
 use crate::controller::plan::{self, Plan, Policy, Refusal};
 use crate::controller::resolve::{self, ResolveError, StoreLookup};
-use crate::provider::{ProviderError, Providers};
+use crate::controller::templating::{SourceKind, Sources, TemplateSpec};
+use crate::provider::{ProviderError, Providers, SecretBytes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
@@ -54,6 +55,8 @@ struct FileObjects {
     cluster_stores: HashMap<String, StoreObject>,
     namespaces: HashMap<String, BTreeMap<String, String>>,
     external_secrets: Vec<ExternalSecret>,
+    /// ConfigMaps and Secrets in the files, by (kind, namespace, name): `templateFrom` sources.
+    template_sources: HashMap<(SourceKind, String, String), BTreeMap<String, SecretBytes>>,
 }
 
 impl StoreLookup for FileObjects {
@@ -131,12 +134,46 @@ fn load(files: &[PathBuf]) -> Result<FileObjects, RenderError> {
                         ns.metadata.labels.clone().unwrap_or_default(),
                     );
                 }
+                "ConfigMap" => {
+                    let cm: k8s_openapi::api::core::v1::ConfigMap =
+                        serde_yaml_ng::from_value(value).map_err(parse_err)?;
+                    let data = cm.data.unwrap_or_default().into_iter();
+                    objects.template_sources.insert(
+                        source_key(SourceKind::ConfigMap, &cm.metadata),
+                        data.map(|(k, v)| (k, SecretBytes::from(v))).collect(),
+                    );
+                }
+                "Secret" => {
+                    let secret: k8s_openapi::api::core::v1::Secret =
+                        serde_yaml_ng::from_value(value).map_err(parse_err)?;
+                    let data = secret.data.unwrap_or_default().into_iter();
+                    let strings = secret.string_data.unwrap_or_default().into_iter();
+                    objects.template_sources.insert(
+                        source_key(SourceKind::Secret, &secret.metadata),
+                        data.map(|(k, v)| (k, SecretBytes::new(v.0)))
+                            .chain(strings.map(|(k, v)| (k, SecretBytes::from(v))))
+                            .collect(),
+                    );
+                }
                 // Other kinds (Deployments, ServiceAccounts, ...) may share the file; they are not ours.
                 _ => {}
             }
         }
     }
     Ok(objects)
+}
+
+fn source_key(
+    kind: SourceKind,
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> (SourceKind, String, String) {
+    (
+        kind,
+        meta.namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned()),
+        meta.name.clone().unwrap_or_default(),
+    )
 }
 
 async fn render_one(
@@ -151,7 +188,21 @@ async fn render_one(
     let provider = providers.for_store(&store, &namespace).await?;
     let fetched =
         crate::provider::fetch_documents(provider.as_ref(), build::requests(&es.spec)).await;
-    let desired = build::desired_data(&es.spec, &fetched)?;
+    let mut desired = build::desired_data(&es.spec, &fetched)?;
+    // templateFrom ConfigMaps and Secrets come from the same files.
+    let sources: Sources = TemplateSpec::of(&es.spec)
+        .map_err(BuildError::from)?
+        .iter()
+        .flat_map(|t| t.sources())
+        .map(|(kind, name)| {
+            let found = objects
+                .template_sources
+                .get(&(kind, namespace.clone(), name.to_owned()))
+                .cloned();
+            ((kind, name.to_owned()), found)
+        })
+        .collect();
+    build::apply_template(&es.spec, &mut desired, &sources)?;
     let id = format!(
         "{namespace}/{}",
         es.metadata.name.clone().unwrap_or_default()
@@ -177,7 +228,13 @@ async fn render_one(
             "# ExternalSecret {id}: creationPolicy None, no Secret is written\n"
         ));
     };
-    let secret = build::desired_secret(es, &desired.data, ownership, &build::new_salt());
+    let secret = build::desired_secret(
+        es,
+        &desired.data,
+        &desired.meta,
+        ownership,
+        &build::new_salt(),
+    );
     let mut out = String::new();
     match ownership {
         Ownership::MergedInto => {

@@ -10,6 +10,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 
 use super::build::{
     self, DATA_HASH_ANNOTATION, DesiredData, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Ownership,
+    TemplateMeta,
 };
 use super::plan::{self, Current, Holder, Plan, Policy};
 use super::{Context, SyncError};
@@ -60,7 +61,8 @@ pub async fn sync_secret(
     let namespace = es.metadata.namespace.clone().unwrap_or_default();
     let name = es.target_name();
     let Some(ownership) = Ownership::of(policy.creation) else {
-        return execute(ctx, es, plan::plan(policy, &name, desired, None), None, "").await;
+        let decided = plan::plan(policy, &name, desired, None);
+        return execute(ctx, es, decided, &desired.meta, None, "").await;
     };
     let cached = ctx.caches.secret_meta(&namespace, &name);
     let cached_salt = cached.as_ref().and_then(|m| salt_of(&m.metadata));
@@ -105,7 +107,14 @@ pub async fn sync_secret(
             immutable: s.0.immutable == Some(true),
             metadata_matches: metadata_matches(
                 &s.0,
-                &OutgoingSecret(build::desired_secret(es, &desired.data, ownership, &salt)).0,
+                &OutgoingSecret(build::desired_secret(
+                    es,
+                    &desired.data,
+                    &desired.meta,
+                    ownership,
+                    &salt,
+                ))
+                .0,
             ),
             our_keys: &o.our_keys,
             legacy_manager: o.legacy_index.is_some(),
@@ -122,7 +131,7 @@ pub async fn sync_secret(
             Ok((Change::Deleted, None))
         }
         other => {
-            let (change, rv) = execute(ctx, es, other, before_rv, &salt).await?;
+            let (change, rv) = execute(ctx, es, other, &desired.meta, before_rv, &salt).await?;
             Ok((change, rv))
         }
     }
@@ -133,6 +142,7 @@ async fn execute(
     ctx: &Context,
     es: &ExternalSecret,
     decided: Plan,
+    meta: &TemplateMeta,
     before_rv: Option<String>,
     salt: &str,
 ) -> Result<(Change, Option<String>), SyncError> {
@@ -170,7 +180,7 @@ async fn execute(
         &api,
         &name,
         &manager,
-        build::desired_secret(es, &data, ownership, salt),
+        build::desired_secret(es, &data, meta, ownership, salt),
     )
     .await?;
     // Whatever server-side apply cannot remove (keys other managers hold, the old shared manager's
@@ -321,6 +331,7 @@ fn metadata_matches(current: &Secret, desired: &Secret) -> bool {
                 .any(|r| r.uid == want.uid && r.controller == want.controller)
         })
         && (desired.immutable != Some(true) || current.immutable == Some(true))
+        && (desired.type_.is_none() || current.type_ == desired.type_)
 }
 
 fn salt_of(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<String> {

@@ -18,6 +18,8 @@ use crate::provider::{FetchRequest, ProviderError, SecretBytes};
 pub enum BuildError {
     #[error("{field} is not supported by secret-sync yet")]
     Unsupported { field: &'static str },
+    #[error(transparent)]
+    Template(#[from] super::templating::TemplatingError),
     #[error("invalid refreshInterval {value:?}: expected a Go duration such as \"1h\" or \"15m\"")]
     InvalidRefreshInterval { value: String },
     #[error("the ExternalSecret has no data and no dataFrom")]
@@ -45,6 +47,7 @@ impl BuildError {
     pub fn category(&self) -> &'static str {
         match self {
             BuildError::Unsupported { .. } => "Unsupported",
+            BuildError::Template(e) => e.category(),
             BuildError::InvalidRefreshInterval { .. } | BuildError::NothingToSync => "InvalidSpec",
             BuildError::Fetch { source, .. } => source.category(),
             BuildError::PropertyOfNonJson { .. } | BuildError::ExtractNonObject { .. } => {
@@ -67,11 +70,7 @@ impl BuildError {
 
 /// Refuse the ESO fields we accept in the schema but do not implement, before any fetch.
 pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
-    if spec.target.template.is_some() {
-        return Err(BuildError::Unsupported {
-            field: "spec.target.template",
-        });
-    }
+    super::templating::TemplateSpec::of(spec)?;
     if spec.data.iter().any(|d| d.source_ref.is_some()) {
         return Err(BuildError::Unsupported {
             field: "spec.data[].sourceRef",
@@ -139,6 +138,42 @@ pub fn requests(spec: &ExternalSecretSpec) -> Vec<FetchRequest> {
 pub struct DesiredData {
     pub data: BTreeMap<String, SecretBytes>,
     pub missing_remote_keys: Vec<String>,
+    /// What `target.template` asks for besides data (empty without a template).
+    pub meta: TemplateMeta,
+}
+
+/// Secret metadata from `target.template`: its `type` and rendered labels and annotations.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TemplateMeta {
+    pub type_: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Apply `target.template` (if any) to the built data: ESO's engine v2 (`templating.rs`). Skipped when
+/// every source is gone, so the deletion policy judges the real outcome.
+pub fn apply_template(
+    spec: &ExternalSecretSpec,
+    desired: &mut DesiredData,
+    sources: &super::templating::Sources,
+) -> Result<(), BuildError> {
+    let Some(tpl) = super::templating::TemplateSpec::of(spec)? else {
+        return Ok(());
+    };
+    if !desired.missing_remote_keys.is_empty() && desired.data.is_empty() {
+        return Ok(());
+    }
+    let rendered = super::templating::apply(&tpl, &desired.data, sources)?;
+    for key in rendered.data.keys() {
+        validated_key(key.clone())?;
+    }
+    desired.data = rendered.data;
+    desired.meta = TemplateMeta {
+        type_: rendered.type_,
+        labels: rendered.labels,
+        annotations: rendered.annotations,
+    };
+    Ok(())
 }
 
 /// Combine the fetched documents into Secret data. A NotFound document is recorded as missing and
@@ -410,6 +445,7 @@ impl Ownership {
 pub fn desired_secret(
     es: &crate::api::ExternalSecret,
     data: &BTreeMap<String, SecretBytes>,
+    meta: &TemplateMeta,
     ownership: Ownership,
     salt: &str,
 ) -> k8s_openapi::api::core::v1::Secret {
@@ -422,16 +458,16 @@ pub fn desired_secret(
         namespace: es.metadata.namespace.clone(),
         ..ObjectMeta::default()
     };
+    // The template's labels and annotations (Merge writes them too, as ESO does); ours win.
+    let mut labels = meta.labels.clone();
+    let mut annotations = meta.annotations.clone();
     if ownership != Ownership::MergedInto {
-        metadata.labels = Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned())].into());
-        metadata.annotations = Some(
-            [
-                (DATA_HASH_ANNOTATION.to_owned(), data_hash(salt, data)),
-                (HASH_SALT_ANNOTATION.to_owned(), salt.to_owned()),
-            ]
-            .into(),
-        );
+        labels.insert(MANAGED_BY_LABEL.to_owned(), MANAGED_BY_VALUE.to_owned());
+        annotations.insert(DATA_HASH_ANNOTATION.to_owned(), data_hash(salt, data));
+        annotations.insert(HASH_SALT_ANNOTATION.to_owned(), salt.to_owned());
     }
+    metadata.labels = (!labels.is_empty()).then_some(labels);
+    metadata.annotations = (!annotations.is_empty()).then_some(annotations);
     // Without a uid (render, before the object exists) no valid ownerReference can be written.
     if let (Ownership::Owned, Some(uid)) = (ownership, es.metadata.uid.clone()) {
         metadata.owner_references = Some(vec![OwnerReference {
@@ -452,7 +488,8 @@ pub fn desired_secret(
                 .map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec())))
                 .collect(),
         ),
-        type_: (ownership != Ownership::MergedInto).then(|| "Opaque".to_owned()),
+        type_: (ownership != Ownership::MergedInto)
+            .then(|| meta.type_.clone().unwrap_or_else(|| "Opaque".to_owned())),
         immutable,
         ..Secret::default()
     }
@@ -674,16 +711,15 @@ mod tests {
     }
 
     #[test]
-    fn template_and_find_are_refused_until_implemented() {
+    fn template_engine_v2_is_accepted_and_v1_refused_before_any_fetch() {
         let t = spec(
             "target: {template: {type: kubernetes.io/tls}}\ndata: [{secretKey: a, remoteRef: {key: k}}]",
         );
-        assert_eq!(
-            check_supported(&t),
-            Err(BuildError::Unsupported {
-                field: "spec.target.template"
-            })
+        assert_eq!(check_supported(&t), Ok(()));
+        let v1 = spec(
+            "target: {template: {engineVersion: v1}}\ndata: [{secretKey: a, remoteRef: {key: k}}]",
         );
+        assert_eq!(check_supported(&v1).unwrap_err().category(), "InvalidSpec");
         let f = spec("dataFrom: [{find: {name: {regexp: '.*'}}}]");
         assert_eq!(
             check_supported(&f),
@@ -744,7 +780,13 @@ mod tests {
             "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: app, namespace: ns, uid: u-1}\nspec: {target: {name: app-secret}}",
         );
         let data: BTreeMap<_, _> = [("k".to_string(), SecretBytes::from_str_value("v"))].into();
-        let secret = desired_secret(&es, &data, Ownership::Owned, "salt-1");
+        let secret = desired_secret(
+            &es,
+            &data,
+            &TemplateMeta::default(),
+            Ownership::Owned,
+            "salt-1",
+        );
         assert_eq!(secret.metadata.name.as_deref(), Some("app-secret"));
         assert_eq!(
             secret.metadata.labels.unwrap()[MANAGED_BY_LABEL],
@@ -768,11 +810,23 @@ mod tests {
             "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: app, namespace: ns, uid: u-1}\nspec: {target: {immutable: true}}",
         );
         let data: BTreeMap<_, _> = [("k".to_string(), SecretBytes::from_str_value("v"))].into();
-        let orphan = desired_secret(&es, &data, Ownership::Orphaned, "salt-1");
+        let orphan = desired_secret(
+            &es,
+            &data,
+            &TemplateMeta::default(),
+            Ownership::Orphaned,
+            "salt-1",
+        );
         assert!(orphan.metadata.owner_references.is_none());
         assert_eq!(orphan.immutable, Some(true));
         assert_eq!(orphan.metadata.name.as_deref(), Some("app"));
-        let merged = desired_secret(&es, &data, Ownership::MergedInto, "salt-1");
+        let merged = desired_secret(
+            &es,
+            &data,
+            &TemplateMeta::default(),
+            Ownership::MergedInto,
+            "salt-1",
+        );
         assert!(merged.metadata.labels.is_none() && merged.metadata.annotations.is_none());
         assert!(
             merged.metadata.owner_references.is_none()

@@ -13,6 +13,7 @@ pub mod rotation;
 pub mod runtime;
 pub mod status;
 pub mod stores;
+pub mod templating;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -341,8 +342,10 @@ impl Context {
         let fetched =
             crate::provider::fetch_documents(provider.as_ref(), build::requests(spec)).await;
 
-        // 3. Build the desired data (pure).
-        let desired = build::desired_data(spec, &fetched)?;
+        // 3. Build the desired data (pure), through the template if there is one.
+        let mut desired = build::desired_data(spec, &fetched)?;
+        let sources = self.template_sources(es).await?;
+        build::apply_template(spec, &mut desired, &sources)?;
 
         // 4. Plan (pure) and apply: write, keep, delete or refuse.
         let (change, secret_rv) =
@@ -358,6 +361,61 @@ impl Context {
         }
         let rotation = self.rotation_age(es, provider.as_ref(), &fetched).await;
         Ok(Decision::Synced(change, rotation))
+    }
+
+    /// The ConfigMaps and Secrets `templateFrom` names, read from the ExternalSecret's namespace (as
+    /// ESO reads them). Their values only reach the template.
+    async fn template_sources(
+        &self,
+        es: &ExternalSecret,
+    ) -> Result<templating::Sources, SyncError> {
+        let mut sources = templating::Sources::new();
+        let Ok(Some(tpl)) = templating::TemplateSpec::of(&es.spec) else {
+            return Ok(sources);
+        };
+        let namespace = es.metadata.namespace.clone().unwrap_or_default();
+        for (kind, name) in tpl.sources() {
+            let read = |source| SyncError::Read {
+                name: name.to_owned(),
+                source,
+            };
+            let data = match kind {
+                templating::SourceKind::ConfigMap => kube::Api::<
+                    k8s_openapi::api::core::v1::ConfigMap,
+                >::namespaced(
+                    self.client.clone(), &namespace
+                )
+                .get_opt(name)
+                .await
+                .map_err(read)?
+                .map(|cm| {
+                    cm.data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, crate::provider::SecretBytes::from(v)))
+                        .collect()
+                }),
+                templating::SourceKind::Secret => {
+                    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+                        self.client.clone(),
+                        &namespace,
+                    )
+                    .get_opt(name)
+                    .await
+                    .map_err(read)?
+                    .map(|secret| {
+                        secret
+                            .data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, crate::provider::SecretBytes::new(v.0)))
+                            .collect()
+                    })
+                }
+            };
+            sources.insert((kind, name.to_owned()), data);
+        }
+        Ok(sources)
     }
 
     /// Rotation-age monitoring, only where asked for (the annotation, or --rotation-age-metrics): one

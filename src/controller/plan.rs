@@ -266,6 +266,7 @@ mod tests {
                 DesiredData {
                     data: bytes(&[("k1", "new")]),
                     missing_remote_keys: vec![],
+                    meta: Default::default(),
                 },
             ),
             (
@@ -273,6 +274,7 @@ mod tests {
                 DesiredData {
                     data: bytes(&[("k1", "new")]),
                     missing_remote_keys: vec!["gone".into()],
+                    meta: Default::default(),
                 },
             ),
             (
@@ -280,6 +282,7 @@ mod tests {
                 DesiredData {
                     data: BTreeMap::new(),
                     missing_remote_keys: vec!["gone".into()],
+                    meta: Default::default(),
                 },
             ),
         ]
@@ -559,6 +562,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("username", "u"), ("password", "p")]),
             missing_remote_keys: vec![],
+            meta: Default::default(),
         };
         let s = server(&[("username", "old"), ("access-key", "ak")], Holder::Nobody);
         for creation in [CreationPolicy::Owner, CreationPolicy::Orphan] {
@@ -586,6 +590,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("k", "v")]),
             missing_remote_keys: vec![],
+            meta: Default::default(),
         };
         let s = server(&[("k", "v"), ("extra", "x")], Holder::Us);
         let got = run(
@@ -608,6 +613,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("k1", "remote-1")]),
             missing_remote_keys: vec![],
+            meta: Default::default(),
         };
         let mut s = server(
             &[("original", "o"), ("k1", "remote-1"), ("k2", "remote-2")],
@@ -620,6 +626,7 @@ mod tests {
         let renamed = DesiredData {
             data: bytes(&[("k1b", "remote-1")]),
             missing_remote_keys: vec![],
+            meta: Default::default(),
         };
         assert!(matches!(
             run(merge, &renamed, &s),
@@ -636,6 +643,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("k", "v")]),
             missing_remote_keys: vec![],
+            meta: Default::default(),
         };
         let s = server(
             &[("a", "b")],
@@ -657,6 +665,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("password", "new")]),
             missing_remote_keys: vec![],
+            meta: Default::default(),
         };
         let s = server(&[("password", "old-value")], Holder::Nobody);
         let got = run(
@@ -675,6 +684,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("password", "rotated")]),
             missing_remote_keys: vec![],
+            meta: Default::default(),
         };
         let mut s = server(&[("password", "first")], Holder::Us);
         s.immutable = true;
@@ -691,6 +701,7 @@ mod tests {
         let all_gone = DesiredData {
             data: BTreeMap::new(),
             missing_remote_keys: vec!["db".into()],
+            meta: Default::default(),
         };
         let delete = policy(CreationPolicy::Owner, DeletionPolicy::Delete, false);
         assert_eq!(
@@ -718,6 +729,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("k", "v")]),
             missing_remote_keys: vec![],
+            meta: Default::default(),
         };
         let mut s = server(&[("k", "v")], Holder::Us);
         s.legacy = true;

@@ -149,7 +149,12 @@ impl<'t> Exec<'t> {
                         .map(|(k, x)| (Value::str(k.clone()), x.clone()))
                         .collect(),
                     Value::Nil => Vec::new(),
-                    _ => return at(p.pos, format!("range can't iterate over a {}", v.type_name())),
+                    _ => {
+                        return at(
+                            p.pos,
+                            format!("range can't iterate over a {}", v.type_name()),
+                        );
+                    }
                 };
                 if items.is_empty() {
                     let flow = self.walk_list(els, dot)?;
@@ -270,7 +275,14 @@ impl<'t> Exec<'t> {
 
     /// Follows `.a.b.c` from a receiver; only the last field may be handed arguments (an error
     /// for maps, which have no methods).
-    fn fields(&mut self, pos: usize, mut recv: Value, names: &[String], extra: bool, from_dot: bool) -> R<Value> {
+    fn fields(
+        &mut self,
+        pos: usize,
+        mut recv: Value,
+        names: &[String],
+        extra: bool,
+        from_dot: bool,
+    ) -> R<Value> {
         for (i, name) in names.iter().enumerate() {
             let last = i + 1 == names.len();
             recv = match &recv {
@@ -287,7 +299,9 @@ impl<'t> Exec<'t> {
                 Value::Nil if i == 0 && from_dot => {
                     return at(pos, format!("nil data; no entry for key {name:?}"));
                 }
-                Value::Nil => return at(pos, format!("nil pointer evaluating interface {{}}.{name}")),
+                Value::Nil => {
+                    return at(pos, format!("nil pointer evaluating interface {{}}.{name}"));
+                }
                 other => {
                     return at(
                         pos,
@@ -332,13 +346,23 @@ impl<'t> Exec<'t> {
         }
     }
 
-    fn call(&mut self, dot: &Value, pos: usize, name: &str, args: &[Arg], fin: Option<Value>) -> R<Value> {
+    fn call(
+        &mut self,
+        dot: &Value,
+        pos: usize,
+        name: &str,
+        args: &[Arg],
+        fin: Option<Value>,
+    ) -> R<Value> {
         self.step()?;
         // and/or evaluate their arguments lazily and return the deciding one (Go 1.18+).
         if name == "and" || name == "or" {
             let n = args.len() + usize::from(fin.is_some());
             if n == 0 {
-                return at(pos, format!("wrong number of args for {name}: want at least 1 got 0"));
+                return at(
+                    pos,
+                    format!("wrong number of args for {name}: want at least 1 got 0"),
+                );
             }
             let mut last = Value::Nil;
             for a in args {

@@ -53,7 +53,10 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value]) -> Vec<u8> {
     while i < end {
         let c = format[i];
         if c != b'%' {
-            let next = format[i..].iter().position(|&c| c == b'%').map_or(end, |k| k + i);
+            let next = format[i..]
+                .iter()
+                .position(|&c| c == b'%')
+                .map_or(end, |k| k + i);
             out.extend_from_slice(&format[i..next]);
             i = next;
             continue;
@@ -128,7 +131,9 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value]) -> Vec<u8> {
             if i < end && format[i] == b'*' {
                 i += 1;
                 match args.get(argn) {
-                    Some(Value::Int(n, _)) if *n >= 0 => spec.prec = Some((*n as usize).min(MAX_PAD)),
+                    Some(Value::Int(n, _)) if *n >= 0 => {
+                        spec.prec = Some((*n as usize).min(MAX_PAD))
+                    }
                     _ => out.extend_from_slice(b"%!(BADPREC)"),
                 }
                 argn += 1;
@@ -388,7 +393,15 @@ fn fmt_int(out: &mut Vec<u8>, n: i64, verb: char, spec: Spec, arg: &Value) {
     }
     s.push_str(prefix);
     s.push_str(&digits);
-    pad(out, s.as_bytes(), Spec { zero: false, ..spec }, false);
+    pad(
+        out,
+        s.as_bytes(),
+        Spec {
+            zero: false,
+            ..spec
+        },
+        false,
+    );
 }
 
 fn fmt_float(out: &mut Vec<u8>, f: f64, verb: char, spec: Spec, arg: &Value) {
@@ -410,9 +423,21 @@ fn fmt_float(out: &mut Vec<u8>, f: f64, verb: char, spec: Spec, arg: &Value) {
         s.insert(0, ' ');
     }
     if s == "+Inf" && !spec.plus {
-        s = if spec.space { " Inf".into() } else { "+Inf".into() };
+        s = if spec.space {
+            " Inf".into()
+        } else {
+            "+Inf".into()
+        };
     }
-    pad(out, s.as_bytes(), Spec { zero: spec.zero && f.is_finite(), ..spec }, true);
+    pad(
+        out,
+        s.as_bytes(),
+        Spec {
+            zero: spec.zero && f.is_finite(),
+            ..spec
+        },
+        true,
+    );
 }
 
 fn fmt_str(out: &mut Vec<u8>, s: &[u8], verb: char, spec: Spec, arg: &Value) {

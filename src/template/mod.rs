@@ -36,7 +36,9 @@ pub enum TemplateError {
         col: usize,
         what: String,
     },
-    #[error("template {name:?}: {line}:{col}: function {function:?} is not supported by secret-sync")]
+    #[error(
+        "template {name:?}: {line}:{col}: function {function:?} is not supported by secret-sync"
+    )]
     Unsupported {
         name: String,
         line: usize,
@@ -140,7 +142,12 @@ impl Template {
     ) -> Result<SecretBytes, TemplateError> {
         let map: BTreeMap<Vec<u8>, Value> = data
             .iter()
-            .map(|(k, v)| (k.as_bytes().to_vec(), Value::Str(go_str(v.expose().to_vec()))))
+            .map(|(k, v)| {
+                (
+                    k.as_bytes().to_vec(),
+                    Value::Str(go_str(v.expose().to_vec())),
+                )
+            })
             .collect();
         let root = Value::Map(Rc::new(std::cell::RefCell::new(map)), ElemTy::Str);
         let pos = |p: usize| parse::line_col(&self.source, p);
