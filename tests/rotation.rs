@@ -192,6 +192,89 @@ async fn rotation_event_on_sqs_reaches_the_secret_without_waiting_for_the_refres
     .await;
 }
 
+/// AWS's native `Secret Label Updated` (sent without CloudTrail): the documented sample in
+/// examples/events/, pointed at this test's secret.
+fn label_updated_event(name: &str, secret_arn: &str) -> String {
+    let path = format!(
+        "{}/examples/events/samples/secret-label-updated.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    event["id"] = uuid().into();
+    event["account"] = "123456789012".into();
+    event["region"] = "us-east-1".into();
+    event["resources"] = serde_json::json!([secret_arn]);
+    event["detail"]["name"] = name.into();
+    event.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_secret_label_updated_event_refreshes_every_external_secret_reading_it() {
+    support::moto::within_timeout(async {
+        let rig = rig(MalformedPolicy::Delete).await;
+        let arn = rig.synced_app().await;
+        // A second reader of the same secret, by ARN, and a bystander reading another one.
+        rig.cluster.apply(&es("by-arn", &arn)).await;
+        rig.rotate("other/db", "o0").await;
+        rig.cluster.apply(&es("bystander", "other/db")).await;
+        rig.cluster
+            .wait_secret_value("default", "by-arn", "value", b"v0")
+            .await;
+        rig.cluster
+            .wait_secret_value("default", "bystander", "value", b"o0")
+            .await;
+
+        rig.rotate("app/db", "v1").await;
+        rig.rotate("other/db", "o1").await;
+        rig.send(&label_updated_event("app/db", &arn)).await;
+        rig.cluster
+            .wait_secret_value("default", "app", "value", b"v1")
+            .await;
+        rig.cluster
+            .wait_secret_value("default", "by-arn", "value", b"v1")
+            .await;
+        assert_eq!(rig.cluster.metrics.events("sqs", "matched"), 1);
+        // A negative (the bystander keeps its value until its 1h refresh): a fixed window, not scaled.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(
+            rig.cluster
+                .secret("default", "bystander")
+                .await
+                .unwrap()
+                .data
+                .unwrap()["value"]
+                .0,
+            b"o0"
+        );
+
+        // An event of a kind the table does not know is counted by detail-type and deleted.
+        rig.send(
+            &label_updated_event("app/db", &arn)
+                .replace("Secret Label Updated", "Secret Label Archived"),
+        )
+        .await;
+        wait_for(
+            "the unknown event to be counted",
+            Duration::from_secs(15),
+            || async {
+                (rig.cluster
+                    .metrics
+                    .unrecognised_events("Secret Label Archived")
+                    == 1)
+                    .then_some(())
+            },
+        )
+        .await;
+        assert_eq!(rig.cluster.metrics.events("sqs", "unrecognised"), 1);
+        wait_for("the queue to drain", Duration::from_secs(10), || async {
+            (rig.queue_depth().await == 0).then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_reordered_unmatched_and_malformed_messages_are_harmless() {
     support::moto::within_timeout(async {

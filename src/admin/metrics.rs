@@ -53,6 +53,15 @@ pub struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DetailTypeLabels {
+    pub detail_type: String,
+}
+
+/// Most distinct detail-types the unrecognised-events counter keeps apart; later ones count as
+/// "other". AWS's detail-types per service are few; the cap guards against forged messages.
+const MAX_DETAIL_TYPES: usize = 32;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: String,
 }
@@ -100,6 +109,8 @@ pub struct Metrics {
     kube_writes: Family<WriteLabels, Counter>,
     workload_restarts: Family<KindLabels, Counter>,
     events: Family<EventLabels, Counter>,
+    events_unrecognised: Family<DetailTypeLabels, Counter>,
+    detail_types_seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
     event_to_sync: Histogram,
     source_last_rotated: Family<SourceLabels, Gauge>,
     source_last_changed: Family<SourceLabels, Gauge>,
@@ -124,6 +135,7 @@ impl Metrics {
         let kube_writes = Family::<WriteLabels, Counter>::default();
         let workload_restarts = Family::<KindLabels, Counter>::default();
         let events = Family::<EventLabels, Counter>::default();
+        let events_unrecognised = Family::<DetailTypeLabels, Counter>::default();
         let event_to_sync = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let source_last_rotated = Family::<SourceLabels, Gauge>::default();
         let source_last_changed = Family::<SourceLabels, Gauge>::default();
@@ -179,8 +191,13 @@ impl Metrics {
         );
         registry.register(
             "secret_sync_events",
-            "Rotation events by source (sqs, webhook) and outcome (received, matched, unmatched, ignored, malformed, ...)",
+            "Rotation events by source (sqs, webhook) and outcome (received, matched, unmatched, ignored, unrecognised, malformed, ...)",
             events.clone(),
+        );
+        registry.register(
+            "secret_sync_events_unrecognised",
+            "Well-formed events that no row of the event table describes, by detail-type (Secrets Manager and SSM ones; \"other\" for the rest)",
+            events_unrecognised.clone(),
         );
         registry.register(
             "secret_sync_event_to_sync_seconds",
@@ -190,6 +207,8 @@ impl Metrics {
         Metrics {
             registry,
             events,
+            events_unrecognised,
+            detail_types_seen: std::sync::Mutex::default(),
             event_to_sync,
             source_last_rotated,
             source_last_changed,
@@ -307,6 +326,36 @@ impl Metrics {
             .inc();
     }
 
+    /// An event no row of the event table describes; `detail_type` is already a bounded label.
+    pub fn unrecognised_event(&self, detail_type: &str) {
+        let label = {
+            // A poisoned lock only means another thread panicked mid-insert; the set is still usable.
+            let mut seen = self
+                .detail_types_seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if seen.contains(detail_type) || seen.len() < MAX_DETAIL_TYPES {
+                seen.insert(detail_type.to_owned());
+                detail_type
+            } else {
+                "other"
+            }
+        };
+        self.events_unrecognised
+            .get_or_create(&DetailTypeLabels {
+                detail_type: label.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn unrecognised_events(&self, detail_type: &str) -> u64 {
+        self.events_unrecognised
+            .get_or_create(&DetailTypeLabels {
+                detail_type: detail_type.to_owned(),
+            })
+            .get()
+    }
+
     pub fn events(&self, source: &str, outcome: &str) -> u64 {
         self.events
             .get_or_create(&EventLabels {
@@ -395,5 +444,29 @@ mod tests {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }
         assert!(text.contains(r#"externalsecret_status_condition{namespace="ns",name="es",condition="Ready",status="False"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn unrecognised_events_are_counted_by_detail_type_up_to_a_cap() {
+        let m = Metrics::new();
+        m.unrecognised_event("Secret Rotation Failed");
+        m.unrecognised_event("Secret Rotation Failed");
+        for i in 0..MAX_DETAIL_TYPES + 5 {
+            m.unrecognised_event(&format!("Forged {i}"));
+        }
+        assert_eq!(m.unrecognised_events("Secret Rotation Failed"), 2);
+        assert_eq!(m.unrecognised_events("other"), 6, "past the cap");
+        let text = m.encode();
+        assert!(
+            text.contains(
+                r#"secret_sync_events_unrecognised_total{detail_type="Secret Rotation Failed"} 2"#
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("secret_sync_events_unrecognised_total{")
+                .count(),
+            MAX_DETAIL_TYPES + 1
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod index;
 pub mod parse;
+pub mod pattern;
 pub mod sqs;
 pub mod webhook;
 

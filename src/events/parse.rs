@@ -1,5 +1,5 @@
-//! Pure parsing of rotation notifications: EventBridge envelopes (CloudTrail API calls, Parameter
-//! Store Change), SNS-wrapped ones, and the webhook's `{provider, key}`. Returns names only; never logs.
+//! Pure parsing of rotation notifications: EventBridge events (recognised by [`EVENT_TABLE`]),
+//! SNS-wrapped ones, and the webhook's `{provider, key}`. Returns names only; never logs.
 
 use serde_json::Value;
 
@@ -19,8 +19,11 @@ pub enum Notification {
         service: Service,
         names: Vec<String>,
     },
-    /// A well-formed event that does not change a value (e.g. a read, or a tag update we ignore).
+    /// A documented event that does not change a value (e.g. a read, or a tag update).
     Irrelevant { reason: &'static str },
+    /// A well-formed event that no row of [`EVENT_TABLE`] describes. `detail_type` is a bounded
+    /// metric label: the event's detail-type when its source is one we consume, else "other".
+    Unrecognised { detail_type: String },
 }
 
 /// Why a message could not be understood. Carries no payload content.
@@ -44,20 +47,224 @@ impl ParseError {
     }
 }
 
-/// Secrets Manager API calls that change what GetSecretValue returns (or whether it succeeds).
-const SECRETS_MANAGER_CHANGES: &[&str] = &[
-    "PutSecretValue",
-    "UpdateSecret",
-    "RotateSecret",
-    "RotationSucceeded",
-    "UpdateSecretVersionStage",
-    "DeleteSecret",
-    "RestoreSecret",
-    "CancelRotateSecret",
+/// What a recognised event means for us.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// The named secret or parameter may have a new value, or be gone, or be back: refresh every
+    /// ExternalSecret that reads it.
+    Refresh(Service),
+    /// A documented event that changes no value we read; acknowledged and counted as ignored.
+    Ignore(&'static str),
+}
+
+/// One row of the recognition table: events of `source` and `detail_type` whose `field` (a JSON
+/// pointer into the event) holds one of `values` (or all of them when `field` is `None`).
+#[derive(Debug)]
+pub struct EventKind {
+    pub source: &'static str,
+    pub detail_type: &'static str,
+    pub field: Option<&'static str>,
+    pub values: &'static [&'static str],
+    pub effect: Effect,
+    /// JSON pointers to the fields that name the secret or parameter; `resources` is read as well.
+    pub names: &'static [&'static str],
+}
+
+const SECRETS_MANAGER: &str = "aws.secretsmanager";
+const SSM: &str = "aws.ssm";
+const API_CALL: &str = "AWS API Call via CloudTrail";
+const SERVICE_EVENT: &str = "AWS Service Event via CloudTrail";
+/// Where CloudTrail records put the secret: the request (name, ARN or partial ARN), the response
+/// (`arn`, spelled `aRN` by some calls before 2024) and, for service events, `additionalEventData`.
+const CLOUDTRAIL_SECRET: &[&str] = &[
+    "/detail/requestParameters/secretId",
+    "/detail/requestParameters/name",
+    "/detail/responseElements/arn",
+    "/detail/responseElements/aRN",
+    "/detail/additionalEventData/SecretId",
+    "/detail/serviceEventDetails/secretId",
 ];
 
-/// Parameter Store Change operations that change a value, a version or a label.
-const PARAMETER_STORE_CHANGES: &[&str] = &["Create", "Update", "Delete", "LabelParameterVersion"];
+/// Every AWS event we know, built from AWS's documentation (Secrets Manager's native events and
+/// CloudTrail entries, Parameter Store's EventBridge events). An event matching no row is
+/// "unrecognised": acknowledged, and counted by detail-type so a new kind of event gets noticed.
+/// The README's event table and `examples/events/` (one sample per refreshing value) follow it.
+pub const EVENT_TABLE: &[EventKind] = &[
+    EventKind {
+        source: SECRETS_MANAGER,
+        detail_type: "Secret Label Updated",
+        field: None,
+        values: &[],
+        effect: Effect::Refresh(Service::SecretsManager),
+        names: &["/detail/name"],
+    },
+    EventKind {
+        source: SECRETS_MANAGER,
+        detail_type: API_CALL,
+        field: Some("/detail/eventName"),
+        values: &[
+            "PutSecretValue",
+            "UpdateSecret",
+            "RotateSecret",
+            "UpdateSecretVersionStage",
+            "DeleteSecret",
+            "RestoreSecret",
+            "CreateSecret",
+            "CancelRotateSecret",
+        ],
+        effect: Effect::Refresh(Service::SecretsManager),
+        names: CLOUDTRAIL_SECRET,
+    },
+    EventKind {
+        source: SECRETS_MANAGER,
+        detail_type: API_CALL,
+        field: Some("/detail/eventName"),
+        values: &[
+            "GetSecretValue",
+            "BatchGetSecretValue",
+            "DescribeSecret",
+            "ListSecrets",
+            "ListSecretVersionIds",
+            "GetRandomPassword",
+            "GetResourcePolicy",
+            "PutResourcePolicy",
+            "DeleteResourcePolicy",
+            "ValidateResourcePolicy",
+            "TagResource",
+            "UntagResource",
+            "ReplicateSecretToRegions",
+            "RemoveRegionsFromReplication",
+            "StopReplicationToReplica",
+        ],
+        effect: Effect::Ignore("API call that changes no value"),
+        names: &[],
+    },
+    EventKind {
+        source: SECRETS_MANAGER,
+        detail_type: SERVICE_EVENT,
+        field: Some("/detail/eventName"),
+        values: &["RotationSucceeded", "RotationAbandoned"],
+        effect: Effect::Refresh(Service::SecretsManager),
+        names: CLOUDTRAIL_SECRET,
+    },
+    EventKind {
+        source: SECRETS_MANAGER,
+        detail_type: SERVICE_EVENT,
+        field: Some("/detail/eventName"),
+        values: &["RotationStarted", "RotationFailed"],
+        effect: Effect::Ignore("rotation step that changes no current value"),
+        names: &[],
+    },
+    EventKind {
+        source: SECRETS_MANAGER,
+        detail_type: SERVICE_EVENT,
+        field: Some("/detail/eventName"),
+        values: &[
+            "StartSecretVersionDelete",
+            "CancelSecretVersionDelete",
+            "EndSecretVersionDelete",
+        ],
+        effect: Effect::Ignore(
+            "deletion progress; DeleteSecret and RestoreSecret carry the change",
+        ),
+        names: &[],
+    },
+    EventKind {
+        source: SSM,
+        detail_type: "Parameter Store Change",
+        field: Some("/detail/operation"),
+        values: &["Create", "Update", "Delete", "LabelParameterVersion"],
+        effect: Effect::Refresh(Service::ParameterStore),
+        names: &["/detail/name"],
+    },
+    EventKind {
+        source: SSM,
+        detail_type: "Parameter Store Policy Action",
+        field: Some("/detail/policy-type"),
+        // An Expiration policy deletes the parameter.
+        values: &["Expiration"],
+        effect: Effect::Refresh(Service::ParameterStore),
+        names: &["/detail/parameter-name"],
+    },
+    EventKind {
+        source: SSM,
+        detail_type: "Parameter Store Policy Action",
+        field: Some("/detail/policy-type"),
+        values: &["ExpirationNotification", "NoChangeNotification"],
+        effect: Effect::Ignore("parameter policy notification that changes no value"),
+        names: &[],
+    },
+];
+
+/// Sources whose detail-types may label the unrecognised-events metric; any other is "other".
+const KNOWN_SOURCES: &[&str] = &[SECRETS_MANAGER, SSM];
+
+/// The row an EventBridge event falls under, with the value of its `field` that selected it.
+/// An event without `detail-type` (a hand-made webhook body) is matched on source and field alone.
+pub fn recognise(event: &Value) -> Option<(&'static EventKind, Option<&'static str>)> {
+    let source = event.get("source").and_then(Value::as_str)?;
+    let detail_type = event.get("detail-type").and_then(Value::as_str);
+    EVENT_TABLE.iter().find_map(|kind| {
+        if kind.source != source || detail_type.is_some_and(|d| d != kind.detail_type) {
+            return None;
+        }
+        match kind.field {
+            None if detail_type.is_some() => Some((kind, None)),
+            None => None,
+            Some(field) => {
+                let actual = event.pointer(field).and_then(Value::as_str)?;
+                let value = kind.values.iter().find(|v| **v == actual)?;
+                Some((kind, Some(*value)))
+            }
+        }
+    })
+}
+
+/// The metric label of an unrecognised event: its detail-type when it comes from a source we
+/// consume (AWS's detail-types are a short fixed set), else "other". Never more than 64 plain
+/// characters, so a forged message cannot put arbitrary text into a label.
+fn unrecognised_label(event: &Value) -> String {
+    let source = event.get("source").and_then(Value::as_str);
+    let detail_type = event.get("detail-type").and_then(Value::as_str);
+    match (source, detail_type) {
+        (Some(source), Some(detail_type))
+            if KNOWN_SOURCES.contains(&source)
+                && !detail_type.is_empty()
+                && detail_type.len() <= 64
+                && detail_type
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '_' | '.')) =>
+        {
+            detail_type.to_owned()
+        }
+        _ => "other".to_owned(),
+    }
+}
+
+fn eventbridge(event: &Value) -> Result<Notification, ParseError> {
+    let Some((kind, _)) = recognise(event) else {
+        return Ok(Notification::Unrecognised {
+            detail_type: unrecognised_label(event),
+        });
+    };
+    let service = match kind.effect {
+        Effect::Ignore(reason) => return Ok(Notification::Irrelevant { reason }),
+        Effect::Refresh(service) => service,
+    };
+    let mut names: Vec<String> = kind
+        .names
+        .iter()
+        .filter_map(|pointer| event.pointer(pointer))
+        .filter_map(Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    names.extend(resources(event));
+    dedup(&mut names);
+    if names.is_empty() {
+        return Err(ParseError::NoName);
+    }
+    Ok(Notification::Changed { service, names })
+}
 
 pub fn parse(body: &[u8]) -> Result<Notification, ParseError> {
     let value: Value = serde_json::from_slice(body).map_err(|_| ParseError::NotJson)?;
@@ -82,14 +289,8 @@ fn parse_value(value: &Value, depth: u8) -> Result<Notification, ParseError> {
             names: vec![key.to_owned()],
         });
     }
-    let source = value.get("source").and_then(Value::as_str);
-    let detail = value.get("detail");
-    match (source, detail) {
-        (Some("aws.secretsmanager"), Some(detail)) => secrets_manager(value, detail),
-        (Some("aws.ssm"), Some(detail)) => parameter_store(value, detail),
-        (Some(_), Some(_)) => Ok(Notification::Irrelevant {
-            reason: "event from another service",
-        }),
+    match (value.get("source"), value.get("detail")) {
+        (Some(Value::String(_)), Some(_)) => eventbridge(value),
         _ => Err(ParseError::UnknownShape),
     }
 }
@@ -106,78 +307,6 @@ fn webhook_service(provider: Option<&Value>) -> Service {
     } else {
         Service::Unknown
     }
-}
-
-fn secrets_manager(event: &Value, detail: &Value) -> Result<Notification, ParseError> {
-    let event_name = detail
-        .get("eventName")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if !SECRETS_MANAGER_CHANGES.contains(&event_name) {
-        return Ok(Notification::Irrelevant {
-            reason: "API call that changes no value",
-        });
-    }
-    let mut names = Vec::new();
-    let candidates = [
-        detail.pointer("/requestParameters/secretId"),
-        detail.pointer("/requestParameters/name"),
-        detail.pointer("/additionalEventData/SecretId"),
-        detail.pointer("/responseElements/arn"),
-        detail.pointer("/responseElements/aRN"),
-    ];
-    names.extend(
-        candidates
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .map(str::to_owned),
-    );
-    names.extend(resources(event));
-    dedup(&mut names);
-    if names.is_empty() {
-        return Err(ParseError::NoName);
-    }
-    Ok(Notification::Changed {
-        service: Service::SecretsManager,
-        names,
-    })
-}
-
-fn parameter_store(event: &Value, detail: &Value) -> Result<Notification, ParseError> {
-    let detail_type = event
-        .get("detail-type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if detail_type != "Parameter Store Change" {
-        return Ok(Notification::Irrelevant {
-            reason: "SSM event other than Parameter Store Change",
-        });
-    }
-    let operation = detail
-        .get("operation")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if !PARAMETER_STORE_CHANGES.contains(&operation) {
-        return Ok(Notification::Irrelevant {
-            reason: "parameter operation that changes no value",
-        });
-    }
-    let mut names: Vec<String> = detail
-        .get("name")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .into_iter()
-        .collect();
-    names.extend(resources(event));
-    dedup(&mut names);
-    if names.is_empty() {
-        return Err(ParseError::NoName);
-    }
-    Ok(Notification::Changed {
-        service: Service::ParameterStore,
-        names,
-    })
 }
 
 fn resources(event: &Value) -> Vec<String> {
@@ -257,6 +386,85 @@ mod tests {
                 "arn:aws:ssm:us-east-1:123456789012:parameter/app/db".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn native_secret_label_updated_names_the_secret() {
+        let body = r#"{"version":"0","source":"aws.secretsmanager","detail-type":"Secret Label Updated",
+            "resources":["arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db-AbCdEf"],
+            "detail":{"name":"app/db","labelUpdated":"AWSCURRENT","versionId":"v-2"}}"#;
+        assert_eq!(
+            parse(body.as_bytes()),
+            Ok(Notification::Changed {
+                service: Service::SecretsManager,
+                names: vec![
+                    "app/db".into(),
+                    "arn:aws:secretsmanager:us-east-1:123456789012:secret:app/db-AbCdEf".into()
+                ],
+            })
+        );
+    }
+
+    #[test]
+    fn unrecognised_events_carry_a_bounded_detail_type() {
+        let label = |body: &str| match parse(body.as_bytes()) {
+            Ok(Notification::Unrecognised { detail_type }) => detail_type,
+            other => panic!("{body}: {other:?}"),
+        };
+        assert_eq!(
+            label(
+                r#"{"source":"aws.secretsmanager","detail-type":"Secret Rotation Failed","detail":{"name":"a"}}"#
+            ),
+            "Secret Rotation Failed"
+        );
+        assert_eq!(
+            label(
+                r#"{"source":"aws.ssm","detail-type":"Parameter Store Change","detail":{"name":"/a","operation":"Archive"}}"#
+            ),
+            "Parameter Store Change",
+            "a new operation of a known detail-type"
+        );
+        assert_eq!(
+            label(
+                r#"{"source":"aws.secretsmanager","detail-type":"AWS API Call via CloudTrail","detail":{"eventName":"FutureCall"}}"#
+            ),
+            "AWS API Call via CloudTrail"
+        );
+        assert_eq!(
+            label(
+                r#"{"source":"aws.ec2","detail-type":"EC2 Instance State-change Notification","detail":{}}"#
+            ),
+            "other",
+            "another service"
+        );
+        assert_eq!(
+            label(r#"{"source":"aws.ssm","detail-type":"SECRET-VALUE {\"x\": 1}","detail":{}}"#),
+            "other",
+            "not a plain detail-type"
+        );
+        let long = format!(
+            r#"{{"source":"aws.ssm","detail-type":"{}","detail":{{}}}}"#,
+            "a".repeat(65)
+        );
+        assert_eq!(label(&long), "other");
+    }
+
+    #[test]
+    fn every_row_is_reachable_and_rows_do_not_overlap() {
+        for (i, kind) in EVENT_TABLE.iter().enumerate() {
+            assert!(kind.field.is_some() != kind.values.is_empty(), "row {i}");
+            for other in &EVENT_TABLE[i + 1..] {
+                let same_type =
+                    kind.source == other.source && kind.detail_type == other.detail_type;
+                assert!(
+                    !same_type
+                        || (kind.field.is_some()
+                            && kind.field == other.field
+                            && kind.values.iter().all(|v| !other.values.contains(v))),
+                    "rows overlap: {kind:?} / {other:?}"
+                );
+            }
+        }
     }
 
     #[test]

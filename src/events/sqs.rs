@@ -118,6 +118,13 @@ pub async fn run(
                     metrics.event("sqs", "ignored");
                     true
                 }
+                Ok(Notification::Unrecognised { detail_type }) => {
+                    // Deleted like an ignored event (a retry would not help), but counted apart.
+                    debug!(message_id = %id, detail_type, "event not in the event table; counted and deleted");
+                    metrics.event("sqs", "unrecognised");
+                    metrics.unrecognised_event(&detail_type);
+                    true
+                }
                 Err(err) => {
                     warn!(message_id = %id, error = %err, "malformed rotation event (payload not logged)");
                     metrics.event("sqs", "malformed");

@@ -159,6 +159,14 @@ pub async fn refresh(
                 format!("{{\"accepted\":false,\"reason\":\"{reason}\"}}\n"),
             )
         }
+        Ok(Notification::Unrecognised { detail_type }) => {
+            state.metrics.event("webhook", "unrecognised");
+            state.metrics.unrecognised_event(&detail_type);
+            (
+                StatusCode::ACCEPTED,
+                "{\"accepted\":false,\"reason\":\"event not in the event table\"}\n".to_owned(),
+            )
+        }
         Err(err) => {
             state.metrics.event("webhook", "malformed");
             (
