@@ -380,3 +380,160 @@ async fn secret_ref_keys_are_read_from_the_store_namespace_only() {
     })
     .await;
 }
+
+// ---- the controller's own identity: EKS Pod Identity (container credentials provider) ----
+
+/// What the EKS Pod Identity agent does, on 127.0.0.1 (the SDK accepts a plain-HTTP full URI only for
+/// loopback and the agent's own link-local addresses): a GET whose `Authorization` header is the
+/// projected token's content gets temporary credentials as JSON; anything else gets 401.
+struct PodIdentityAgent {
+    url: String,
+    authorized: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    refused: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl PodIdentityAgent {
+    fn start(token: String) -> PodIdentityAgent {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}/v1/credentials",
+            listener.local_addr().unwrap().port()
+        );
+        let authorized = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (ok, bad) = (authorized.clone(), refused.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                let mut header = None;
+                let mut line = String::new();
+                reader.read_line(&mut request_line).unwrap_or_default();
+                while reader.read_line(&mut line).unwrap_or_default() > 2 {
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("authorization")
+                    {
+                        header = Some(value.trim().to_owned());
+                    }
+                    line.clear();
+                }
+                let (status, body) = if request_line.starts_with("GET /v1/credentials ")
+                    && header.as_deref() == Some(token.as_str())
+                {
+                    ok.fetch_add(1, Ordering::SeqCst);
+                    let expires = k8s_openapi::jiff::Timestamp::from_second(
+                        k8s_openapi::jiff::Timestamp::now().as_second() + 3600,
+                    )
+                    .unwrap();
+                    let body = serde_json::json!({
+                        "AccessKeyId": "ASIAPODIDENTITYTEST",
+                        "SecretAccessKey": "pod-identity-secret-key",
+                        "Token": "pod-identity-session-token",
+                        "AccountId": ACCOUNT,
+                        "Expiration": expires.to_string(),
+                    });
+                    ("200 OK", body.to_string())
+                } else {
+                    bad.fetch_add(1, Ordering::SeqCst);
+                    (
+                        "401 Unauthorized",
+                        r#"{"message":"invalid token"}"#.to_owned(),
+                    )
+                };
+                let mut stream = stream;
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        PodIdentityAgent {
+            url,
+            authorized,
+            refused,
+        }
+    }
+}
+
+/// The operator binary with only Pod Identity's two variables as AWS identity (no keys, no web
+/// identity, no profile, no instance metadata) syncs a secret from moto; a wrong token syncs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_pod_identity_from_container_credentials_syncs_a_secret() {
+    use std::sync::atomic::Ordering;
+    within_timeout(async {
+        let moto = Moto::start().await;
+        moto.put_secret_string("app/pod-identity", "from-pod-identity")
+            .await;
+        let cluster = support::cluster::TestCluster::without_controller().await;
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        cluster.server.write_kubeconfig(&kubeconfig).unwrap();
+        // The agent's token, as EKS projects it (eks-pod-identity-token), and a stale one.
+        let token = dir.path().join("eks-pod-identity-token");
+        std::fs::write(&token, "eyJ-pod-identity-token").unwrap();
+        let wrong_token = dir.path().join("wrong-token");
+        std::fs::write(&wrong_token, "eyJ-some-other-token").unwrap();
+        let agent = PodIdentityAgent::start("eyJ-pod-identity-token".to_owned());
+
+        let operator = |token_file: &std::path::Path| {
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_secret-sync"))
+                .args(["run", "--admin-addr", "127.0.0.1:0"])
+                .env("KUBECONFIG", &kubeconfig)
+                .env("AWS_ENDPOINT_URL", &moto.url)
+                .env("AWS_REGION", "us-east-1")
+                .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", &agent.url)
+                .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file)
+                .env("AWS_EC2_METADATA_DISABLED", "true")
+                .env("AWS_CONFIG_FILE", dir.path().join("no-config"))
+                .env("AWS_SHARED_CREDENTIALS_FILE", dir.path().join("no-credentials"))
+                .env_remove("AWS_ACCESS_KEY_ID")
+                .env_remove("AWS_SECRET_ACCESS_KEY")
+                .env_remove("AWS_SESSION_TOKEN")
+                .env_remove("AWS_PROFILE")
+                .env_remove("AWS_ROLE_ARN")
+                .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+                .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+                .env_remove("AWS_CONTAINER_AUTHORIZATION_TOKEN")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap()
+        };
+        let objects = |name: &str| {
+            format!(
+                "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: default}}\n\
+                 spec: {{provider: {{aws: {{service: SecretsManager, region: us-east-1}}}}}}\n---\n\
+                 apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: default}}\n\
+                 spec:\n  refreshInterval: 1h\n  secretStoreRef: {{name: {name}, kind: SecretStore}}\n  \
+                 target: {{name: {name}}}\n  data: [{{secretKey: value, remoteRef: {{key: app/pod-identity}}}}]\n"
+            )
+        };
+
+        // A token the agent does not accept: no credentials, so no sync.
+        let mut refused = operator(&wrong_token);
+        cluster.apply(&objects("refused")).await;
+        let condition = cluster
+            .wait_ready("default", "refused", "False", "SecretSyncedError")
+            .await;
+        assert!(cluster.secret("default", "refused").await.is_none());
+        assert!(agent.refused.load(Ordering::SeqCst) > 0, "{condition:?}");
+        assert_eq!(agent.authorized.load(Ordering::SeqCst), 0);
+        refused.kill().await.unwrap();
+
+        // The projected token: the agent's credentials fetch the secret from moto.
+        let _operator = operator(&token);
+        cluster.apply(&objects("pod-identity")).await;
+        cluster
+            .wait_secret_value("default", "pod-identity", "value", b"from-pod-identity")
+            .await;
+        cluster
+            .wait_ready("default", "pod-identity", "True", "SecretSynced")
+            .await;
+        assert!(agent.authorized.load(Ordering::SeqCst) >= 1);
+    })
+    .await;
+}

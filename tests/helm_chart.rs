@@ -220,6 +220,8 @@ fn everything_values() -> Value {
         "auth": {"jwt": {"enabled": true}},
         "reload": {"enabled": true},
         "serviceMonitor": {"enabled": true},
+        "prometheusRule": {"enabled": true, "runbookUrl": "https://example.com/docs/alerts.md"},
+        "grafanaDashboard": {"enabled": true},
         "podDisruptionBudget": {"enabled": true},
         "networkPolicy": {"enabled": true, "egress": [{"ports": [{"port": 443, "protocol": "TCP"}]}]},
         "serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": IRSA_ROLE}},
@@ -903,16 +905,23 @@ async fn disruption_budget_and_network_policy_are_opt_in() {
 // ---------------------------------------------------------------------------------------------
 // Applying the rendered manifests to the fake API server.
 
-/// The Prometheus Operator's CRD is not ours; the fake server needs one to accept a ServiceMonitor.
+/// The Prometheus Operator's CRDs are not ours; the fake server needs them to accept a ServiceMonitor
+/// and a PrometheusRule.
 fn service_monitor_crd() -> Value {
+    prometheus_operator_crd("ServiceMonitor")
+}
+
+fn prometheus_operator_crd(kind: &str) -> Value {
+    let singular = kind.to_lowercase();
+    let plural = format!("{singular}s");
     json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "metadata": {"name": format!("{plural}.monitoring.coreos.com")},
         "spec": {
             "group": "monitoring.coreos.com",
             "scope": "Namespaced",
-            "names": {"kind": "ServiceMonitor", "listKind": "ServiceMonitorList", "plural": "servicemonitors", "singular": "servicemonitor"},
+            "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural, "singular": singular},
             "versions": [{
                 "name": "v1", "served": true, "storage": true,
                 "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
@@ -991,7 +1000,11 @@ async fn rendered_manifests_are_accepted_by_the_api_server() {
             let rendered = render(values).await;
             if !crds_installed {
                 // Helm installs crds/ first, as they are, before any template.
-                for crd in rendered.crds.iter().chain([&service_monitor_crd()]) {
+                let monitoring = [
+                    service_monitor_crd(),
+                    prometheus_operator_crd("PrometheusRule"),
+                ];
+                for crd in rendered.crds.iter().chain(&monitoring) {
                     apply(&client, crd).await;
                 }
                 crds_installed = true;
@@ -1109,4 +1122,131 @@ async fn rendered_arguments_are_accepted_by_the_operator_command_line() {
             panic!("secret-sync refuses the chart's arguments for {values}: {err}");
         }
     }
+}
+
+#[tokio::test]
+async fn alert_rules_and_dashboard_are_opt_in_and_configurable() {
+    let kinds = |r: &Rendered| -> Vec<String> {
+        r.objects
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o["kind"].as_str().unwrap(),
+                    o["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let default = render(json!({})).await;
+    assert!(
+        !kinds(&default)
+            .iter()
+            .any(|k| k.starts_with("PrometheusRule/") || k.ends_with("-dashboard"))
+    );
+
+    let on = render(json!({
+        "prometheusRule": {"enabled": true, "labels": {"release": "kube-prometheus-stack"},
+                           "runbookUrl": "https://example.com/alerts.md", "severity": "critical",
+                           "additionalAlertLabels": {"team": "platform"},
+                           "disabled": ["SecretSyncEventsLagging"]},
+        "grafanaDashboard": {"enabled": true, "labels": {"grafana_dashboard": "yes", "team": "platform"},
+                             "annotations": {"grafana_folder": "Secrets"}},
+    }))
+    .await;
+    let rule = on
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "PrometheusRule")
+        .expect("a PrometheusRule");
+    assert_eq!(rule["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    let alerts = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    let names: Vec<&str> = alerts
+        .iter()
+        .map(|a| a["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "SecretSyncRotationOverdue",
+            "SecretSyncErrors",
+            "SecretSyncStale",
+            "SecretSyncProviderThrottled"
+        ],
+        "a disabled alert is left out"
+    );
+    for alert in alerts {
+        let name = alert["alert"].as_str().unwrap();
+        assert_eq!(alert["labels"]["severity"], "critical", "{name}");
+        assert_eq!(alert["labels"]["team"], "platform", "{name}");
+        assert!(
+            alert["annotations"]["runbook"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()),
+            "{name}"
+        );
+        assert_eq!(
+            alert["annotations"]["runbook_url"],
+            format!("https://example.com/alerts.md#{}", name.to_lowercase())
+        );
+        // Prometheus templates reach Prometheus unrendered by Helm.
+        assert!(
+            alert["annotations"]["description"]
+                .as_str()
+                .unwrap()
+                .contains("{{ $"),
+            "{name}"
+        );
+    }
+    let errors = alerts
+        .iter()
+        .find(|a| a["alert"] == "SecretSyncErrors")
+        .unwrap();
+    assert_eq!(errors["for"], "10m");
+
+    let dashboard = on
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "secret-sync-dashboard")
+        .expect("the dashboard ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "yes");
+    assert_eq!(dashboard["metadata"]["labels"]["team"], "platform");
+    assert_eq!(
+        dashboard["metadata"]["annotations"]["grafana_folder"],
+        "Secrets"
+    );
+    let json: Value = serde_json::from_str(dashboard["data"]["secret-sync.json"].as_str().unwrap())
+        .expect("the dashboard is JSON");
+    assert_eq!(json["uid"], "secret-sync");
+    let titles: Vec<&str> = json["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["title"].as_str().unwrap())
+        .collect();
+    for wanted in [
+        "Syncs per second",
+        "Errors by category",
+        "Provider calls",
+        "Rotation latency (event to Secret)",
+        "Overdue sources",
+        "Oldest SQS message age",
+    ] {
+        assert!(titles.contains(&wanted), "{wanted} missing from {titles:?}");
+    }
+
+    let sidecar_default = render(json!({"grafanaDashboard": {"enabled": true}})).await;
+    let cm = sidecar_default
+        .objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "secret-sync-dashboard")
+        .unwrap();
+    assert_eq!(
+        cm["metadata"]["labels"]["grafana_dashboard"], "1",
+        "Grafana's sidecar label by default"
+    );
 }

@@ -13,18 +13,21 @@ fn guide() -> String {
     std::fs::read_to_string(path).expect("docs/install-eks.md")
 }
 
-/// Fenced code blocks of the given language.
+/// Fenced code blocks of the given language, also inside list items (indented fences; the fence's
+/// indentation is removed from every line of the block).
 fn blocks(language: &str) -> Vec<String> {
     let fence = format!("```{language}");
     let mut out = Vec::new();
-    let mut current: Option<String> = None;
+    let mut current: Option<(usize, String)> = None;
     for line in guide().lines() {
         match current.as_mut() {
-            None if line.trim_end() == fence => current = Some(String::new()),
+            None if line.trim() == fence => {
+                current = Some((line.len() - line.trim_start().len(), String::new()));
+            }
             None => {}
-            Some(_) if line.trim_end() == "```" => out.extend(current.take()),
-            Some(text) => {
-                text.push_str(line);
+            Some(_) if line.trim() == "```" => out.extend(current.take().map(|(_, text)| text)),
+            Some((indent, text)) => {
+                text.push_str(line.get(*indent..).unwrap_or(line.trim_start()));
                 text.push('\n');
             }
         }
@@ -146,4 +149,38 @@ fn trust_policy_binds_the_role_to_the_charts_service_account_only() {
         "system:serviceaccount:secret-sync:secret-sync"
     );
     assert_eq!(condition(":aud"), "sts.amazonaws.com");
+}
+
+#[test]
+fn pod_identity_trust_policy_is_for_eks_pod_identity_and_the_charts_service_account() {
+    let policies = json_blocks();
+    let trust = policies
+        .iter()
+        .find(|p| p["Statement"][0]["Principal"]["Service"] == "pods.eks.amazonaws.com")
+        .expect("the Pod Identity trust policy");
+    let statement = &trust["Statement"][0];
+    assert_eq!(statement["Effect"], "Allow");
+    let mut actions: Vec<&str> = statement["Action"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    actions.sort_unstable();
+    assert_eq!(actions, ["sts:AssumeRole", "sts:TagSession"]);
+    let conditions = &statement["Condition"]["StringEquals"];
+    assert_eq!(
+        conditions["aws:RequestTag/kubernetes-namespace"],
+        "secret-sync"
+    );
+    assert_eq!(
+        conditions["aws:RequestTag/kubernetes-service-account"],
+        "secret-sync"
+    );
+    let guide = guide();
+    assert!(guide.contains("aws eks create-pod-identity-association"));
+    assert!(
+        guide.contains("Does not work with Pod Identity: per-store `auth.jwt.serviceAccountRef`"),
+        "the guide says what Pod Identity cannot do"
+    );
 }

@@ -114,6 +114,11 @@ pub struct Metrics {
     event_to_sync: Histogram,
     source_last_rotated: Family<SourceLabels, Gauge>,
     source_last_changed: Family<SourceLabels, Gauge>,
+    last_success: Family<ObjectLabels, Gauge>,
+    refresh_interval: Family<ObjectLabels, Gauge>,
+    max_age: Family<ObjectLabels, Gauge>,
+    sqs_last_receive: Gauge,
+    sqs_oldest_message_age: Gauge,
 }
 
 impl Default for Metrics {
@@ -139,6 +144,38 @@ impl Metrics {
         let event_to_sync = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let source_last_rotated = Family::<SourceLabels, Gauge>::default();
         let source_last_changed = Family::<SourceLabels, Gauge>::default();
+        let last_success = Family::<ObjectLabels, Gauge>::default();
+        let refresh_interval = Family::<ObjectLabels, Gauge>::default();
+        let max_age = Family::<ObjectLabels, Gauge>::default();
+        let sqs_last_receive = Gauge::default();
+        let sqs_oldest_message_age = Gauge::default();
+        // What the chart's alert rules need and ESO does not export: staleness is judged against
+        // each ExternalSecret's own refresh interval, rotation age against its own max-age.
+        registry.register(
+            "secret_sync_externalsecret_last_success_timestamp_seconds",
+            "When an ExternalSecret last synced successfully, Ready (Unix time)",
+            last_success.clone(),
+        );
+        registry.register(
+            "secret_sync_externalsecret_refresh_interval_seconds",
+            "The periodic refresh interval of an ExternalSecret (0: no periodic refresh)",
+            refresh_interval.clone(),
+        );
+        registry.register(
+            "secret_sync_externalsecret_max_age_seconds",
+            "The secret-sync.io/max-age of an ExternalSecret, for ExternalSecrets that set a valid one",
+            max_age.clone(),
+        );
+        registry.register(
+            "secret_sync_sqs_last_receive_timestamp_seconds",
+            "When the SQS consumer last received successfully, empty or not (its start until the first) (Unix time)",
+            sqs_last_receive.clone(),
+        );
+        registry.register(
+            "secret_sync_sqs_oldest_message_age_seconds",
+            "Age of the oldest message in the SQS consumer's last receive (0 when it was empty)",
+            sqs_oldest_message_age.clone(),
+        );
         registry.register(
             "secret_sync_source_last_rotated_timestamp_seconds",
             "When the remote source of an ExternalSecret was last rotated (Unix time)",
@@ -212,6 +249,11 @@ impl Metrics {
             event_to_sync,
             source_last_rotated,
             source_last_changed,
+            last_success,
+            refresh_interval,
+            max_age,
+            sqs_last_receive,
+            sqs_oldest_message_age,
             sync_calls,
             sync_errors,
             status_condition,
@@ -278,6 +320,9 @@ impl Metrics {
         };
         self.sync_calls.remove(&labels);
         self.reconcile_duration.remove(&labels);
+        self.last_success.remove(&labels);
+        self.refresh_interval.remove(&labels);
+        self.max_age.remove(&labels);
         for status in ["True", "False"] {
             self.status_condition.remove(&ConditionLabels {
                 namespace: namespace.to_owned(),
@@ -378,17 +423,55 @@ impl Metrics {
             name: name.to_owned(),
             key: key.to_owned(),
         };
-        let unix = |t: std::time::SystemTime| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-                .unwrap_or(0)
-        };
+        let unix = unix_seconds;
         if let Some(t) = last_rotated {
             self.source_last_rotated.get_or_create(&labels).set(unix(t));
         }
         if let Some(t) = last_changed {
             self.source_last_changed.get_or_create(&labels).set(unix(t));
         }
+    }
+
+    /// A reconcile that fetched and ended Ready.
+    pub fn synced_ok(&self, namespace: &str, name: &str, at: std::time::SystemTime) {
+        set_object(&self.last_success, namespace, name, unix_seconds(at));
+    }
+
+    /// `None`: no periodic refresh (CreatedOnce, OnChange, `"0"`), exported as 0.
+    pub fn refresh_interval(
+        &self,
+        namespace: &str,
+        name: &str,
+        every: Option<std::time::Duration>,
+    ) {
+        let seconds = every.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        set_object(&self.refresh_interval, namespace, name, seconds);
+    }
+
+    /// `None` drops the series, so the overdue alert stops for an ExternalSecret that no longer asks.
+    pub fn max_age(&self, namespace: &str, name: &str, max_age: Option<std::time::Duration>) {
+        match max_age {
+            Some(d) => set_object(
+                &self.max_age,
+                namespace,
+                name,
+                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            ),
+            None => {
+                self.max_age.remove(&ObjectLabels {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                });
+            }
+        }
+    }
+
+    /// A successful ReceiveMessage (or the consumer's start), and the age of the oldest message it
+    /// returned (0 for an empty receive).
+    pub fn sqs_received(&self, at: std::time::SystemTime, oldest_age: std::time::Duration) {
+        self.sqs_last_receive.set(unix_seconds(at));
+        self.sqs_oldest_message_age
+            .set(i64::try_from(oldest_age.as_secs()).unwrap_or(i64::MAX));
     }
 
     pub fn event_synced(&self, seconds: f64) {
@@ -421,6 +504,21 @@ impl Metrics {
             })
             .get()
     }
+}
+
+fn set_object(family: &Family<ObjectLabels, Gauge>, namespace: &str, name: &str, value: i64) {
+    family
+        .get_or_create(&ObjectLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+        .set(value);
+}
+
+fn unix_seconds(t: std::time::SystemTime) -> i64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -468,5 +566,35 @@ mod tests {
                 .count(),
             MAX_DETAIL_TYPES + 1
         );
+    }
+
+    #[test]
+    fn alerting_series_are_per_external_secret_and_forgotten_with_it() {
+        let m = Metrics::new();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        m.synced_ok("ns", "es", at);
+        m.refresh_interval("ns", "es", Some(std::time::Duration::from_secs(3600)));
+        m.refresh_interval("ns", "once", None);
+        m.max_age("ns", "es", Some(std::time::Duration::from_secs(86_400)));
+        m.sqs_received(at, std::time::Duration::from_secs(7));
+        let text = m.encode();
+        for line in [
+            r#"secret_sync_externalsecret_last_success_timestamp_seconds{namespace="ns",name="es"} 1700000000"#,
+            r#"secret_sync_externalsecret_refresh_interval_seconds{namespace="ns",name="es"} 3600"#,
+            r#"secret_sync_externalsecret_refresh_interval_seconds{namespace="ns",name="once"} 0"#,
+            r#"secret_sync_externalsecret_max_age_seconds{namespace="ns",name="es"} 86400"#,
+            "secret_sync_sqs_last_receive_timestamp_seconds 1700000000",
+            "secret_sync_sqs_oldest_message_age_seconds 7",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        m.max_age("ns", "es", None);
+        assert!(
+            !m.encode()
+                .contains("secret_sync_externalsecret_max_age_seconds{")
+        );
+        m.forget("ns", "es");
+        let text = m.encode();
+        assert!(!text.contains(r#"name="es""#), "{text}");
     }
 }

@@ -431,6 +431,13 @@ impl Context {
             .annotations
             .as_ref()
             .and_then(|a| a.get(rotation::MAX_AGE_ANNOTATION));
+        let namespace = es.metadata.namespace.clone().unwrap_or_default();
+        let name = es.metadata.name.clone().unwrap_or_default();
+        self.metrics.max_age(
+            &namespace,
+            &name,
+            annotation.and_then(|raw| rotation::parse_max_age(raw)),
+        );
         if annotation.is_none() && !self.config.rotation_age_metrics {
             return None;
         }
@@ -442,8 +449,6 @@ impl Context {
         keys.sort();
         keys.dedup();
         let answers = provider.rotation_times(&keys).await;
-        let namespace = es.metadata.namespace.clone().unwrap_or_default();
-        let name = es.metadata.name.clone().unwrap_or_default();
         let mut sources = Vec::new();
         let mut failure = None;
         for (key, answer) in keys.into_iter().zip(answers) {
@@ -595,6 +600,12 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
         started.elapsed().as_secs_f64(),
         change.as_ref().err().map(SyncError::category),
     );
+    ctx.metrics
+        .refresh_interval(&namespace, &name, periodic_interval(&es));
+    if ready {
+        ctx.metrics
+            .synced_ok(&namespace, &name, std::time::SystemTime::now());
+    }
     // A steady state logs nothing at info: only a change to the Secret does, once.
     match &change {
         Ok(c @ (Change::Created | Change::Updated | Change::Deleted)) => {
@@ -638,12 +649,19 @@ async fn rotation_status(
 
 /// When to fetch again after a successful sync.
 fn next_refresh(es: &ExternalSecret) -> Action {
+    periodic_interval(es).map_or_else(Action::await_change, |every| {
+        Action::requeue(backoff::jittered(every))
+    })
+}
+
+/// The interval of a periodic refresh; `None` when the ExternalSecret is not refreshed periodically.
+fn periodic_interval(es: &ExternalSecret) -> Option<Duration> {
     match (
         es.spec.refresh_policy.unwrap_or(RefreshPolicy::Periodic),
         build::refresh_interval(&es.spec),
     ) {
-        (RefreshPolicy::Periodic, Ok(Some(every))) => Action::requeue(backoff::jittered(every)),
-        _ => Action::await_change(),
+        (RefreshPolicy::Periodic, Ok(Some(every))) => Some(every),
+        _ => None,
     }
 }
 

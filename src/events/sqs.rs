@@ -2,10 +2,11 @@
 //! and deletes what it handled. It never logs message bodies and never stops on errors.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_config::BehaviorVersion;
 use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use tracing::{debug, info, warn};
 
 use super::parse::{self, Notification};
@@ -61,6 +62,8 @@ pub async fn run(
 ) {
     tokio::pin!(shutdown);
     let mut failures: u32 = 0;
+    // Start the clock: a consumer that never receives must age into the lagging alert too.
+    metrics.sqs_received(SystemTime::now(), Duration::ZERO);
     info!(queue = %config.queue_url, "consuming rotation events from SQS");
     loop {
         let receive = client
@@ -68,6 +71,7 @@ pub async fn run(
             .queue_url(&config.queue_url)
             .max_number_of_messages(10)
             .wait_time_seconds(config.wait_seconds.clamp(0, 20))
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .send();
         let output = tokio::select! {
             () = &mut shutdown => return,
@@ -76,7 +80,15 @@ pub async fn run(
         let messages = match output {
             Ok(out) => {
                 failures = 0;
-                out.messages.unwrap_or_default()
+                let messages = out.messages.unwrap_or_default();
+                let now = SystemTime::now();
+                let oldest = messages
+                    .iter()
+                    .filter_map(|m| sent_at(m).and_then(|sent| now.duration_since(sent).ok()))
+                    .max()
+                    .unwrap_or_default();
+                metrics.sqs_received(now, oldest);
+                messages
             }
             Err(err) => {
                 failures = failures.saturating_add(1);
@@ -151,6 +163,17 @@ pub async fn run(
     }
 }
 
+/// When SQS accepted the message (its `SentTimestamp`, milliseconds since the epoch).
+fn sent_at(message: &Message) -> Option<SystemTime> {
+    let millis: u64 = message
+        .attributes
+        .as_ref()?
+        .get(&MessageSystemAttributeName::SentTimestamp)?
+        .parse()
+        .ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_millis(millis))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,5 +185,17 @@ mod tests {
             Some("eu-west-1")
         );
         assert_eq!(region_of("http://127.0.0.1:4566/123456789012/q"), None);
+    }
+
+    #[test]
+    fn sent_timestamp_is_milliseconds_since_the_epoch() {
+        let message = Message::builder()
+            .attributes(MessageSystemAttributeName::SentTimestamp, "1700000000123")
+            .build();
+        assert_eq!(
+            sent_at(&message),
+            Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123))
+        );
+        assert_eq!(sent_at(&Message::builder().build()), None);
     }
 }
