@@ -349,13 +349,14 @@ async fn failures_leave_the_existing_secret_untouched() {
         })
         .await;
         assert_eq!(c.secret("default", "es").await.unwrap().data, good.data);
-        // Templates are refused, not ignored.
-        c.apply(&external_secret("default", "es", &format!("{}\n  target: {{template: {{type: kubernetes.io/tls}}}}", spec("")))).await;
+        // Fields we do not implement yet are refused, not ignored.
+        c.apply(&external_secret("default", "es", &format!("{}  dataFrom:\n  - find: {{name: {{regexp: '.*'}}}}", spec("")))).await;
         wait_for("Ready=False Unsupported", Duration::from_secs(15), || async {
             let m = c.ready("default", "es").await?.message?;
-            (m.starts_with("Unsupported") && m.contains("spec.target.template")).then_some(())
+            (m.starts_with("Unsupported") && m.contains("spec.dataFrom[].find")).then_some(())
         })
         .await;
+        assert_eq!(c.secret("default", "es").await.unwrap().data, good.data);
         let events = c.event_texts("default").await;
         assert!(events.iter().any(|e| e.starts_with("Warning UpdateFailed")), "{events:?}");
     })

@@ -171,6 +171,66 @@ mod tests {
         }
     }
 
+    /// The README's refresh-policy table says what the code does, cell by cell.
+    #[test]
+    fn the_readme_table_matches_the_code() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("| what happened | \"0\" | OnChange | CreatedOnce | Periodic |")
+            .expect("the table in README.md");
+        let rows: Vec<&str> = readme[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .collect();
+        assert_eq!(rows.len(), 8, "{rows:?}");
+        for row in rows {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            let since = match cells[0] {
+                "never synced" => Since::default(),
+                "Secret deleted or edited" => Since {
+                    secret_disturbed: true,
+                    ..steady()
+                },
+                "last attempt failed (retry)" => Since {
+                    retrying: true,
+                    ..steady()
+                },
+                "spec, labels or annotations edit" => Since {
+                    spec_changed: true,
+                    ..steady()
+                },
+                "store edited" => Since {
+                    store_changed: true,
+                    ..steady()
+                },
+                "rotation event" => Since {
+                    event: true,
+                    ..steady()
+                },
+                "interval elapsed" => Since {
+                    elapsed: Some(EVERY),
+                    ..steady()
+                },
+                "operator restart" => Since {
+                    synced_by_us: false,
+                    elapsed: None,
+                    ..steady()
+                },
+                other => panic!("README row {other:?} has no meaning in the code"),
+            };
+            for ((column, policy, interval), cell) in columns().into_iter().zip(&cells[1..]) {
+                let syncs = decide(policy, interval, since) == Due::Now;
+                assert_eq!(
+                    *cell == "sync",
+                    syncs,
+                    "README row {:?} × {column}",
+                    cells[0]
+                );
+            }
+        }
+    }
+
     #[test]
     fn periodic_waits_for_what_is_left_of_its_interval() {
         assert_eq!(
