@@ -322,6 +322,8 @@ fn cluster_grants() -> BTreeSet<Grant> {
             WRITE_STATUS,
         ),
         ("", &["secrets"], SECRETS),
+        // templateFrom ConfigMaps: read and watched (metadata only).
+        ("", &["configmaps"], READ),
         ("", &["events"], EVENTS),
         ("events.k8s.io", &["events"], EVENTS),
         ("", &["namespaces"], READ),
@@ -342,6 +344,8 @@ fn namespaced_grants() -> BTreeSet<Grant> {
             WRITE_STATUS,
         ),
         ("", &["secrets"], SECRETS),
+        // templateFrom ConfigMaps: read and watched (metadata only).
+        ("", &["configmaps"], READ),
         ("", &["events"], EVENTS),
         ("events.k8s.io", &["events"], EVENTS),
     ])

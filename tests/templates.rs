@@ -67,7 +67,7 @@ async fn template_from_a_config_map_follows_the_config_map() {
 kind: ExternalSecret
 metadata: {name: app, namespace: default}
 spec:
-  refreshInterval: 1s
+  refreshInterval: 1h
   secretStoreRef: {name: s}
   target:
     template:
@@ -82,6 +82,7 @@ spec:
         let s = c.wait_secret_value("default", "app", "url", b"postgres://app@db.internal/app").await;
         assert_eq!(text(&s, "password"), "p@ss w0rd", "mergePolicy Merge keeps the fetched keys");
         assert_eq!(s.metadata.annotations.unwrap()["rendered-for"], "app");
+        // With a 1h refresh, only the watch of the ConfigMap can bring this change.
         c.apply(&config_map("postgresql://{{ .user }}:{{ .password | urlquery }}@{{ .host }}")).await;
         c.wait_secret_value("default", "app", "url", b"postgresql://app:p%40ss+w0rd@db.internal").await;
     })

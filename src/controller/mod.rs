@@ -254,6 +254,12 @@ impl Context {
         });
     }
 
+    /// A `templateFrom` ConfigMap or Secret of this ExternalSecret changed: fetch and render at its
+    /// next reconcile even if the refresh timer is not due (Periodic only, as for events).
+    pub fn request_render(&self, key: &ObjectRef<ExternalSecret>) {
+        self.update_state(key, |s| s.force_refresh = true);
+    }
+
     fn forget(&self, key: &ObjectRef<ExternalSecret>) {
         if let Ok(mut s) = self.state.lock() {
             s.remove(key);

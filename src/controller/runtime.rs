@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{FutureExt, StreamExt, future};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
@@ -16,6 +16,7 @@ use tracing::{info, warn};
 
 use super::build::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use super::caches::Caches;
+use super::templating::SourceKind;
 use super::{Config, Context, error_policy, reconcile, stores};
 use crate::admin::{Health, Metrics};
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore, StoreKind};
@@ -190,6 +191,29 @@ pub async fn run(
             store_mapper(es_reader.clone(), StoreKind::SecretStore),
         )
         .with_config(kube::runtime::controller::Config::default().concurrency(config.concurrency));
+    // templateFrom sources: metadata-only watches of ConfigMaps and Secrets, with no cache (each event
+    // is mapped and dropped), so a change re-renders the ExternalSecrets that name it.
+    let cm_stream = watcher(
+        scoped::<PartialObjectMeta<ConfigMap>>(&client, ns.as_deref()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects();
+    let source_secret_stream = watcher(
+        scoped::<PartialObjectMeta<Secret>>(&client, ns.as_deref()),
+        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}!={MANAGED_BY_VALUE}")),
+    )
+    .default_backoff()
+    .touched_objects();
+    controller = controller
+        .watches_stream(
+            cm_stream,
+            template_source_mapper(es_reader.clone(), ctx.clone(), SourceKind::ConfigMap),
+        )
+        .watches_stream(
+            source_secret_stream,
+            template_source_mapper(es_reader.clone(), ctx.clone(), SourceKind::Secret),
+        );
     if let Some((_, css_stream)) = cluster_stores {
         controller = controller.watches_stream(
             css_stream,
@@ -372,6 +396,50 @@ where
 }
 
 /// A changed store re-reconciles the ExternalSecrets that reference it.
+/// The ExternalSecrets whose `templateFrom` names this ConfigMap or Secret (same namespace), each
+/// asked to fetch and render again (a source change is a change, like a rotation event). Reads the raw
+/// template without parsing it: this runs for every ConfigMap event.
+fn template_source_mapper<S: kube::Resource>(
+    es_reader: Store<ExternalSecret>,
+    ctx: Arc<Context>,
+    kind: SourceKind,
+) -> impl Fn(S) -> Vec<ObjectRef<ExternalSecret>> + Send + Sync + Clone + 'static {
+    let field = match kind {
+        SourceKind::ConfigMap => "configMap",
+        SourceKind::Secret => "secret",
+    };
+    move |source: S| {
+        let name = source.meta().name.clone().unwrap_or_default();
+        let namespace = source.meta().namespace.clone();
+        es_reader
+            .state()
+            .iter()
+            .filter(|es| es.metadata.namespace == namespace)
+            .filter(|es| {
+                es.spec
+                    .target
+                    .template
+                    .as_ref()
+                    .and_then(|t| t.get("templateFrom"))
+                    .and_then(|t| t.as_array())
+                    .is_some_and(|from| {
+                        from.iter().any(|f| {
+                            f.get(field)
+                                .and_then(|r| r.get("name"))
+                                .and_then(|n| n.as_str())
+                                == Some(name.as_str())
+                        })
+                    })
+            })
+            .map(|es| {
+                let key = ObjectRef::from_obj(es.as_ref());
+                ctx.request_render(&key);
+                key
+            })
+            .collect()
+    }
+}
+
 fn store_mapper<S: kube::Resource>(
     es_reader: Store<ExternalSecret>,
     kind: StoreKind,

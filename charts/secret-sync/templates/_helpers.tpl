@@ -76,6 +76,10 @@ mode) and the Role (namespaced mode); the cluster-only rules are added by the ca
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
+# target.template.templateFrom ConfigMaps: read when rendering, watched (metadata only) for changes.
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
