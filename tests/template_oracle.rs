@@ -27,7 +27,10 @@ fn shared_data() -> Data {
         ("multi", "line1\nline2\n"),
         ("b64", "aGVsbG8="),
         ("j", r#"{"x":1,"y":[1,2.5,"s"],"z":null}"#),
-        ("nums", r#"{"big":1000000,"small":0.00001,"int":42,"neg":-3.5,"frac":123456789}"#),
+        (
+            "nums",
+            r#"{"big":1000000,"small":0.00001,"int":42,"neg":-3.5,"frac":123456789}"#,
+        ),
         ("pass", "p@ss:w/rd&<>\"'"),
         ("uri", "oci://registry/x"),
         ("username", "admin"),
@@ -105,7 +108,11 @@ fn compare(label: &str, oracle: &mut Oracle, cases: &[(String, Data)]) -> (usize
                     Ok(b) => format!("ok {:?}", String::from_utf8_lossy(b)),
                     Err(e) => format!("err {e}"),
                 };
-                eprintln!("[{label}] DIFF {text:?}\n    go:   {}\n    ours: {}", show(&want), show(&got));
+                eprintln!(
+                    "[{label}] DIFF {text:?}\n    go:   {}\n    ours: {}",
+                    show(&want),
+                    show(&got)
+                );
             }
         }
     }
@@ -128,7 +135,10 @@ fn hand_written() -> Vec<String> {
 fn hand_written_cases_render_as_go_does() {
     let mut oracle = Oracle::start();
     let data = shared_data();
-    let cases: Vec<(String, Data)> = hand_written().into_iter().map(|t| (t, data.clone())).collect();
+    let cases: Vec<(String, Data)> = hand_written()
+        .into_iter()
+        .map(|t| (t, data.clone()))
+        .collect();
     assert!(cases.len() >= 300, "{} hand-written cases", cases.len());
     let (_, _, diff) = compare("hand-written", &mut oracle, &cases);
     assert_eq!(diff, 0, "differences from Go (see stderr)");
@@ -140,7 +150,10 @@ fn hand_written_cases_render_as_go_does() {
 fn show_both_failed() {
     let mut oracle = Oracle::start();
     let data = shared_data();
-    let cases: Vec<(String, Data)> = hand_written().into_iter().map(|t| (t, data.clone())).collect();
+    let cases: Vec<(String, Data)> = hand_written()
+        .into_iter()
+        .map(|t| (t, data.clone()))
+        .collect();
     for ((t, d), want) in cases.iter().zip(oracle_many(&mut oracle, &cases)) {
         if let (Err(w), Err(g)) = (want, ours(t, d)) {
             println!("{t:?}\n   go:   {w}\n   ours: {g}");
@@ -171,7 +184,10 @@ fn keys_of(text: &str, doc: &serde_json::Value) -> Vec<String> {
     keys.extend(field.captures_iter(text).map(|c| c[1].to_string()));
     keys.extend(index.captures_iter(text).map(|c| c[1].to_string()));
     if let Some(data) = doc.pointer("/spec/data").and_then(|d| d.as_array()) {
-        keys.extend(data.iter().filter_map(|d| d["secretKey"].as_str().map(str::to_owned)));
+        keys.extend(
+            data.iter()
+                .filter_map(|d| d["secretKey"].as_str().map(str::to_owned)),
+        );
     }
     keys.sort();
     keys.dedup();
@@ -181,10 +197,14 @@ fn keys_of(text: &str, doc: &serde_json::Value) -> Vec<String> {
 /// Data variants for a corpus template: plain words, JSON objects (for `fromJson`), base64 (for
 /// `b64dec`) and values full of characters that need escaping.
 fn corpus_data(keys: &[String]) -> Vec<Data> {
-    let mk = |f: &dyn Fn(&str) -> Vec<u8>| -> Data { keys.iter().map(|k| (k.clone(), f(k))).collect() };
+    let mk =
+        |f: &dyn Fn(&str) -> Vec<u8>| -> Data { keys.iter().map(|k| (k.clone(), f(k))).collect() };
     vec![
         mk(&|k| format!("v-{k}").into_bytes()),
-        mk(&|k| format!(r#"{{"cert":"C-{k}","secret_key":"S-{k}","user":{{"n":1}},"data":"d"}}"#).into_bytes()),
+        mk(&|k| {
+            format!(r#"{{"cert":"C-{k}","secret_key":"S-{k}","user":{{"n":1}},"data":"d"}}"#)
+                .into_bytes()
+        }),
         mk(&|k| b64(format!("secret-{k}").as_bytes()).into_bytes()),
         mk(&|k| format!("p@ss\"<&>'\n\t{k} é").into_bytes()),
         mk(&|_| Vec::new()),
@@ -195,7 +215,11 @@ fn corpus_data(keys: &[String]) -> Vec<Data> {
 #[test]
 fn corpus_templates_render_as_go_does() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let dir = if dir.exists() { dir } else { std::path::PathBuf::from("/work/shared/corpus") };
+    let dir = if dir.exists() {
+        dir
+    } else {
+        std::path::PathBuf::from("/work/shared/corpus")
+    };
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("the corpus")
         .map(|e| e.unwrap().path())
@@ -207,18 +231,30 @@ fn corpus_templates_render_as_go_does() {
         let text = std::fs::read_to_string(f).unwrap();
         let mut found = false;
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let Ok(doc) = serde_json::Value::deserialize(doc) else { continue };
-            let Some(spec) = doc.get("spec") else { continue };
+            let Ok(doc) = serde_json::Value::deserialize(doc) else {
+                continue;
+            };
+            let Some(spec) = doc.get("spec") else {
+                continue;
+            };
             let mut ts = Vec::new();
             templates_in(spec, &mut ts);
             for t in ts {
                 found = true;
                 templates += 1;
                 if let Some(u) = template::UNSUPPORTED_FUNCTIONS.iter().find(|u| {
-                    regex::Regex::new(&format!(r"\b{u}\b")).unwrap().is_match(&t)
+                    regex::Regex::new(&format!(r"\b{u}\b"))
+                        .unwrap()
+                        .is_match(&t)
                 }) {
-                    unsupported.push(format!("{} uses {u}", f.file_name().unwrap().to_string_lossy()));
-                    assert!(ours(&t, &Data::new()).is_err(), "an unsupported function fails: {t:?}");
+                    unsupported.push(format!(
+                        "{} uses {u}",
+                        f.file_name().unwrap().to_string_lossy()
+                    ));
+                    assert!(
+                        ours(&t, &Data::new()).is_err(),
+                        "an unsupported function fails: {t:?}"
+                    );
                     continue;
                 }
                 for d in corpus_data(&keys_of(&t, &doc)) {
@@ -254,22 +290,81 @@ impl Gen {
     }
 
     fn string_lit(&mut self) -> String {
-        let s = self.pick(&["", "a", "x-y", "Hello World", "  sp  ", "a,b,,c", "é", "<&>", "l", "0", "12", "-3", "1.5", "true", "aGk=", "%s", "%d-%v", "\\n", "\\\"q\\\""]);
+        let s = self.pick(&[
+            "",
+            "a",
+            "x-y",
+            "Hello World",
+            "  sp  ",
+            "a,b,,c",
+            "é",
+            "<&>",
+            "l",
+            "0",
+            "12",
+            "-3",
+            "1.5",
+            "true",
+            "aGk=",
+            "%s",
+            "%d-%v",
+            "\\n",
+            "\\\"q\\\"",
+        ]);
         format!("\"{s}\"")
     }
 
     fn number(&mut self) -> String {
-        self.pick(&["0", "1", "2", "3", "-1", "7", "10", "255", "1.5", "0.1", "-2.5", "1e6", "1e21", "123456789.0", "0x1f", "'a'", "1e-7"]).to_string()
+        self.pick(&[
+            "0",
+            "1",
+            "2",
+            "3",
+            "-1",
+            "7",
+            "10",
+            "255",
+            "1.5",
+            "0.1",
+            "-2.5",
+            "1e6",
+            "1e21",
+            "123456789.0",
+            "0x1f",
+            "'a'",
+            "1e-7",
+        ])
+        .to_string()
     }
 
     fn field(&mut self) -> String {
-        self.pick(&[".a", ".b", ".n", ".e", ".list", ".unicode", ".spaces", ".multi", ".b64", ".j", ".nums", ".pass", "(index . \"tls.crt\")", ".bin"]).to_string()
+        self.pick(&[
+            ".a",
+            ".b",
+            ".n",
+            ".e",
+            ".list",
+            ".unicode",
+            ".spaces",
+            ".multi",
+            ".b64",
+            ".j",
+            ".nums",
+            ".pass",
+            "(index . \"tls.crt\")",
+            ".bin",
+        ])
+        .to_string()
     }
 
     /// A string-valued operand most of the time, so string functions mostly type-check.
     fn str_operand(&mut self) -> String {
         if self.depth > 3 {
-            return if self.chance(0.5) { self.field() } else { self.string_lit() };
+            return if self.chance(0.5) {
+                self.field()
+            } else {
+                self.string_lit()
+            };
         }
         match self.rng.random_range(0..10) {
             0..=3 => self.field(),
@@ -283,7 +378,17 @@ impl Gen {
             0..=1 => self.number(),
             2 => self.pick(&["true", "false", "nil", ".", "$"]).to_string(),
             3 if self.depth <= 3 => {
-                let l = self.pick(&["list 1 \"a\" 2.5", "list", "list \"b\" \"a\"", "until 4", "splitList \",\" .list", "dict \"k\" \"v\" \"n\" 1", "dict", "fromJson .j", "fromJson .nums"]);
+                let l = self.pick(&[
+                    "list 1 \"a\" 2.5",
+                    "list",
+                    "list \"b\" \"a\"",
+                    "until 4",
+                    "splitList \",\" .list",
+                    "dict \"k\" \"v\" \"n\" 1",
+                    "dict",
+                    "fromJson .j",
+                    "fromJson .nums",
+                ]);
                 format!("({l})")
             }
             _ => self.str_operand(),
@@ -306,14 +411,35 @@ impl Gen {
             10 => format!("len {}", self.operand()),
             11 => format!("toJson {}", self.operand()),
             12 => format!("trunc {} {}", self.number(), self.str_operand()),
-            13 => format!("repeat {} {}", self.pick(&["0", "1", "2", "3"]), self.str_operand()),
-            14 => format!("substr {} {} {}", self.pick(&["0", "1", "-1", "2"]), self.pick(&["0", "2", "-1", "5", "40"]), self.str_operand()),
-            15 => format!("indent {} {}", self.pick(&["0", "2", "4"]), self.str_operand()),
+            13 => format!(
+                "repeat {} {}",
+                self.pick(&["0", "1", "2", "3"]),
+                self.str_operand()
+            ),
+            14 => format!(
+                "substr {} {} {}",
+                self.pick(&["0", "1", "-1", "2"]),
+                self.pick(&["0", "2", "-1", "5", "40"]),
+                self.str_operand()
+            ),
+            15 => format!(
+                "indent {} {}",
+                self.pick(&["0", "2", "4"]),
+                self.str_operand()
+            ),
             16 => format!("nindent {} {}", self.pick(&["0", "2"]), self.str_operand()),
-            17 => format!("replace {} {} {}", self.string_lit(), self.string_lit(), self.str_operand()),
+            17 => format!(
+                "replace {} {} {}",
+                self.string_lit(),
+                self.string_lit(),
+                self.str_operand()
+            ),
             18 => format!("default {} {}", self.operand(), self.operand()),
             19 => {
-                let f = self.pick(&["%s", "%v", "%d", "%q", "%x", "%5s|%-4v", "%s:%s", "%v %v %v", "%.2f", "%t", "%T", "%08.3f", "%+d"]);
+                let f = self.pick(&[
+                    "%s", "%v", "%d", "%q", "%x", "%5s|%-4v", "%s:%s", "%v %v %v", "%.2f", "%t",
+                    "%T", "%08.3f", "%+d",
+                ]);
                 let n = self.rng.random_range(0..4);
                 let args: Vec<String> = (0..n).map(|_| self.operand()).collect();
                 format!("printf \"{f}\" {}", args.join(" "))
@@ -335,7 +461,11 @@ impl Gen {
             34 => format!("cat {} {}", self.operand(), self.operand()),
             35 => format!("list {} {}", self.operand(), self.operand()),
             36 => format!("dict {} {}", self.string_lit(), self.operand()),
-            37 => format!("index {} {}", self.operand(), self.pick(&["0", "1", "\"a\"", "\"k\"", "\"x\""])),
+            37 => format!(
+                "index {} {}",
+                self.operand(),
+                self.pick(&["0", "1", "\"a\"", "\"k\"", "\"x\""])
+            ),
             38 => format!("html {}", self.operand()),
             _ => format!("urlquery {}", self.operand()),
         };
@@ -344,21 +474,46 @@ impl Gen {
     }
 
     fn pipeline(&mut self) -> String {
-        let mut p = if self.chance(0.7) { self.call() } else { self.operand() };
+        let mut p = if self.chance(0.7) {
+            self.call()
+        } else {
+            self.operand()
+        };
         while self.depth < 3 && self.chance(0.35) {
-            let stage = self.pick(&["upper", "lower", "quote", "b64enc", "toString", "len", "toJson", "trim", "default \"d\"", "printf \"%v|\"", "print", "squote", "nindent 2", "replace \"l\" \"L\"", "first", "join \",\""]);
+            let stage = self.pick(&[
+                "upper",
+                "lower",
+                "quote",
+                "b64enc",
+                "toString",
+                "len",
+                "toJson",
+                "trim",
+                "default \"d\"",
+                "printf \"%v|\"",
+                "print",
+                "squote",
+                "nindent 2",
+                "replace \"l\" \"L\"",
+                "first",
+                "join \",\"",
+            ]);
             p = format!("{p} | {stage}");
         }
         p
     }
 
     fn action(&mut self) -> String {
-        let (l, r) = (if self.chance(0.2) { "{{- " } else { "{{ " }, if self.chance(0.2) { " -}}" } else { " }}" });
+        let (l, r) = (
+            if self.chance(0.2) { "{{- " } else { "{{ " },
+            if self.chance(0.2) { " -}}" } else { " }}" },
+        );
         format!("{l}{}{r}", self.pipeline())
     }
 
     fn text(&mut self) -> String {
-        self.pick(&["", " ", "x", "\n", "  \n  ", "a=", "; ", "\t", "é"]).to_string()
+        self.pick(&["", " ", "x", "\n", "  \n  ", "a=", "; ", "\t", "é"])
+            .to_string()
     }
 
     fn body(&mut self, n: usize) -> String {
@@ -371,13 +526,37 @@ impl Gen {
         }
         self.depth += 1;
         let n = match self.rng.random_range(0..12) {
-            0 => format!("{{{{ if {} }}}}{}{{{{ else }}}}{}{{{{ end }}}}", self.pipeline(), self.body(2), self.body(1)),
-            1 => format!("{{{{ with {} }}}}{}{{{{ end }}}}", self.pipeline(), self.body(2)),
+            0 => format!(
+                "{{{{ if {} }}}}{}{{{{ else }}}}{}{{{{ end }}}}",
+                self.pipeline(),
+                self.body(2),
+                self.body(1)
+            ),
+            1 => format!(
+                "{{{{ with {} }}}}{}{{{{ end }}}}",
+                self.pipeline(),
+                self.body(2)
+            ),
             2 => {
-                let over = self.pick(&[".", "(list 1 \"a\" 2.5)", "(until 3)", "(splitList \",\" .list)", "(dict \"b\" 1 \"a\" 2)", "(fromJson .j)", "(list)"]);
-                format!("{{{{ range $k, $v := {over} }}}}{{{{ $k }}}}={}{{{{ if eq (toString $k) \"b\" }}}}{{{{ break }}}}{{{{ end }}}};{{{{ else }}}}none{{{{ end }}}}", self.body(1))
+                let over = self.pick(&[
+                    ".",
+                    "(list 1 \"a\" 2.5)",
+                    "(until 3)",
+                    "(splitList \",\" .list)",
+                    "(dict \"b\" 1 \"a\" 2)",
+                    "(fromJson .j)",
+                    "(list)",
+                ]);
+                format!(
+                    "{{{{ range $k, $v := {over} }}}}{{{{ $k }}}}={}{{{{ if eq (toString $k) \"b\" }}}}{{{{ break }}}}{{{{ end }}}};{{{{ else }}}}none{{{{ end }}}}",
+                    self.body(1)
+                )
             }
-            3 => format!("{{{{ $x := {} }}}}{}{{{{ $x }}}}", self.pipeline(), self.text()),
+            3 => format!(
+                "{{{{ $x := {} }}}}{}{{{{ $x }}}}",
+                self.pipeline(),
+                self.text()
+            ),
             4 => format!("{{{{/* c */}}}}{}", self.text()),
             _ => format!("{}{}", self.text(), self.action()),
         };
@@ -388,9 +567,18 @@ impl Gen {
 
 #[test]
 fn generated_templates_render_as_go_does() {
-    let seed: u64 = std::env::var("TEMPLATE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261130);
-    let n: usize = std::env::var("TEMPLATE_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(3000);
-    let mut g = Gen { rng: rand::rngs::StdRng::seed_from_u64(seed), depth: 0 };
+    let seed: u64 = std::env::var("TEMPLATE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20261130);
+    let n: usize = std::env::var("TEMPLATE_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3000);
+    let mut g = Gen {
+        rng: rand::rngs::StdRng::seed_from_u64(seed),
+        depth: 0,
+    };
     let data = shared_data();
     let cases: Vec<(String, Data)> = (0..n)
         .map(|_| {

@@ -3,7 +3,7 @@
 
 use super::funcs;
 use super::parse::{Arg, Cmd, Node, Pipe, Tree};
-use super::value::{IntTy, Value, write_value};
+use super::value::{Value, write_value};
 use zeroize::Zeroizing;
 
 /// How far a render may go before it is stopped.
@@ -138,18 +138,18 @@ impl<'t> Exec<'t> {
                         .enumerate()
                         .map(|(i, x)| (Value::int(i as i64), x.clone()))
                         .collect(),
-                    Value::Bytes(b) => b
-                        .iter()
-                        .enumerate()
-                        .map(|(i, x)| (Value::int(i as i64), Value::Int(*x as i64, IntTy::Uint8)))
-                        .collect(),
                     Value::Map(m, _) => m
                         .borrow()
                         .iter()
                         .map(|(k, x)| (Value::str(k.clone()), x.clone()))
                         .collect(),
                     Value::Nil => Vec::new(),
-                    _ => return at(p.pos, format!("range can't iterate over a {}", v.type_name())),
+                    _ => {
+                        return at(
+                            p.pos,
+                            format!("range can't iterate over a {}", v.type_name()),
+                        );
+                    }
                 };
                 if items.is_empty() {
                     let flow = self.walk_list(els, dot)?;
@@ -192,8 +192,8 @@ impl<'t> Exec<'t> {
                 self.depth -= 1;
                 r?;
             }
-            Node::Break(_) => return Ok(Flow::Break),
-            Node::Continue(_) => return Ok(Flow::Continue),
+            Node::Break => return Ok(Flow::Break),
+            Node::Continue => return Ok(Flow::Continue),
         }
         Ok(Flow::Normal)
     }
@@ -270,7 +270,14 @@ impl<'t> Exec<'t> {
 
     /// Follows `.a.b.c` from a receiver; only the last field may be handed arguments (an error
     /// for maps, which have no methods).
-    fn fields(&mut self, pos: usize, mut recv: Value, names: &[String], extra: bool, from_dot: bool) -> R<Value> {
+    fn fields(
+        &mut self,
+        pos: usize,
+        mut recv: Value,
+        names: &[String],
+        extra: bool,
+        from_dot: bool,
+    ) -> R<Value> {
         for (i, name) in names.iter().enumerate() {
             let last = i + 1 == names.len();
             recv = match &recv {
@@ -287,7 +294,9 @@ impl<'t> Exec<'t> {
                 Value::Nil if i == 0 && from_dot => {
                     return at(pos, format!("nil data; no entry for key {name:?}"));
                 }
-                Value::Nil => return at(pos, format!("nil pointer evaluating interface {{}}.{name}")),
+                Value::Nil => {
+                    return at(pos, format!("nil pointer evaluating interface {{}}.{name}"));
+                }
                 other => {
                     return at(
                         pos,
@@ -332,13 +341,23 @@ impl<'t> Exec<'t> {
         }
     }
 
-    fn call(&mut self, dot: &Value, pos: usize, name: &str, args: &[Arg], fin: Option<Value>) -> R<Value> {
+    fn call(
+        &mut self,
+        dot: &Value,
+        pos: usize,
+        name: &str,
+        args: &[Arg],
+        fin: Option<Value>,
+    ) -> R<Value> {
         self.step()?;
         // and/or evaluate their arguments lazily and return the deciding one (Go 1.18+).
         if name == "and" || name == "or" {
             let n = args.len() + usize::from(fin.is_some());
             if n == 0 {
-                return at(pos, format!("wrong number of args for {name}: want at least 1 got 0"));
+                return at(
+                    pos,
+                    format!("wrong number of args for {name}: want at least 1 got 0"),
+                );
             }
             let mut last = Value::Nil;
             for a in args {

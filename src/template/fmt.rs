@@ -53,7 +53,10 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value]) -> Vec<u8> {
     while i < end {
         let c = format[i];
         if c != b'%' {
-            let next = format[i..].iter().position(|&c| c == b'%').map_or(end, |k| k + i);
+            let next = format[i..]
+                .iter()
+                .position(|&c| c == b'%')
+                .map_or(end, |k| k + i);
             out.extend_from_slice(&format[i..next]);
             i = next;
             continue;
@@ -128,7 +131,9 @@ pub(crate) fn sprintf(format: &[u8], args: &[Value]) -> Vec<u8> {
             if i < end && format[i] == b'*' {
                 i += 1;
                 match args.get(argn) {
-                    Some(Value::Int(n, _)) if *n >= 0 => spec.prec = Some((*n as usize).min(MAX_PAD)),
+                    Some(Value::Int(n, _)) if *n >= 0 => {
+                        spec.prec = Some((*n as usize).min(MAX_PAD))
+                    }
                     _ => out.extend_from_slice(b"%!(BADPREC)"),
                 }
                 argn += 1;
@@ -275,20 +280,6 @@ fn format_arg(out: &mut Vec<u8>, arg: &Value, verb: char, spec: Spec) {
         Value::Int(n, _) => fmt_int(out, *n, verb, spec, arg),
         Value::Float(f) => fmt_float(out, *f, verb, spec, arg),
         Value::Str(s) => fmt_str(out, s, verb, spec, arg),
-        Value::Bytes(b) => match verb {
-            's' | 'q' | 'x' | 'X' => fmt_str(out, b, verb, spec, arg),
-            'v' | 'd' => {
-                out.push(b'[');
-                for (k, x) in b.iter().enumerate() {
-                    if k > 0 {
-                        out.push(b' ');
-                    }
-                    fmt_int(out, *x as i64, verb, spec, arg);
-                }
-                out.push(b']');
-            }
-            _ => bad_verb(out, arg, verb, spec),
-        },
         Value::List(items, _) => {
             out.push(b'[');
             for (k, x) in items.iter().enumerate() {
@@ -388,7 +379,15 @@ fn fmt_int(out: &mut Vec<u8>, n: i64, verb: char, spec: Spec, arg: &Value) {
     }
     s.push_str(prefix);
     s.push_str(&digits);
-    pad(out, s.as_bytes(), Spec { zero: false, ..spec }, false);
+    pad(
+        out,
+        s.as_bytes(),
+        Spec {
+            zero: false,
+            ..spec
+        },
+        false,
+    );
 }
 
 fn fmt_float(out: &mut Vec<u8>, f: f64, verb: char, spec: Spec, arg: &Value) {
@@ -410,9 +409,21 @@ fn fmt_float(out: &mut Vec<u8>, f: f64, verb: char, spec: Spec, arg: &Value) {
         s.insert(0, ' ');
     }
     if s == "+Inf" && !spec.plus {
-        s = if spec.space { " Inf".into() } else { "+Inf".into() };
+        s = if spec.space {
+            " Inf".into()
+        } else {
+            "+Inf".into()
+        };
     }
-    pad(out, s.as_bytes(), Spec { zero: spec.zero && f.is_finite(), ..spec }, true);
+    pad(
+        out,
+        s.as_bytes(),
+        Spec {
+            zero: spec.zero && f.is_finite(),
+            ..spec
+        },
+        true,
+    );
 }
 
 fn fmt_str(out: &mut Vec<u8>, s: &[u8], verb: char, spec: Spec, arg: &Value) {

@@ -27,45 +27,249 @@ fn fail<T>(m: impl Into<String>) -> Result<T, FnError> {
 /// Functions sprig has that secret-sync does not offer (yet): a template using one fails to parse
 /// with a message saying so, rather than rendering differently from ESO.
 pub(crate) const UNSUPPORTED: &[&str] = &[
-    "ago", "date", "dateInZone", "dateModify", "duration", "durationRound", "htmlDate",
-    "htmlDateInZone", "mustDateModify", "mustToDate", "now", "toDate", "unixEpoch", "wrap",
-    "wrapWith", "snakecase", "camelcase", "kebabcase", "swapcase", "abbrevboth", "seq",
-    "toDecimal", "add1f", "addf", "subf", "divf", "mulf", "maxf", "minf", "merge",
-    "mergeOverwrite", "mustMerge", "mustMergeOverwrite", "bcrypt", "htpasswd", "genPrivateKey",
-    "derivePassword", "buildCustomCert", "genCA", "genCAWithKey", "genSelfSignedCert",
-    "genSelfSignedCertWithKey", "genSignedCert", "genSignedCertWithKey", "encryptAES",
-    "decryptAES", "semver", "semverCompare", "urlParse", "urlJoin", "hello", "typeIsLike",
-    "pkcs12key", "pkcs12keyPass", "pkcs12cert", "pkcs12certPass", "pemToPkcs12",
-    "pemToPkcs12Pass", "fullPemToPkcs12", "fullPemToPkcs12Pass", "filterPEM", "jwkPublicKeyPem",
-    "jwkPrivateKeyPem", "getSecretKey", "toYaml", "fromYaml",
+    "ago",
+    "date",
+    "dateInZone",
+    "dateModify",
+    "duration",
+    "durationRound",
+    "htmlDate",
+    "htmlDateInZone",
+    "mustDateModify",
+    "mustToDate",
+    "now",
+    "toDate",
+    "unixEpoch",
+    "wrap",
+    "wrapWith",
+    "snakecase",
+    "camelcase",
+    "kebabcase",
+    "swapcase",
+    "abbrevboth",
+    "seq",
+    "toDecimal",
+    "add1f",
+    "addf",
+    "subf",
+    "divf",
+    "mulf",
+    "maxf",
+    "minf",
+    "merge",
+    "mergeOverwrite",
+    "mustMerge",
+    "mustMergeOverwrite",
+    "bcrypt",
+    "htpasswd",
+    "genPrivateKey",
+    "derivePassword",
+    "buildCustomCert",
+    "genCA",
+    "genCAWithKey",
+    "genSelfSignedCert",
+    "genSelfSignedCertWithKey",
+    "genSignedCert",
+    "genSignedCertWithKey",
+    "encryptAES",
+    "decryptAES",
+    "semver",
+    "semverCompare",
+    "urlParse",
+    "urlJoin",
+    "hello",
+    "typeIsLike",
+    "pkcs12key",
+    "pkcs12keyPass",
+    "pkcs12cert",
+    "pkcs12certPass",
+    "pemToPkcs12",
+    "pemToPkcs12Pass",
+    "fullPemToPkcs12",
+    "fullPemToPkcs12Pass",
+    "filterPEM",
+    "jwkPublicKeyPem",
+    "jwkPrivateKeyPem",
+    "getSecretKey",
+    "toYaml",
+    "fromYaml",
 ];
 
 /// Every name a template may call: Go's built-ins and the supported sprig functions.
 pub(crate) const SUPPORTED: &[&str] = &[
     // Go built-ins (sprig's `slice` replaces Go's, as in ESO)
-    "and", "or", "not", "len", "index", "print", "printf", "println", "eq", "ne", "lt", "le",
-    "gt", "ge", "html", "js", "urlquery", "call",
+    "and",
+    "or",
+    "not",
+    "len",
+    "index",
+    "print",
+    "printf",
+    "println",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "html",
+    "js",
+    "urlquery",
+    "call",
     // strings
-    "abbrev", "trunc", "trim", "upper", "lower", "title", "untitle", "substr", "repeat",
-    "trimall", "trimAll", "trimSuffix", "trimPrefix", "nospace", "initials", "randAlphaNum",
-    "randAlpha", "randAscii", "randNumeric", "shuffle", "contains", "hasPrefix", "hasSuffix",
-    "quote", "squote", "cat", "indent", "nindent", "replace", "plural", "sha1sum", "sha256sum",
-    "adler32sum", "toString", "atoi", "int64", "int", "float64", "split", "splitList",
-    "splitn", "toStrings", "until", "untilStep", "add1", "add", "sub", "div", "mod", "mul",
-    "randInt", "biggest", "max", "min", "ceil", "floor", "round", "join", "sortAlpha",
-    "default", "empty", "coalesce", "all", "any", "compact", "mustCompact", "fromJson",
-    "toJson", "toPrettyJson", "toRawJson", "mustFromJson", "mustToJson", "mustToPrettyJson",
-    "mustToRawJson", "ternary", "deepCopy", "mustDeepCopy", "typeOf", "typeIs", "kindOf",
-    "kindIs", "deepEqual", "getHostByName", "base", "dir", "clean", "ext", "isAbs", "osBase",
-    "osClean", "osDir", "osExt", "osIsAbs", "b64enc", "b64dec", "b32enc", "b32dec", "tuple",
-    "list", "dict", "get", "set", "unset", "hasKey", "pluck", "keys", "pick", "omit", "values",
-    "append", "mustAppend", "push", "mustPush", "prepend", "mustPrepend", "first", "mustFirst",
-    "rest", "mustRest", "last", "mustLast", "initial", "mustInitial", "reverse", "mustReverse",
-    "uniq", "mustUniq", "without", "mustWithout", "has", "mustHas", "slice", "mustSlice",
-    "concat", "dig", "chunk", "mustChunk", "randBytes", "uuidv4", "fail", "regexMatch",
-    "mustRegexMatch", "regexFindAll", "mustRegexFindAll", "regexFind", "mustRegexFind",
-    "regexReplaceAll", "mustRegexReplaceAll", "regexReplaceAllLiteral",
-    "mustRegexReplaceAllLiteral", "regexSplit", "mustRegexSplit", "regexQuoteMeta",
+    "abbrev",
+    "trunc",
+    "trim",
+    "upper",
+    "lower",
+    "title",
+    "untitle",
+    "substr",
+    "repeat",
+    "trimall",
+    "trimAll",
+    "trimSuffix",
+    "trimPrefix",
+    "nospace",
+    "initials",
+    "randAlphaNum",
+    "randAlpha",
+    "randAscii",
+    "randNumeric",
+    "shuffle",
+    "contains",
+    "hasPrefix",
+    "hasSuffix",
+    "quote",
+    "squote",
+    "cat",
+    "indent",
+    "nindent",
+    "replace",
+    "plural",
+    "sha1sum",
+    "sha256sum",
+    "adler32sum",
+    "toString",
+    "atoi",
+    "int64",
+    "int",
+    "float64",
+    "split",
+    "splitList",
+    "splitn",
+    "toStrings",
+    "until",
+    "untilStep",
+    "add1",
+    "add",
+    "sub",
+    "div",
+    "mod",
+    "mul",
+    "randInt",
+    "biggest",
+    "max",
+    "min",
+    "ceil",
+    "floor",
+    "round",
+    "join",
+    "sortAlpha",
+    "default",
+    "empty",
+    "coalesce",
+    "all",
+    "any",
+    "compact",
+    "mustCompact",
+    "fromJson",
+    "toJson",
+    "toPrettyJson",
+    "toRawJson",
+    "mustFromJson",
+    "mustToJson",
+    "mustToPrettyJson",
+    "mustToRawJson",
+    "ternary",
+    "deepCopy",
+    "mustDeepCopy",
+    "typeOf",
+    "typeIs",
+    "kindOf",
+    "kindIs",
+    "deepEqual",
+    "getHostByName",
+    "base",
+    "dir",
+    "clean",
+    "ext",
+    "isAbs",
+    "osBase",
+    "osClean",
+    "osDir",
+    "osExt",
+    "osIsAbs",
+    "b64enc",
+    "b64dec",
+    "b32enc",
+    "b32dec",
+    "tuple",
+    "list",
+    "dict",
+    "get",
+    "set",
+    "unset",
+    "hasKey",
+    "pluck",
+    "keys",
+    "pick",
+    "omit",
+    "values",
+    "append",
+    "mustAppend",
+    "push",
+    "mustPush",
+    "prepend",
+    "mustPrepend",
+    "first",
+    "mustFirst",
+    "rest",
+    "mustRest",
+    "last",
+    "mustLast",
+    "initial",
+    "mustInitial",
+    "reverse",
+    "mustReverse",
+    "uniq",
+    "mustUniq",
+    "without",
+    "mustWithout",
+    "has",
+    "mustHas",
+    "slice",
+    "mustSlice",
+    "concat",
+    "dig",
+    "chunk",
+    "mustChunk",
+    "randBytes",
+    "uuidv4",
+    "fail",
+    "regexMatch",
+    "mustRegexMatch",
+    "regexFindAll",
+    "mustRegexFindAll",
+    "regexFind",
+    "mustRegexFind",
+    "regexReplaceAll",
+    "mustRegexReplaceAll",
+    "regexReplaceAllLiteral",
+    "mustRegexReplaceAllLiteral",
+    "regexSplit",
+    "mustRegexSplit",
+    "regexQuoteMeta",
 ];
 
 pub(crate) fn is_supported(name: &str) -> bool {
@@ -87,7 +291,10 @@ fn count(args: &[Value], n: usize) -> Result<(), FnError> {
 
 fn at_least(args: &[Value], n: usize) -> Result<(), FnError> {
     if args.len() < n {
-        return fail(format!("wrong number of args: want at least {n} got {}", args.len()));
+        return fail(format!(
+            "wrong number of args: want at least {n} got {}",
+            args.len()
+        ));
     }
     Ok(())
 }
@@ -147,7 +354,7 @@ fn cap(len: usize, max: usize) -> Result<(), FnError> {
 /// sprig's strval: strings as they are, anything else as fmt's %v.
 pub(crate) fn strval(v: &Value) -> Vec<u8> {
     match v {
-        Value::Str(s) | Value::Bytes(s) => s.to_vec(),
+        Value::Str(s) => s.to_vec(),
         other => sprint(std::slice::from_ref(other)),
     }
 }
@@ -156,10 +363,6 @@ pub(crate) fn strval(v: &Value) -> Vec<u8> {
 fn elems(v: &Value, fname: &str) -> Result<(Vec<Value>, ElemTy), FnError> {
     match v {
         Value::List(l, t) => Ok((l.to_vec(), *t)),
-        Value::Bytes(b) => Ok((
-            b.iter().map(|x| Value::Int(*x as i64, IntTy::Uint8)).collect(),
-            ElemTy::Int,
-        )),
         other => fail(format!("cannot {fname} on type {}", other.type_name())),
     }
 }
@@ -172,14 +375,16 @@ fn strslice(v: &Value) -> Vec<Vec<u8>> {
             .filter(|x| !matches!(x, Value::Nil))
             .map(strval)
             .collect(),
-        Value::Bytes(b) => b.iter().map(|x| x.to_string().into_bytes()).collect(),
         Value::Nil => Vec::new(),
         other => vec![strval(other)],
     }
 }
 
 fn str_list(items: Vec<Vec<u8>>) -> Value {
-    Value::List(Rc::new(items.into_iter().map(Value::str).collect()), ElemTy::Str)
+    Value::List(
+        Rc::new(items.into_iter().map(Value::str).collect()),
+        ElemTy::Str,
+    )
 }
 
 /// spf13/cast's ToInt64 (as sprig's arithmetic uses it): strings parse with Go's base prefixes,
@@ -223,7 +428,11 @@ fn parse_go_int(t: &str) -> Option<i64> {
         }
         (10, lower.clone())
     };
-    let digits: String = if underscores { digits.replace('_', "") } else { digits };
+    let digits: String = if underscores {
+        digits.replace('_', "")
+    } else {
+        digits
+    };
     if digits.is_empty() || digits.starts_with(['+', '-']) {
         return None;
     }
@@ -263,7 +472,10 @@ fn deep_copy(v: &Value) -> Value {
         Value::List(l, t) => Value::List(Rc::new(l.iter().map(deep_copy).collect()), *t),
         Value::Map(m, t) => Value::Map(
             Rc::new(RefCell::new(
-                m.borrow().iter().map(|(k, x)| (k.clone(), deep_copy(x))).collect(),
+                m.borrow()
+                    .iter()
+                    .map(|(k, x)| (k.clone(), deep_copy(x)))
+                    .collect(),
             )),
             *t,
         ),
@@ -278,7 +490,7 @@ fn deep_equal(a: &Value, b: &Value) -> bool {
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::Int(x, t), Value::Int(y, u)) => x == y && t == u,
         (Value::Float(x), Value::Float(y)) => x == y,
-        (Value::Str(x), Value::Str(y)) | (Value::Bytes(x), Value::Bytes(y)) => x == y,
+        (Value::Str(x), Value::Str(y)) => x == y,
         (Value::List(x, t), Value::List(y, u)) => {
             t == u && x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q))
         }
@@ -286,7 +498,8 @@ fn deep_equal(a: &Value, b: &Value) -> bool {
             let (x, y) = (x.borrow(), y.borrow());
             t == u
                 && x.len() == y.len()
-                && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| deep_equal(v, w)))
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| deep_equal(v, w)))
         }
         _ => false,
     }
@@ -298,7 +511,10 @@ fn contains_map(v: &Value, target: &MapRef, depth: usize) -> bool {
     }
     match v {
         Value::Map(m, _) => {
-            Rc::ptr_eq(m, target) || m.borrow().values().any(|x| contains_map(x, target, depth + 1))
+            Rc::ptr_eq(m, target)
+                || m.borrow()
+                    .values()
+                    .any(|x| contains_map(x, target, depth + 1))
         }
         Value::List(l, _) => l.iter().any(|x| contains_map(x, target, depth + 1)),
         _ => false,
@@ -369,7 +585,9 @@ fn eq(args: &[Value]) -> R {
 
 fn lt(a: &Value, c: &Value) -> Result<bool, FnError> {
     let (k1, k2) = (kind(a), kind(c));
-    if matches!(k1, Kind::Bool | Kind::Other | Kind::Invalid) || matches!(k2, Kind::Bool | Kind::Other | Kind::Invalid) {
+    if matches!(k1, Kind::Bool | Kind::Other | Kind::Invalid)
+        || matches!(k2, Kind::Bool | Kind::Other | Kind::Invalid)
+    {
         return fail("invalid type for comparison");
     }
     if k1 != k2 {
@@ -447,7 +665,10 @@ fn js_escape(s: &[u8]) -> Vec<u8> {
                     out.extend_from_slice(format!("\\u{:04X}", c as u32).as_bytes())
                 }
                 c if (c as u32) < 0x80 => out.push(c as u8),
-                c if c.is_control() || c.is_whitespace() || matches!(c, '\u{AD}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}') => {
+                c if c.is_control()
+                    || c.is_whitespace()
+                    || matches!(c, '\u{AD}' | '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{FEFF}') =>
+                {
                     out.extend_from_slice(format!("\\u{:04X}", c as u32).as_bytes())
                 }
                 c => {
@@ -523,7 +744,13 @@ fn json_float(f: f64) -> Result<String, FnError> {
     Ok(super::value::format_float_f_shortest(f))
 }
 
-fn json(out: &mut Vec<u8>, v: &Value, escape_html: bool, indent: Option<usize>, depth: usize) -> Result<(), FnError> {
+fn json(
+    out: &mut Vec<u8>,
+    v: &Value,
+    escape_html: bool,
+    indent: Option<usize>,
+    depth: usize,
+) -> Result<(), FnError> {
     if depth > 200 {
         return fail("json: nested too deeply");
     }
@@ -539,10 +766,6 @@ fn json(out: &mut Vec<u8>, v: &Value, escape_html: bool, indent: Option<usize>, 
         Value::Int(n, _) => out.extend_from_slice(n.to_string().as_bytes()),
         Value::Float(f) => out.extend_from_slice(json_float(*f)?.as_bytes()),
         Value::Str(s) => json_str(out, s, escape_html),
-        Value::Bytes(b) => {
-            let enc = base64::engine::general_purpose::STANDARD.encode(&b[..]);
-            json_str(out, enc.as_bytes(), escape_html)
-        }
         Value::List(l, _) => {
             out.push(b'[');
             for (k, x) in l.iter().enumerate() {
@@ -669,7 +892,10 @@ fn b64_decode(src: &[u8]) -> Result<Vec<u8>, usize> {
             done = true;
             break;
         }
-        let n = (u32::from(q[0]) << 18) | (u32::from(q[1]) << 12) | (u32::from(q[2]) << 6) | u32::from(q[3]);
+        let n = (u32::from(q[0]) << 18)
+            | (u32::from(q[1]) << 12)
+            | (u32::from(q[2]) << 6)
+            | u32::from(q[3]);
         let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
         out.extend_from_slice(&bytes[..dlen - 1]);
         if done {
@@ -706,8 +932,12 @@ fn b32_encode(src: &[u8]) -> Vec<u8> {
 
 /// base32.StdEncoding.DecodeString, for the strict common case; anything odd is an error.
 fn b32_decode(src: &[u8]) -> Option<Vec<u8>> {
-    let src: Vec<u8> = src.iter().copied().filter(|&c| c != b'\n' && c != b'\r').collect();
-    if src.len() % 8 != 0 {
+    let src: Vec<u8> = src
+        .iter()
+        .copied()
+        .filter(|&c| c != b'\n' && c != b'\r')
+        .collect();
+    if !src.len().is_multiple_of(8) {
         return None;
     }
     let mut out = Vec::new();
@@ -747,7 +977,10 @@ fn adler32(s: &[u8]) -> u32 {
 }
 
 fn hex(bytes: &[u8]) -> Vec<u8> {
-    bytes.iter().flat_map(|b| format!("{b:02x}").into_bytes()).collect()
+    bytes
+        .iter()
+        .flat_map(|b| format!("{b:02x}").into_bytes())
+        .collect()
 }
 
 // ---- strings ----
@@ -779,15 +1012,24 @@ fn map_case(s: &[u8], upper: bool) -> Vec<u8> {
 }
 
 fn is_go_space(c: char) -> bool {
-    matches!(c, '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{85}' | '\u{A0}') || (c as u32 > 0xff && c.is_whitespace())
+    matches!(
+        c,
+        '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{85}' | '\u{A0}'
+    ) || (c as u32 > 0xff && c.is_whitespace())
 }
 
 fn trim_space(s: &[u8]) -> &[u8] {
     let st = String::from_utf8_lossy(s);
     if std::str::from_utf8(s).is_err() {
         // Only ASCII whitespace can be trimmed safely from bytes that are not UTF-8.
-        let a = s.iter().position(|c| !c.is_ascii_whitespace() && *c != 0x0b).unwrap_or(s.len());
-        let b = s.iter().rposition(|c| !c.is_ascii_whitespace() && *c != 0x0b).map_or(a, |k| k + 1);
+        let a = s
+            .iter()
+            .position(|c| !c.is_ascii_whitespace() && *c != 0x0b)
+            .unwrap_or(s.len());
+        let b = s
+            .iter()
+            .rposition(|c| !c.is_ascii_whitespace() && *c != 0x0b)
+            .map_or(a, |k| k + 1);
         return &s[a..b.max(a)];
     }
     let t = st.trim_start_matches(is_go_space);
@@ -960,7 +1202,8 @@ fn rand_string(n: i64, charset: &[u8]) -> Vec<u8> {
 }
 
 fn regex(pat: &[u8]) -> Result<regex::bytes::Regex, FnError> {
-    let p = std::str::from_utf8(pat).map_err(|_| FnError::Msg("invalid regular expression".into()))?;
+    let p =
+        std::str::from_utf8(pat).map_err(|_| FnError::Msg("invalid regular expression".into()))?;
     regex::bytes::RegexBuilder::new(p)
         .size_limit(1 << 20)
         .build()
@@ -1038,10 +1281,7 @@ fn list_fn(name: &str, args: &[Value], max: usize) -> R {
                 return fail("slice index out of range");
             }
             let part = l[start as usize..end as usize].to_vec();
-            Ok(match &args[0] {
-                Value::Bytes(bytes) => Value::Bytes(go_str(bytes[start as usize..end as usize].to_vec())),
-                _ => Value::List(Rc::new(part), t),
-            })
+            Ok(Value::List(Rc::new(part), t))
         }
         "chunk" => {
             count(args, 2)?;
@@ -1072,7 +1312,7 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
         "len" => {
             count(a, 1)?;
             let n = match &a[0] {
-                Value::Str(x) | Value::Bytes(x) => x.len(),
+                Value::Str(x) => x.len(),
                 Value::List(l, _) => l.len(),
                 Value::Map(m, _) => m.borrow().len(),
                 Value::Nil => return fail("len of nil pointer"),
@@ -1093,22 +1333,29 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
                         None => Value::Nil,
                     },
                     (Value::Map(..), other) => {
-                        return fail(format!("value has type {}; should be string", other.type_name()));
+                        return fail(format!(
+                            "value has type {}; should be string",
+                            other.type_name()
+                        ));
                     }
-                    (Value::List(l, _), Value::Int(n, _)) => match usize::try_from(*n).ok().and_then(|n| l.get(n)) {
-                        Some(v) => v.clone(),
-                        None => return fail(format!("index out of range: {n}")),
-                    },
-                    (Value::Str(s) | Value::Bytes(s), Value::Int(n, _)) => {
+                    (Value::List(l, _), Value::Int(n, _)) => {
+                        match usize::try_from(*n).ok().and_then(|n| l.get(n)) {
+                            Some(v) => v.clone(),
+                            None => return fail(format!("index out of range: {n}")),
+                        }
+                    }
+                    (Value::Str(s), Value::Int(n, _)) => {
                         match usize::try_from(*n).ok().and_then(|n| s.get(n)) {
                             Some(v) => Value::Int(*v as i64, IntTy::Uint8),
                             None => return fail(format!("index out of range: {n}")),
                         }
                     }
-                    (Value::List(..) | Value::Str(_) | Value::Bytes(_), _) => {
+                    (Value::List(..) | Value::Str(_), _) => {
                         return fail("cannot index slice/array with non-integer type");
                     }
-                    (other, _) => return fail(format!("can't index item of type {}", other.type_name())),
+                    (other, _) => {
+                        return fail(format!("can't index item of type {}", other.type_name()));
+                    }
                 };
             }
             Ok(item)
@@ -1178,7 +1425,12 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
         "nospace" => {
             count(a, 1)?;
             let st = String::from_utf8_lossy(s(&a[0])?).into_owned();
-            text(st.chars().filter(|c| !is_go_space(*c)).collect::<String>().into_bytes())
+            text(
+                st.chars()
+                    .filter(|c| !is_go_space(*c))
+                    .collect::<String>()
+                    .into_bytes(),
+            )
         }
         "initials" => {
             count(a, 1)?;
@@ -1239,7 +1491,10 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             let n = i(&a[0])?;
             cap(n.max(0) as usize, max)?;
             let set: Vec<u8> = match name {
-                "randAlphaNum" => (b'0'..=b'9').chain(b'a'..=b'z').chain(b'A'..=b'Z').collect(),
+                "randAlphaNum" => (b'0'..=b'9')
+                    .chain(b'a'..=b'z')
+                    .chain(b'A'..=b'Z')
+                    .collect(),
                 "randAlpha" => (b'a'..=b'z').chain(b'A'..=b'Z').collect(),
                 "randNumeric" => (b'0'..=b'9').collect(),
                 _ => (32u8..=126).collect(),
@@ -1256,7 +1511,9 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
         "contains" => {
             count(a, 2)?;
             let (sub, x) = (s(&a[0])?, s(&a[1])?);
-            Ok(Value::Bool(sub.is_empty() || x.windows(sub.len()).any(|w| w == sub)))
+            Ok(Value::Bool(
+                sub.is_empty() || x.windows(sub.len()).any(|w| w == sub),
+            ))
         }
         "hasPrefix" => {
             count(a, 2)?;
@@ -1285,7 +1542,11 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             text(out)
         }
         "cat" => {
-            let vals: Vec<Value> = a.iter().filter(|x| !matches!(x, Value::Nil)).cloned().collect();
+            let vals: Vec<Value> = a
+                .iter()
+                .filter(|x| !matches!(x, Value::Nil))
+                .cloned()
+                .collect();
             let mut out = Vec::new();
             for (k, x) in vals.iter().enumerate() {
                 if k > 0 {
@@ -1303,7 +1564,12 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             }
             cap(n as usize, max)?;
             let pad = vec![b' '; n as usize];
-            cap(pad.len().saturating_mul(x.iter().filter(|&&c| c == b'\n').count() + 1) + x.len(), max)?;
+            cap(
+                pad.len()
+                    .saturating_mul(x.iter().filter(|&&c| c == b'\n').count() + 1)
+                    + x.len(),
+                max,
+            )?;
             let mut out = Vec::new();
             if name == "nindent" {
                 out.push(b'\n');
@@ -1383,7 +1649,7 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
         "sortAlpha" => {
             count(a, 1)?;
             let mut l = match &a[0] {
-                Value::List(..) | Value::Bytes(_) => strslice(&a[0]),
+                Value::List(..) => strslice(&a[0]),
                 other => vec![strval(other)],
             };
             l.sort();
@@ -1410,7 +1676,8 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             if step == 0 || (step > 0 && start >= stop) || (step < 0 && start <= stop) {
                 return Ok(Value::List(Rc::new(v), ElemTy::Int));
             }
-            let n = (i128::from(stop) - i128::from(start)).unsigned_abs() / i128::from(step).unsigned_abs();
+            let n = (i128::from(stop) - i128::from(start)).unsigned_abs()
+                / i128::from(step).unsigned_abs();
             cap(usize::try_from(n).unwrap_or(usize::MAX), max / 8)?;
             let mut x = start;
             while (step > 0 && x < stop) || (step < 0 && x > stop) {
@@ -1424,10 +1691,16 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             count(a, 1)?;
             Ok(Value::Int(to_i64(&a[0]).wrapping_add(1), IntTy::Int64))
         }
-        "add" => Ok(Value::Int(a.iter().map(to_i64).fold(0i64, i64::wrapping_add), IntTy::Int64)),
+        "add" => Ok(Value::Int(
+            a.iter().map(to_i64).fold(0i64, i64::wrapping_add),
+            IntTy::Int64,
+        )),
         "mul" => {
             at_least(a, 1)?;
-            Ok(Value::Int(a.iter().map(to_i64).fold(1i64, i64::wrapping_mul), IntTy::Int64))
+            Ok(Value::Int(
+                a.iter().map(to_i64).fold(1i64, i64::wrapping_mul),
+                IntTy::Int64,
+            ))
         }
         "sub" | "div" | "mod" => {
             count(a, 2)?;
@@ -1458,7 +1731,11 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
         "ceil" | "floor" => {
             count(a, 1)?;
             let f = to_f64(&a[0]);
-            Ok(Value::Float(if name == "ceil" { f.ceil() } else { f.floor() }))
+            Ok(Value::Float(if name == "ceil" {
+                f.ceil()
+            } else {
+                f.floor()
+            }))
         }
         "round" => {
             at_least(a, 2)?;
@@ -1475,7 +1752,11 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             let pow = 10f64.powi(p as i32);
             let digit = pow * x;
             let (int, frac) = (digit.trunc(), digit.fract());
-            let r = if frac.abs() >= half { int + frac.signum() } else { int };
+            let r = if frac.abs() >= half {
+                int + frac.signum()
+            } else {
+                int
+            };
             let _ = format_float_g;
             Ok(Value::Float(r / pow))
         }
@@ -1494,12 +1775,20 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             count(a, 1)?;
             Ok(Value::Bool(is_empty(&a[0])))
         }
-        "coalesce" => Ok(a.iter().find(|x| !is_empty(x)).cloned().unwrap_or(Value::Nil)),
+        "coalesce" => Ok(a
+            .iter()
+            .find(|x| !is_empty(x))
+            .cloned()
+            .unwrap_or(Value::Nil)),
         "all" => Ok(Value::Bool(a.iter().all(|x| !is_empty(x)))),
         "any" => Ok(Value::Bool(a.iter().any(|x| !is_empty(x)))),
         "ternary" => {
             count(a, 3)?;
-            Ok(if b(&a[2])? { a[0].clone() } else { a[1].clone() })
+            Ok(if b(&a[2])? {
+                a[0].clone()
+            } else {
+                a[1].clone()
+            })
         }
         "fail" => {
             count(a, 1)?;
@@ -1520,7 +1809,8 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
                 Err(_) => Ok(Value::Nil),
             }
         }
-        "toJson" | "toPrettyJson" | "toRawJson" | "mustToJson" | "mustToPrettyJson" | "mustToRawJson" => {
+        "toJson" | "toPrettyJson" | "toRawJson" | "mustToJson" | "mustToPrettyJson"
+        | "mustToRawJson" => {
             count(a, 1)?;
             let pretty = name.ends_with("PrettyJson");
             let raw = name.ends_with("RawJson");
@@ -1563,10 +1853,13 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             Ok(Value::Bool(deep_equal(&a[0], &a[1])))
         }
         // -- sprig: paths --
-        "base" | "dir" | "clean" | "ext" | "isAbs" | "osBase" | "osDir" | "osClean" | "osExt" | "osIsAbs" => {
+        "base" | "dir" | "clean" | "ext" | "isAbs" | "osBase" | "osDir" | "osClean" | "osExt"
+        | "osIsAbs" => {
             count(a, 1)?;
             let p = s(&a[0])?;
-            let which = name.strip_prefix("os").map_or(name.to_string(), |n| n.to_lowercase());
+            let which = name
+                .strip_prefix("os")
+                .map_or(name.to_string(), |n| n.to_lowercase());
             Ok(match which.as_str() {
                 "base" => Value::str(path_base(p)),
                 "dir" => Value::str(path_dir(p)),
@@ -1578,7 +1871,11 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
         // -- sprig: encodings --
         "b64enc" => {
             count(a, 1)?;
-            text(base64::engine::general_purpose::STANDARD.encode(s(&a[0])?).into_bytes())
+            text(
+                base64::engine::general_purpose::STANDARD
+                    .encode(s(&a[0])?)
+                    .into_bytes(),
+            )
         }
         "b64dec" => {
             count(a, 1)?;
@@ -1601,10 +1898,11 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
         }
         // -- sprig: lists --
         "list" | "tuple" => Ok(Value::list(a.to_vec())),
-        "first" | "mustFirst" | "last" | "mustLast" | "rest" | "mustRest" | "initial" | "mustInitial"
-        | "reverse" | "mustReverse" | "uniq" | "mustUniq" | "compact" | "mustCompact" | "append"
-        | "mustAppend" | "push" | "mustPush" | "prepend" | "mustPrepend" | "without" | "mustWithout"
-        | "has" | "mustHas" | "slice" | "mustSlice" | "chunk" | "mustChunk" => list_fn(name, a, max),
+        "first" | "mustFirst" | "last" | "mustLast" | "rest" | "mustRest" | "initial"
+        | "mustInitial" | "reverse" | "mustReverse" | "uniq" | "mustUniq" | "compact"
+        | "mustCompact" | "append" | "mustAppend" | "push" | "mustPush" | "prepend"
+        | "mustPrepend" | "without" | "mustWithout" | "has" | "mustHas" | "slice" | "mustSlice"
+        | "chunk" | "mustChunk" => list_fn(name, a, max),
         "concat" => {
             let mut out = Vec::new();
             for x in a {
@@ -1619,7 +1917,10 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             let mut mm = BTreeMap::new();
             for pair in a.chunks(2) {
                 let k = strval(&pair[0]);
-                let v = pair.get(1).cloned().unwrap_or_else(|| Value::str(Vec::new()));
+                let v = pair
+                    .get(1)
+                    .cloned()
+                    .unwrap_or_else(|| Value::str(Vec::new()));
                 mm.insert(k, v);
             }
             Ok(Value::map(mm))
@@ -1718,7 +2019,11 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             cap(n.max(0) as usize, max)?;
             let mut buf = vec![0u8; n.max(0) as usize];
             rand::rng().fill_bytes(&mut buf);
-            text(base64::engine::general_purpose::STANDARD.encode(&buf).into_bytes())
+            text(
+                base64::engine::general_purpose::STANDARD
+                    .encode(&buf)
+                    .into_bytes(),
+            )
         }
         "uuidv4" => {
             use rand::RngCore as _;
@@ -1728,7 +2033,17 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             u[6] = (u[6] & 0x0f) | 0x40;
             u[8] = (u[8] & 0x3f) | 0x80;
             let h = String::from_utf8(hex(&u)).unwrap_or_default();
-            text(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]).into_bytes())
+            text(
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &h[0..8],
+                    &h[8..12],
+                    &h[12..16],
+                    &h[16..20],
+                    &h[20..32]
+                )
+                .into_bytes(),
+            )
         }
         // -- sprig: regular expressions --
         "regexMatch" | "mustRegexMatch" => {
@@ -1746,7 +2061,11 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             match regex(re) {
                 Ok(r) => {
                     let it = r.find_iter(x).map(|mm| mm.as_bytes().to_vec());
-                    let found: Vec<Vec<u8>> = if n < 0 { it.collect() } else { it.take(n as usize).collect() };
+                    let found: Vec<Vec<u8>> = if n < 0 {
+                        it.collect()
+                    } else {
+                        it.take(n as usize).collect()
+                    };
                     Ok(str_list(found))
                 }
                 Err(e) if name.starts_with("must") => Err(e),
@@ -1757,12 +2076,19 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             count(a, 2)?;
             let (re, x) = (s(&a[0])?, s(&a[1])?);
             match regex(re) {
-                Ok(r) => text(r.find(x).map(|mm| mm.as_bytes().to_vec()).unwrap_or_default()),
+                Ok(r) => text(
+                    r.find(x)
+                        .map(|mm| mm.as_bytes().to_vec())
+                        .unwrap_or_default(),
+                ),
                 Err(e) if name.starts_with("must") => Err(e),
                 Err(_) => text(Vec::new()),
             }
         }
-        "regexReplaceAll" | "mustRegexReplaceAll" | "regexReplaceAllLiteral" | "mustRegexReplaceAllLiteral" => {
+        "regexReplaceAll"
+        | "mustRegexReplaceAll"
+        | "regexReplaceAllLiteral"
+        | "mustRegexReplaceAllLiteral" => {
             count(a, 3)?;
             let (re, x, rep) = (s(&a[0])?, s(&a[1])?, s(&a[2])?);
             match regex(re) {

@@ -79,11 +79,17 @@ impl<'a> Lexer<'a> {
             });
             let mut text = &l.src[start..end];
             if trim_next_text {
-                let k = text.iter().position(|&c| !is_space(c)).unwrap_or(text.len());
+                let k = text
+                    .iter()
+                    .position(|&c| !is_space(c))
+                    .unwrap_or(text.len());
                 text = &text[k..];
             }
             if trim_left {
-                let k = text.iter().rposition(|&c| !is_space(c)).map_or(0, |k| k + 1);
+                let k = text
+                    .iter()
+                    .rposition(|&c| !is_space(c))
+                    .map_or(0, |k| k + 1);
                 text = &text[..k];
             }
             if !text.is_empty() {
@@ -188,7 +194,11 @@ impl<'a> Lexer<'a> {
                     let Some(end) = rest[1..].iter().position(|&c| c == b'`') else {
                         return err(p, "unterminated raw quoted string");
                     };
-                    let s: Vec<u8> = rest[1..1 + end].iter().copied().filter(|&c| c != b'\r').collect();
+                    let s: Vec<u8> = rest[1..1 + end]
+                        .iter()
+                        .copied()
+                        .filter(|&c| c != b'\r')
+                        .collect();
                     self.toks.push((Tok::Str(s), p));
                     self.pos += end + 2;
                 }
@@ -214,7 +224,11 @@ impl<'a> Lexer<'a> {
                     }
                 }
                 b'0'..=b'9' => self.number(p)?,
-                b'+' | b'-' if rest.get(1).is_some_and(|c| c.is_ascii_digit() || *c == b'.') => {
+                b'+' | b'-'
+                    if rest
+                        .get(1)
+                        .is_some_and(|c| c.is_ascii_digit() || *c == b'.') =>
+                {
                     self.number(p)?
                 }
                 c if is_alnum(c) => {
@@ -415,7 +429,8 @@ fn parse_number(text: &str, pos: usize) -> Result<Number, ParseError> {
         (2, b)
     } else if let Some(o) = lower.strip_prefix("0o") {
         (8, o)
-    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|c| c.is_ascii_digit()) {
+    } else if lower.len() > 1 && lower.starts_with('0') && lower.bytes().all(|c| c.is_ascii_digit())
+    {
         (8, &lower[1..])
     } else {
         (10, lower.as_str())
@@ -446,7 +461,11 @@ fn parse_number(text: &str, pos: usize) -> Result<Number, ParseError> {
     if int.is_none() && !lower.contains(['.', 'e']) {
         return err(pos, format!("integer overflow: {text:?}"));
     }
-    if radix == 10 && !lower.bytes().all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'+' | b'-')) {
+    if radix == 10
+        && !lower
+            .bytes()
+            .all(|c| c.is_ascii_digit() || matches!(c, b'.' | b'e' | b'+' | b'-'))
+    {
         return Err(bad());
     }
     let prefers_float = radix == 10 && lower.contains(['.', 'e']);
@@ -475,8 +494,8 @@ pub(crate) enum Node {
     With(Pipe, Vec<Node>, Vec<Node>),
     Range(Pipe, Vec<Node>, Vec<Node>),
     Template(usize, String, Option<Pipe>),
-    Break(usize),
-    Continue(usize),
+    Break,
+    Continue,
 }
 
 #[derive(Debug)]
@@ -651,7 +670,10 @@ impl Parser<'_> {
                 .all(|n| matches!(n, Node::Text(t) if t.iter().all(|&c| is_space(c))));
             // Go lets an empty definition coexist with another; two non-empty ones clash.
             if !old_empty && !empty {
-                return err(pos, format!("template: multiple definition of template {name:?}"));
+                return err(
+                    pos,
+                    format!("template: multiple definition of template {name:?}"),
+                );
             }
             if empty {
                 return Ok(());
@@ -713,9 +735,9 @@ impl Parser<'_> {
                 }
                 self.expect_right(k)?;
                 Ok(if *k == "break" {
-                    Node::Break(pos)
+                    Node::Break
                 } else {
-                    Node::Continue(pos)
+                    Node::Continue
                 })
             }
             _ => err(pos, format!("unexpected <{k}>")),
@@ -827,7 +849,10 @@ impl Parser<'_> {
                 c.args.first(),
                 Some(Arg::Bool(_) | Arg::Dot | Arg::Nil | Arg::Number(_) | Arg::Str(_))
             ) {
-                return err(c.pos, format!("non executable command in pipeline stage {}", i + 1));
+                return err(
+                    c.pos,
+                    format!("non executable command in pipeline stage {}", i + 1),
+                );
             }
         }
         Ok(Pipe {
