@@ -45,17 +45,7 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "snakecase",
     "camelcase",
     "kebabcase",
-    "swapcase",
     "abbrevboth",
-    "seq",
-    "toDecimal",
-    "add1f",
-    "addf",
-    "subf",
-    "divf",
-    "mulf",
-    "maxf",
-    "minf",
     "merge",
     "mergeOverwrite",
     "mustMerge",
@@ -97,6 +87,16 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
 
 /// Every name a template may call: Go's built-ins and the supported sprig functions.
 pub(crate) const SUPPORTED: &[&str] = &[
+    "swapcase",
+    "seq",
+    "toDecimal",
+    "add1f",
+    "addf",
+    "subf",
+    "divf",
+    "mulf",
+    "maxf",
+    "minf",
     // Go built-ins (sprig's `slice` replaces Go's, as in ESO)
     "and",
     "or",
@@ -1719,6 +1719,102 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             let r = if name == "min" { it.min() } else { it.max() };
             Ok(Value::Int(r.unwrap_or(0), IntTy::Int64))
         }
+        "add1f" | "addf" | "subf" | "mulf" | "divf" => {
+            let (first, rest): (Value, &[Value]) = match name {
+                "addf" => (Value::Float(0.0), a),
+                "add1f" => {
+                    count(a, 1)?;
+                    (a[0].clone(), &[Value::Float(1.0)][..])
+                }
+                _ => {
+                    at_least(a, 1)?;
+                    (a[0].clone(), &a[1..])
+                }
+            };
+            let op = if name == "add1f" { "addf" } else { name };
+            let mut acc = Decimal::from_f64(to_f64(&first));
+            for x in rest {
+                acc = acc.op(op, &Decimal::from_f64(to_f64(x)))?;
+            }
+            Ok(Value::Float(acc.to_f64()))
+        }
+        "maxf" | "minf" => {
+            at_least(a, 1)?;
+            let mut r = to_f64(&a[0]);
+            for x in &a[1..] {
+                let f = to_f64(x);
+                r = if name == "maxf" {
+                    go_max(r, f)
+                } else {
+                    go_min(r, f)
+                };
+            }
+            Ok(Value::Float(r))
+        }
+        "seq" => {
+            let mut p = Vec::new();
+            for x in a {
+                p.push(i(x)?);
+            }
+            let (start, end, step) = match p[..] {
+                [end] => (1, end, if end < 1 { -1 } else { 1 }),
+                [start, end] => (start, end, if end < start { -1 } else { 1 }),
+                [start, step, end] => {
+                    if end < start && step > 0 {
+                        return text(Vec::new());
+                    }
+                    (start, end, step)
+                }
+                _ => return text(Vec::new()),
+            };
+            let dir = if end < start { -1 } else { 1 };
+            let stop = end + dir;
+            if step == 0 || (step > 0 && start >= stop) || (step < 0 && start <= stop) {
+                return text(Vec::new());
+            }
+            let n = (i128::from(stop) - i128::from(start)).unsigned_abs()
+                / i128::from(step).unsigned_abs();
+            cap(usize::try_from(n).unwrap_or(usize::MAX), max / 8)?;
+            let mut out = Vec::new();
+            let mut x = start;
+            while (step > 0 && x < stop) || (step < 0 && x > stop) {
+                if !out.is_empty() {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(x.to_string().as_bytes());
+                x += step;
+            }
+            text(out)
+        }
+        "toDecimal" => {
+            count(a, 1)?;
+            let t = String::from_utf8_lossy(&strval(&a[0])).into_owned();
+            Ok(Value::Int(
+                i64::from_str_radix(&t, 8).unwrap_or(0),
+                IntTy::Int64,
+            ))
+        }
+        "swapcase" => {
+            count(a, 1)?;
+            let st = String::from_utf8_lossy(s(&a[0])?).into_owned();
+            let out: String = st
+                .chars()
+                .map(|c| {
+                    let one = |it: &mut dyn Iterator<Item = char>| match (it.next(), it.next()) {
+                        (Some(x), None) => x,
+                        _ => c,
+                    };
+                    if c.is_uppercase() {
+                        one(&mut c.to_lowercase())
+                    } else if c.is_lowercase() {
+                        one(&mut c.to_uppercase())
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            text(out.into_bytes())
+        }
         "randInt" => {
             use rand::Rng as _;
             count(a, 2)?;
@@ -2207,4 +2303,119 @@ fn path_ext(p: &[u8]) -> Vec<u8> {
         }
     }
     Vec::new()
+}
+
+/// Go's math.Max/Min: NaN wins, and +0 beats -0 for max.
+fn go_max(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 && y == 0.0 {
+        return if x.is_sign_negative() { y } else { x };
+    }
+    x.max(y)
+}
+
+fn go_min(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 && y == 0.0 {
+        return if x.is_sign_negative() { x } else { y };
+    }
+    x.min(y)
+}
+
+/// A decimal number (mantissa × 10^exp), as sprig's float functions compute through
+/// shopspring/decimal: floats enter by their shortest decimal form, so 0.1 + 0.2 is 0.3.
+#[derive(Clone, Copy)]
+struct Decimal {
+    mant: i128,
+    exp: i32,
+}
+
+impl Decimal {
+    fn from_f64(f: f64) -> Decimal {
+        if !f.is_finite() || f == 0.0 {
+            return Decimal { mant: 0, exp: 0 };
+        }
+        let (digits, dp) = super::value::decimal_digits(f, -1);
+        let mut mant: i128 = 0;
+        for d in &digits {
+            mant = mant * 10 + i128::from(d - b'0');
+        }
+        if f < 0.0 {
+            mant = -mant;
+        }
+        Decimal {
+            mant,
+            exp: dp - digits.len() as i32,
+        }
+    }
+
+    fn to_f64(self) -> f64 {
+        format!("{}e{}", self.mant, self.exp).parse().unwrap_or(0.0)
+    }
+
+    fn align(self, other: Decimal) -> Option<(i128, i128, i32)> {
+        let exp = self.exp.min(other.exp);
+        let scale = |d: Decimal| -> Option<i128> {
+            let shift = u32::try_from(d.exp - exp).ok()?;
+            d.mant.checked_mul(10i128.checked_pow(shift)?)
+        };
+        Some((scale(self)?, scale(other)?, exp))
+    }
+
+    fn op(self, name: &str, other: &Decimal) -> Result<Decimal, FnError> {
+        let too_big = || FnError::Msg("number too large for decimal arithmetic".into());
+        Ok(match name {
+            "addf" | "subf" => {
+                let exact = self.align(*other).and_then(|(x, y, exp)| {
+                    let mant = if name == "addf" {
+                        x.checked_add(y)
+                    } else {
+                        x.checked_sub(y)
+                    };
+                    mant.map(|mant| Decimal { mant, exp })
+                });
+                // Operands more than ~38 digits apart: the smaller one is far below a float's
+                // precision, so float arithmetic rounds the same way.
+                exact.unwrap_or_else(|| {
+                    let (x, y) = (self.to_f64(), other.to_f64());
+                    Decimal::from_f64(if name == "addf" { x + y } else { x - y })
+                })
+            }
+            "mulf" => Decimal {
+                mant: self.mant.checked_mul(other.mant).ok_or_else(too_big)?,
+                exp: self.exp + other.exp,
+            },
+            _ => {
+                if other.mant == 0 {
+                    return fail("decimal division by 0");
+                }
+                // shopspring's Div rounds the quotient to 16 decimal places, half away from zero.
+                let places = 16i32;
+                let shift = places + self.exp - other.exp;
+                let (num, den) = if shift >= 0 {
+                    let p = 10i128.checked_pow(shift as u32).ok_or_else(too_big)?;
+                    (self.mant.checked_mul(p).ok_or_else(too_big)?, other.mant)
+                } else {
+                    let p = 10i128.checked_pow((-shift) as u32).ok_or_else(too_big)?;
+                    (self.mant, other.mant.checked_mul(p).ok_or_else(too_big)?)
+                };
+                let (q, r) = (num / den, num % den);
+                let round_up = r.unsigned_abs() * 2 >= den.unsigned_abs();
+                let neg = (num < 0) != (den < 0);
+                let q = if round_up {
+                    if neg { q - 1 } else { q + 1 }
+                } else {
+                    q
+                };
+                Decimal {
+                    mant: q,
+                    exp: -places,
+                }
+            }
+        })
+    }
 }
