@@ -582,7 +582,7 @@ fn generated_templates_render_as_go_does() {
     let n: usize = std::env::var("TEMPLATE_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(5000);
     let mut g = Gen {
         rng: rand::rngs::StdRng::seed_from_u64(seed),
         depth: 0,
