@@ -80,7 +80,10 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "filterPEM",
     "jwkPublicKeyPem",
     "jwkPrivateKeyPem",
-    "getSecretKey",
+    "filterCertChain",
+    "pemTruststoreToPKCS12",
+    "pemTruststoreToPKCS12Pass",
+    "rsaDecrypt",
     "toYaml",
     "fromYaml",
 ];
