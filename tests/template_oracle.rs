@@ -397,7 +397,15 @@ impl Gen {
 
     fn call(&mut self) -> String {
         self.depth += 1;
-        let c = match self.rng.random_range(0..40) {
+        let c = match self.rng.random_range(0..44) {
+            40 => format!("addf {} {}", self.operand(), self.operand()),
+            41 => format!(
+                "divf {} {}",
+                self.number(),
+                self.pick(&["3", "7", "0.3", "2.5", "-4"])
+            ),
+            42 => format!("mulf {} {}", self.number(), self.operand()),
+            43 => format!("swapcase {}", self.str_operand()),
             0 => format!("upper {}", self.str_operand()),
             1 => format!("lower {}", self.str_operand()),
             2 => format!("title {}", self.str_operand()),
@@ -574,7 +582,7 @@ fn generated_templates_render_as_go_does() {
     let n: usize = std::env::var("TEMPLATE_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(5000);
     let mut g = Gen {
         rng: rand::rngs::StdRng::seed_from_u64(seed),
         depth: 0,

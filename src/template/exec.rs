@@ -3,7 +3,7 @@
 
 use super::funcs;
 use super::parse::{Arg, Cmd, Node, Pipe, Tree};
-use super::value::{IntTy, Value, write_value};
+use super::value::{Value, write_value};
 use zeroize::Zeroizing;
 
 /// How far a render may go before it is stopped.
@@ -138,11 +138,6 @@ impl<'t> Exec<'t> {
                         .enumerate()
                         .map(|(i, x)| (Value::int(i as i64), x.clone()))
                         .collect(),
-                    Value::Bytes(b) => b
-                        .iter()
-                        .enumerate()
-                        .map(|(i, x)| (Value::int(i as i64), Value::Int(*x as i64, IntTy::Uint8)))
-                        .collect(),
                     Value::Map(m, _) => m
                         .borrow()
                         .iter()
@@ -197,8 +192,8 @@ impl<'t> Exec<'t> {
                 self.depth -= 1;
                 r?;
             }
-            Node::Break(_) => return Ok(Flow::Break),
-            Node::Continue(_) => return Ok(Flow::Continue),
+            Node::Break => return Ok(Flow::Break),
+            Node::Continue => return Ok(Flow::Continue),
         }
         Ok(Flow::Normal)
     }

@@ -280,20 +280,6 @@ fn format_arg(out: &mut Vec<u8>, arg: &Value, verb: char, spec: Spec) {
         Value::Int(n, _) => fmt_int(out, *n, verb, spec, arg),
         Value::Float(f) => fmt_float(out, *f, verb, spec, arg),
         Value::Str(s) => fmt_str(out, s, verb, spec, arg),
-        Value::Bytes(b) => match verb {
-            's' | 'q' | 'x' | 'X' => fmt_str(out, b, verb, spec, arg),
-            'v' | 'd' => {
-                out.push(b'[');
-                for (k, x) in b.iter().enumerate() {
-                    if k > 0 {
-                        out.push(b' ');
-                    }
-                    fmt_int(out, *x as i64, verb, spec, arg);
-                }
-                out.push(b']');
-            }
-            _ => bad_verb(out, arg, verb, spec),
-        },
         Value::List(items, _) => {
             out.push(b'[');
             for (k, x) in items.iter().enumerate() {

@@ -45,17 +45,7 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "snakecase",
     "camelcase",
     "kebabcase",
-    "swapcase",
     "abbrevboth",
-    "seq",
-    "toDecimal",
-    "add1f",
-    "addf",
-    "subf",
-    "divf",
-    "mulf",
-    "maxf",
-    "minf",
     "merge",
     "mergeOverwrite",
     "mustMerge",
@@ -90,13 +80,26 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "filterPEM",
     "jwkPublicKeyPem",
     "jwkPrivateKeyPem",
-    "getSecretKey",
+    "filterCertChain",
+    "pemTruststoreToPKCS12",
+    "pemTruststoreToPKCS12Pass",
+    "rsaDecrypt",
     "toYaml",
     "fromYaml",
 ];
 
 /// Every name a template may call: Go's built-ins and the supported sprig functions.
 pub(crate) const SUPPORTED: &[&str] = &[
+    "swapcase",
+    "seq",
+    "toDecimal",
+    "add1f",
+    "addf",
+    "subf",
+    "divf",
+    "mulf",
+    "maxf",
+    "minf",
     // Go built-ins (sprig's `slice` replaces Go's, as in ESO)
     "and",
     "or",
@@ -354,7 +357,7 @@ fn cap(len: usize, max: usize) -> Result<(), FnError> {
 /// sprig's strval: strings as they are, anything else as fmt's %v.
 pub(crate) fn strval(v: &Value) -> Vec<u8> {
     match v {
-        Value::Str(s) | Value::Bytes(s) => s.to_vec(),
+        Value::Str(s) => s.to_vec(),
         other => sprint(std::slice::from_ref(other)),
     }
 }
@@ -363,12 +366,6 @@ pub(crate) fn strval(v: &Value) -> Vec<u8> {
 fn elems(v: &Value, fname: &str) -> Result<(Vec<Value>, ElemTy), FnError> {
     match v {
         Value::List(l, t) => Ok((l.to_vec(), *t)),
-        Value::Bytes(b) => Ok((
-            b.iter()
-                .map(|x| Value::Int(*x as i64, IntTy::Uint8))
-                .collect(),
-            ElemTy::Int,
-        )),
         other => fail(format!("cannot {fname} on type {}", other.type_name())),
     }
 }
@@ -381,7 +378,6 @@ fn strslice(v: &Value) -> Vec<Vec<u8>> {
             .filter(|x| !matches!(x, Value::Nil))
             .map(strval)
             .collect(),
-        Value::Bytes(b) => b.iter().map(|x| x.to_string().into_bytes()).collect(),
         Value::Nil => Vec::new(),
         other => vec![strval(other)],
     }
@@ -497,7 +493,7 @@ fn deep_equal(a: &Value, b: &Value) -> bool {
         (Value::Bool(x), Value::Bool(y)) => x == y,
         (Value::Int(x, t), Value::Int(y, u)) => x == y && t == u,
         (Value::Float(x), Value::Float(y)) => x == y,
-        (Value::Str(x), Value::Str(y)) | (Value::Bytes(x), Value::Bytes(y)) => x == y,
+        (Value::Str(x), Value::Str(y)) => x == y,
         (Value::List(x, t), Value::List(y, u)) => {
             t == u && x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q))
         }
@@ -773,10 +769,6 @@ fn json(
         Value::Int(n, _) => out.extend_from_slice(n.to_string().as_bytes()),
         Value::Float(f) => out.extend_from_slice(json_float(*f)?.as_bytes()),
         Value::Str(s) => json_str(out, s, escape_html),
-        Value::Bytes(b) => {
-            let enc = base64::engine::general_purpose::STANDARD.encode(&b[..]);
-            json_str(out, enc.as_bytes(), escape_html)
-        }
         Value::List(l, _) => {
             out.push(b'[');
             for (k, x) in l.iter().enumerate() {
@@ -948,7 +940,7 @@ fn b32_decode(src: &[u8]) -> Option<Vec<u8>> {
         .copied()
         .filter(|&c| c != b'\n' && c != b'\r')
         .collect();
-    if src.len() % 8 != 0 {
+    if !src.len().is_multiple_of(8) {
         return None;
     }
     let mut out = Vec::new();
@@ -1292,12 +1284,7 @@ fn list_fn(name: &str, args: &[Value], max: usize) -> R {
                 return fail("slice index out of range");
             }
             let part = l[start as usize..end as usize].to_vec();
-            Ok(match &args[0] {
-                Value::Bytes(bytes) => {
-                    Value::Bytes(go_str(bytes[start as usize..end as usize].to_vec()))
-                }
-                _ => Value::List(Rc::new(part), t),
-            })
+            Ok(Value::List(Rc::new(part), t))
         }
         "chunk" => {
             count(args, 2)?;
@@ -1328,7 +1315,7 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
         "len" => {
             count(a, 1)?;
             let n = match &a[0] {
-                Value::Str(x) | Value::Bytes(x) => x.len(),
+                Value::Str(x) => x.len(),
                 Value::List(l, _) => l.len(),
                 Value::Map(m, _) => m.borrow().len(),
                 Value::Nil => return fail("len of nil pointer"),
@@ -1360,13 +1347,13 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
                             None => return fail(format!("index out of range: {n}")),
                         }
                     }
-                    (Value::Str(s) | Value::Bytes(s), Value::Int(n, _)) => {
+                    (Value::Str(s), Value::Int(n, _)) => {
                         match usize::try_from(*n).ok().and_then(|n| s.get(n)) {
                             Some(v) => Value::Int(*v as i64, IntTy::Uint8),
                             None => return fail(format!("index out of range: {n}")),
                         }
                     }
-                    (Value::List(..) | Value::Str(_) | Value::Bytes(_), _) => {
+                    (Value::List(..) | Value::Str(_), _) => {
                         return fail("cannot index slice/array with non-integer type");
                     }
                     (other, _) => {
@@ -1665,7 +1652,7 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
         "sortAlpha" => {
             count(a, 1)?;
             let mut l = match &a[0] {
-                Value::List(..) | Value::Bytes(_) => strslice(&a[0]),
+                Value::List(..) => strslice(&a[0]),
                 other => vec![strval(other)],
             };
             l.sort();
@@ -1734,6 +1721,102 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             let it = a.iter().map(to_i64);
             let r = if name == "min" { it.min() } else { it.max() };
             Ok(Value::Int(r.unwrap_or(0), IntTy::Int64))
+        }
+        "add1f" | "addf" | "subf" | "mulf" | "divf" => {
+            let (first, rest): (Value, &[Value]) = match name {
+                "addf" => (Value::Float(0.0), a),
+                "add1f" => {
+                    count(a, 1)?;
+                    (a[0].clone(), &[Value::Float(1.0)][..])
+                }
+                _ => {
+                    at_least(a, 1)?;
+                    (a[0].clone(), &a[1..])
+                }
+            };
+            let op = if name == "add1f" { "addf" } else { name };
+            let mut acc = Decimal::from_f64(to_f64(&first));
+            for x in rest {
+                acc = acc.op(op, &Decimal::from_f64(to_f64(x)))?;
+            }
+            Ok(Value::Float(acc.to_f64()))
+        }
+        "maxf" | "minf" => {
+            at_least(a, 1)?;
+            let mut r = to_f64(&a[0]);
+            for x in &a[1..] {
+                let f = to_f64(x);
+                r = if name == "maxf" {
+                    go_max(r, f)
+                } else {
+                    go_min(r, f)
+                };
+            }
+            Ok(Value::Float(r))
+        }
+        "seq" => {
+            let mut p = Vec::new();
+            for x in a {
+                p.push(i(x)?);
+            }
+            let (start, end, step) = match p[..] {
+                [end] => (1, end, if end < 1 { -1 } else { 1 }),
+                [start, end] => (start, end, if end < start { -1 } else { 1 }),
+                [start, step, end] => {
+                    if end < start && step > 0 {
+                        return text(Vec::new());
+                    }
+                    (start, end, step)
+                }
+                _ => return text(Vec::new()),
+            };
+            let dir = if end < start { -1 } else { 1 };
+            let stop = end + dir;
+            if step == 0 || (step > 0 && start >= stop) || (step < 0 && start <= stop) {
+                return text(Vec::new());
+            }
+            let n = (i128::from(stop) - i128::from(start)).unsigned_abs()
+                / i128::from(step).unsigned_abs();
+            cap(usize::try_from(n).unwrap_or(usize::MAX), max / 8)?;
+            let mut out = Vec::new();
+            let mut x = start;
+            while (step > 0 && x < stop) || (step < 0 && x > stop) {
+                if !out.is_empty() {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(x.to_string().as_bytes());
+                x += step;
+            }
+            text(out)
+        }
+        "toDecimal" => {
+            count(a, 1)?;
+            let t = String::from_utf8_lossy(&strval(&a[0])).into_owned();
+            Ok(Value::Int(
+                i64::from_str_radix(&t, 8).unwrap_or(0),
+                IntTy::Int64,
+            ))
+        }
+        "swapcase" => {
+            count(a, 1)?;
+            let st = String::from_utf8_lossy(s(&a[0])?).into_owned();
+            let out: String = st
+                .chars()
+                .map(|c| {
+                    let one = |it: &mut dyn Iterator<Item = char>| match (it.next(), it.next()) {
+                        (Some(x), None) => x,
+                        _ => c,
+                    };
+                    if c.is_uppercase() {
+                        one(&mut c.to_lowercase())
+                    } else if c.is_lowercase() {
+                        one(&mut c.to_uppercase())
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            text(out.into_bytes())
         }
         "randInt" => {
             use rand::Rng as _;
@@ -2223,4 +2306,119 @@ fn path_ext(p: &[u8]) -> Vec<u8> {
         }
     }
     Vec::new()
+}
+
+/// Go's math.Max/Min: NaN wins, and +0 beats -0 for max.
+fn go_max(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 && y == 0.0 {
+        return if x.is_sign_negative() { y } else { x };
+    }
+    x.max(y)
+}
+
+fn go_min(x: f64, y: f64) -> f64 {
+    if x.is_nan() || y.is_nan() {
+        return f64::NAN;
+    }
+    if x == 0.0 && y == 0.0 {
+        return if x.is_sign_negative() { x } else { y };
+    }
+    x.min(y)
+}
+
+/// A decimal number (mantissa × 10^exp), as sprig's float functions compute through
+/// shopspring/decimal: floats enter by their shortest decimal form, so 0.1 + 0.2 is 0.3.
+#[derive(Clone, Copy)]
+struct Decimal {
+    mant: i128,
+    exp: i32,
+}
+
+impl Decimal {
+    fn from_f64(f: f64) -> Decimal {
+        if !f.is_finite() || f == 0.0 {
+            return Decimal { mant: 0, exp: 0 };
+        }
+        let (digits, dp) = super::value::decimal_digits(f, -1);
+        let mut mant: i128 = 0;
+        for d in &digits {
+            mant = mant * 10 + i128::from(d - b'0');
+        }
+        if f < 0.0 {
+            mant = -mant;
+        }
+        Decimal {
+            mant,
+            exp: dp - digits.len() as i32,
+        }
+    }
+
+    fn to_f64(self) -> f64 {
+        format!("{}e{}", self.mant, self.exp).parse().unwrap_or(0.0)
+    }
+
+    fn align(self, other: Decimal) -> Option<(i128, i128, i32)> {
+        let exp = self.exp.min(other.exp);
+        let scale = |d: Decimal| -> Option<i128> {
+            let shift = u32::try_from(d.exp - exp).ok()?;
+            d.mant.checked_mul(10i128.checked_pow(shift)?)
+        };
+        Some((scale(self)?, scale(other)?, exp))
+    }
+
+    fn op(self, name: &str, other: &Decimal) -> Result<Decimal, FnError> {
+        let too_big = || FnError::Msg("number too large for decimal arithmetic".into());
+        Ok(match name {
+            "addf" | "subf" => {
+                let exact = self.align(*other).and_then(|(x, y, exp)| {
+                    let mant = if name == "addf" {
+                        x.checked_add(y)
+                    } else {
+                        x.checked_sub(y)
+                    };
+                    mant.map(|mant| Decimal { mant, exp })
+                });
+                // Operands more than ~38 digits apart: the smaller one is far below a float's
+                // precision, so float arithmetic rounds the same way.
+                exact.unwrap_or_else(|| {
+                    let (x, y) = (self.to_f64(), other.to_f64());
+                    Decimal::from_f64(if name == "addf" { x + y } else { x - y })
+                })
+            }
+            "mulf" => Decimal {
+                mant: self.mant.checked_mul(other.mant).ok_or_else(too_big)?,
+                exp: self.exp + other.exp,
+            },
+            _ => {
+                if other.mant == 0 {
+                    return fail("decimal division by 0");
+                }
+                // shopspring's Div rounds the quotient to 16 decimal places, half away from zero.
+                let places = 16i32;
+                let shift = places + self.exp - other.exp;
+                let (num, den) = if shift >= 0 {
+                    let p = 10i128.checked_pow(shift as u32).ok_or_else(too_big)?;
+                    (self.mant.checked_mul(p).ok_or_else(too_big)?, other.mant)
+                } else {
+                    let p = 10i128.checked_pow((-shift) as u32).ok_or_else(too_big)?;
+                    (self.mant, other.mant.checked_mul(p).ok_or_else(too_big)?)
+                };
+                let (q, r) = (num / den, num % den);
+                let round_up = r.unsigned_abs() * 2 >= den.unsigned_abs();
+                let neg = (num < 0) != (den < 0);
+                let q = if round_up {
+                    if neg { q - 1 } else { q + 1 }
+                } else {
+                    q
+                };
+                Decimal {
+                    mant: q,
+                    exp: -places,
+                }
+            }
+        })
+    }
 }

@@ -230,3 +230,154 @@ pub fn render_with_limits(
 ) -> Result<SecretBytes, TemplateError> {
     parsed(template_text, name_for_errors)?.render(name_for_errors, data, limits)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    fn data(pairs: &[(&str, &[u8])]) -> BTreeMap<String, SecretBytes> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), SecretBytes::new(v.to_vec())))
+            .collect()
+    }
+
+    fn out(t: &str, d: &BTreeMap<String, SecretBytes>) -> Result<Vec<u8>, TemplateError> {
+        render(t, "key", d).map(|s| s.expose().to_vec())
+    }
+
+    #[test]
+    fn renders_a_connection_string_and_binary_values_untouched() {
+        let d = data(&[
+            ("user", b"admin"),
+            ("pass", b"p@ss"),
+            ("bin", &[0xff, 0, 0x80]),
+        ]);
+        assert_eq!(
+            out("postgres://{{ .user }}:{{ .pass | urlquery }}@db", &d).unwrap(),
+            b"postgres://admin:p%40ss@db"
+        );
+        assert_eq!(out("{{ .bin }}", &d).unwrap(), [0xff, 0, 0x80]);
+        assert_eq!(out("{{ .bin | b64enc }}", &d).unwrap(), b"/wCA");
+    }
+
+    #[test]
+    fn a_hostile_loop_runs_out_of_steps_quickly() {
+        let start = std::time::Instant::now();
+        let e = out(
+            "{{ range until 100000 }}{{ range until 100000 }}{{ end }}{{ end }}",
+            &data(&[]),
+        )
+        .unwrap_err();
+        assert!(matches!(e, TemplateError::StepBudget { .. }), "{e}");
+        assert_eq!(e.category(), "TemplateBudget");
+        assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn giant_output_and_giant_values_are_refused() {
+        let e = out(
+            "{{ range until 100000 }}{{ repeat 100 \"x\" }}{{ end }}",
+            &data(&[]),
+        )
+        .unwrap_err();
+        assert!(matches!(e, TemplateError::OutputTooLarge { .. }), "{e}");
+        for t in [
+            "{{ repeat 1000000000 \"x\" }}",
+            "{{ printf \"%999999999s\" \"x\" }}{{ printf \"%999999999s\" \"x\" }}",
+            "{{ until 1000000000 }}",
+            "{{ indent 1000000000 \"x\" }}",
+            "{{ $s := \"xxxxxxxxxxxxxxxx\" }}{{ range until 20 }}{{ $s = print $s $s }}{{ end }}{{ $s }}",
+        ] {
+            let e = out(t, &data(&[])).unwrap_err();
+            assert_eq!(e.category(), "TemplateTooLarge", "{t}: {e}");
+        }
+    }
+
+    #[test]
+    fn recursion_and_deep_nesting_are_bounded() {
+        let e = out(
+            "{{ define \"r\" }}{{ template \"r\" . }}{{ end }}{{ template \"r\" . }}",
+            &data(&[]),
+        )
+        .unwrap_err();
+        assert!(matches!(e, TemplateError::TooDeep { .. }), "{e}");
+        let deep = format!("{{{{ {}1{} }}}}", "(".repeat(5000), ")".repeat(5000));
+        assert_eq!(
+            out(&deep, &data(&[])).unwrap_err().category(),
+            "TemplateParse"
+        );
+        let nested = "{{ if true }}".repeat(5000);
+        assert_eq!(
+            out(&nested, &data(&[])).unwrap_err().category(),
+            "TemplateParse"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key_and_position_never_the_data() {
+        let canary: &[u8] = b"CANARY-7f3a-do-not-print";
+        let d = data(&[
+            ("a", canary),
+            ("j", b"{\"k\":\"CANARY-7f3a-do-not-print\"}"),
+        ]);
+        for t in [
+            "{{ .a.b }}",
+            "{{ range .a }}{{ end }}",
+            "{{ eq .a 1 }}",
+            "{{ index .a 99 }}",
+            "{{ fail .a }}",
+            "{{ mustFromJson .a }}",
+            "{{ mustRegexMatch (printf \"%s(\" .a) \"x\" }}",
+            "{{ .a | upper 1 }}",
+            "{{ (fromJson .j).k.x }}",
+            "{{ eq (fromJson .j) (fromJson .j) }}",
+            "{{ template \"x\" .a }}",
+            "line one\n  {{ .missing }}",
+        ] {
+            let e = out(t, &d).unwrap_err();
+            let msg = e.to_string();
+            assert!(!msg.contains("CANARY"), "{t}: {msg}");
+            assert!(msg.starts_with("template \"key\": "), "{t}: {msg}");
+        }
+        let e = out("line one\n  {{ .missing }}", &d).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "template \"key\": 2:5: execution error: map has no entry for key \"missing\""
+        );
+    }
+
+    #[test]
+    fn unsupported_and_unknown_functions_are_parse_errors() {
+        let e = out("{{ now }}", &data(&[])).unwrap_err();
+        assert!(
+            matches!(&e, TemplateError::Unsupported { function, .. } if function == "now"),
+            "{e}"
+        );
+        assert_eq!(e.category(), "TemplateUnsupported");
+        let e = out("{{ env \"HOME\" }}", &data(&[])).unwrap_err();
+        assert_eq!(e.category(), "TemplateParse", "env is removed, as in ESO");
+        let e = out("{{ getHostByName \"localhost\" }}", &data(&[])).unwrap_err();
+        assert_eq!(e.category(), "TemplateExecute", "never reaches the network");
+    }
+
+    #[test]
+    fn a_template_is_parsed_once_per_distinct_text() {
+        let t = "{{ .a }} parsed once {{ 42 }}";
+        let first = parsed(t, "x").unwrap();
+        let second = parsed(t, "y").unwrap();
+        assert!(Arc::ptr_eq(&first, &second));
+        assert!(!Arc::ptr_eq(&first, &parsed("{{ .b }}", "x").unwrap()));
+    }
+
+    #[test]
+    fn set_on_a_map_is_seen_by_every_holder_but_a_map_cannot_hold_itself() {
+        let d = data(&[]);
+        assert_eq!(
+            out("{{ $d := dict }}{{ $_ := set $d \"a\" 1 }}{{ $d }}", &d).unwrap(),
+            b"map[a:1]"
+        );
+        assert!(out("{{ $d := dict }}{{ $_ := set $d \"a\" $d }}{{ $d }}", &d).is_err());
+    }
+}

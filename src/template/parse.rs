@@ -494,8 +494,8 @@ pub(crate) enum Node {
     With(Pipe, Vec<Node>, Vec<Node>),
     Range(Pipe, Vec<Node>, Vec<Node>),
     Template(usize, String, Option<Pipe>),
-    Break(usize),
-    Continue(usize),
+    Break,
+    Continue,
 }
 
 #[derive(Debug)]
@@ -735,9 +735,9 @@ impl Parser<'_> {
                 }
                 self.expect_right(k)?;
                 Ok(if *k == "break" {
-                    Node::Break(pos)
+                    Node::Break
                 } else {
-                    Node::Continue(pos)
+                    Node::Continue
                 })
             }
             _ => err(pos, format!("unexpected <{k}>")),

@@ -19,7 +19,6 @@ pub(crate) fn go_str(bytes: Vec<u8>) -> GoStr {
 pub(crate) enum IntTy {
     Int,
     Int64,
-    Int32,
     Uint8,
 }
 
@@ -39,7 +38,6 @@ pub(crate) enum Value {
     Int(i64, IntTy),
     Float(f64),
     Str(GoStr),
-    Bytes(GoStr),
     List(Rc<Vec<Value>>, ElemTy),
     /// Go maps are references: sprig's `set`/`unset` change a map every holder sees.
     Map(Rc<RefCell<BTreeMap<Vec<u8>, Value>>>, ElemTy),
@@ -69,11 +67,9 @@ impl Value {
             Value::Bool(_) => "bool",
             Value::Int(_, IntTy::Int) => "int",
             Value::Int(_, IntTy::Int64) => "int64",
-            Value::Int(_, IntTy::Int32) => "int32",
             Value::Int(_, IntTy::Uint8) => "uint8",
             Value::Float(_) => "float64",
             Value::Str(_) => "string",
-            Value::Bytes(_) => "[]uint8",
             Value::List(_, ElemTy::Any) => "[]interface {}",
             Value::List(_, ElemTy::Str) => "[]string",
             Value::List(_, ElemTy::Int) => "[]int",
@@ -89,11 +85,10 @@ impl Value {
             Value::Bool(_) => "bool",
             Value::Int(_, IntTy::Int) => "int",
             Value::Int(_, IntTy::Int64) => "int64",
-            Value::Int(_, IntTy::Int32) => "int32",
             Value::Int(_, IntTy::Uint8) => "uint8",
             Value::Float(_) => "float64",
             Value::Str(_) => "string",
-            Value::Bytes(_) | Value::List(..) => "slice",
+            Value::List(..) => "slice",
             Value::Map(..) => "map",
         }
     }
@@ -105,16 +100,9 @@ impl Value {
             Value::Bool(b) => *b,
             Value::Int(n, _) => *n != 0,
             Value::Float(f) => *f != 0.0,
-            Value::Str(s) | Value::Bytes(s) => !s.is_empty(),
+            Value::Str(s) => !s.is_empty(),
             Value::List(l, _) => !l.is_empty(),
             Value::Map(m, _) => !m.borrow().is_empty(),
-        }
-    }
-
-    pub(crate) fn as_bytes(&self) -> Option<&[u8]> {
-        match self {
-            Value::Str(s) => Some(s),
-            _ => None,
         }
     }
 }
@@ -127,16 +115,6 @@ pub(crate) fn write_value(out: &mut Vec<u8>, v: &Value) {
         Value::Int(n, _) => out.extend_from_slice(n.to_string().as_bytes()),
         Value::Float(f) => out.extend_from_slice(format_float_g(*f, -1).as_bytes()),
         Value::Str(s) => out.extend_from_slice(s),
-        Value::Bytes(b) => {
-            out.push(b'[');
-            for (i, x) in b.iter().enumerate() {
-                if i > 0 {
-                    out.push(b' ');
-                }
-                out.extend_from_slice(x.to_string().as_bytes());
-            }
-            out.push(b']');
-        }
         Value::List(items, _) => {
             out.push(b'[');
             for (i, x) in items.iter().enumerate() {
