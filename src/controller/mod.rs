@@ -12,6 +12,7 @@ pub mod rotation;
 pub mod runtime;
 pub mod status;
 pub mod stores;
+pub mod values;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
