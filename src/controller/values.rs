@@ -10,6 +10,8 @@ use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
+use zeroize::Zeroizing;
+
 use crate::api::{ConversionStrategy, DecodingStrategy};
 use crate::provider::SecretBytes;
 
@@ -53,10 +55,10 @@ pub fn property(doc: &SecretBytes, property: &str) -> Result<SecretBytes, Proper
 }
 
 /// Follow a gjson path (keys with `\` escapes, array indexes, `#` and `#.rest`) and return the raw
-/// JSON text found. The crate only tokenizes here: its own path walk stops at the first key that
+/// JSON text found (zeroed on drop: it is part of the secret). The crate only tokenizes here: its own path walk stops at the first key that
 /// matches, where Go goes on to a later duplicate key when the rest of the path fails there, and it
 /// reads `#` on an object as a key.
-fn lookup(value: &gjson::Value, path: &str) -> Option<String> {
+fn lookup(value: &gjson::Value, path: &str) -> Option<Zeroizing<String>> {
     let (raw_part, key, rest) = split_component(path);
     match value.kind() {
         gjson::Kind::Object => {
@@ -67,7 +69,7 @@ fn lookup(value: &gjson::Value, path: &str) -> Option<String> {
                 let inner = inner.strip_suffix('"').unwrap_or(inner);
                 if go_gjson_unescape(inner) == key.as_bytes() {
                     found = match rest {
-                        None => Some(v.json().to_owned()),
+                        None => Some(Zeroizing::new(v.json().to_owned())),
                         Some(rest) => lookup(&v, rest),
                     };
                 }
@@ -78,7 +80,7 @@ fn lookup(value: &gjson::Value, path: &str) -> Option<String> {
         gjson::Kind::Array => {
             if raw_part == "#" {
                 let mut count = 0usize;
-                let mut mapped = Vec::new();
+                let mut mapped: Vec<Zeroizing<String>> = Vec::new();
                 value.each(|_, v| {
                     count += 1;
                     if let Some(rest) = rest {
@@ -86,10 +88,18 @@ fn lookup(value: &gjson::Value, path: &str) -> Option<String> {
                     }
                     true
                 });
-                return Some(match rest {
-                    None => count.to_string(),
-                    Some(_) => format!("[{}]", mapped.join(",")),
-                });
+                if rest.is_none() {
+                    return Some(Zeroizing::new(count.to_string()));
+                }
+                let mut out = Zeroizing::new(String::from("["));
+                for (i, m) in mapped.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(m);
+                }
+                out.push(']');
+                return Some(out);
             }
             if raw_part.is_empty() || !raw_part.bytes().all(|b| b.is_ascii_digit()) {
                 return None;
@@ -100,7 +110,7 @@ fn lookup(value: &gjson::Value, path: &str) -> Option<String> {
             value.each(|_, v| {
                 if i == index {
                     found = match rest {
-                        None => Some(v.json().to_owned()),
+                        None => Some(Zeroizing::new(v.json().to_owned())),
                         Some(rest) => lookup(&v, rest),
                     };
                     return false;
