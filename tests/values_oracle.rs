@@ -390,7 +390,10 @@ fn go_extract(answer: Result<Value, String>) -> Extracted {
     match answer {
         Err(e) if e.contains("collision") => Extracted::Collision,
         Err(_) => Extracted::NotAnObject,
-        Ok(Value::Object(map)) => {
+        Ok(Value::Object(mut answer)) => {
+            let Some(Value::Object(map)) = answer.remove("entries") else {
+                panic!("oracle answered no entries");
+            };
             if map.keys().any(|k| !values::is_valid_secret_key(k)) {
                 return Extracted::InvalidKey;
             }
@@ -440,7 +443,17 @@ fn extract_and_key_conversion_match_go() {
     );
     let mut differences = Vec::new();
     let (mut maps, mut collisions, mut invalid, mut refused) = (0, 0, 0, 0);
+    let mut newer = 0;
     for ((doc, property, strategy), answer) in cases.iter().zip(answers) {
+        // As in key_conversion_matches_go: a key with a character the oracle's older Unicode
+        // tables do not know is a version difference, counted and not compared.
+        if answer
+            .as_ref()
+            .is_ok_and(|a| a["unassigned"].as_bool() == Some(true))
+        {
+            newer += 1;
+            continue;
+        }
         let go = go_extract(answer);
         let ours = our_extract(doc.as_bytes(), property, *strategy);
         match go {
@@ -457,10 +470,10 @@ fn extract_and_key_conversion_match_go() {
     }
     report(&format!(
         "extract: {maps} split, {collisions} key collisions, {invalid} keys Kubernetes refuses, \
-         {refused} not an object"
+         {refused} not an object; {newer} more skipped (characters newer than the oracle's Unicode)"
     ));
     assert!(maps > CASES / 3, "too few generated objects: {maps}");
-    verdict("extract", cases.len(), &differences);
+    verdict("extract", cases.len() - newer, &differences);
 }
 
 #[test]

@@ -15,7 +15,9 @@ import (
 //
 // Input {"doc": base64 of the document bytes, "property": string, "strategy": "Default"|"Unicode"}.
 // A non-empty property first selects the document with the "property" mode's rule.
-// Answer {"<key>": base64 of the value bytes, ...}, or an error (not an object, or a key collision).
+// Answer {"entries": {"<key>": base64 of the value bytes, ...}, "unassigned": true when a key has a
+// rune this Go's Unicode tables do not know (see keys.go)}, or an error (not an object, or a key
+// collision).
 func init() {
 	register("extract", func(input json.RawMessage) (interface{}, error) {
 		var in struct {
@@ -42,7 +44,9 @@ func init() {
 			return nil, fmt.Errorf("not a JSON object: %v", err)
 		}
 		out := make(map[string]interface{}, len(kv))
+		unassigned := false
 		for k, v := range kv {
+			unassigned = unassigned || hasUnassigned(k)
 			var s string
 			value := []byte(v)
 			if json.Unmarshal(v, &s) == nil {
@@ -55,6 +59,6 @@ func init() {
 			out[key] = base64.StdEncoding.EncodeToString(value)
 		}
 		delete(out, "")
-		return out, nil
+		return map[string]interface{}{"entries": out, "unassigned": unassigned}, nil
 	})
 }

@@ -23,15 +23,9 @@ func init() {
 		if err := json.Unmarshal(input, &in); err != nil {
 			return nil, err
 		}
-		unassigned := false
-		for _, r := range in.Key {
-			if !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S, unicode.Z, unicode.C) {
-				unassigned = true
-			}
-		}
 		return map[string]interface{}{
 			"key":        convertKey(in.Strategy, in.Key),
-			"unassigned": unassigned,
+			"unassigned": hasUnassigned(in.Key),
 			"version":    unicode.Version,
 		}, nil
 	})
@@ -50,4 +44,14 @@ func convertKey(strategy, key string) string {
 		}
 	}
 	return b.String()
+}
+
+// hasUnassigned: a rune in no general category of this Go's Unicode tables.
+func hasUnassigned(s string) bool {
+	for _, r := range s {
+		if !unicode.In(r, unicode.L, unicode.M, unicode.N, unicode.P, unicode.S, unicode.Z, unicode.C) {
+			return true
+		}
+	}
+	return false
 }
