@@ -4,13 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use sha2::Sha256;
 
-use crate::api::{
-    ConversionStrategy, DecodingStrategy, ExternalSecretSpec, MetadataPolicy, RemoteRef,
-};
+use super::values::{self, KeyError, PropertyError};
+
+use crate::api::{DecodingStrategy, ExternalSecretSpec, MetadataPolicy, RemoteRef};
 use crate::provider::{FetchRequest, ProviderError, SecretBytes};
 
 /// Everything that can make the desired data impossible to compute. Never carries a value.
@@ -28,6 +26,12 @@ pub enum BuildError {
     Fetch { key: String, source: ProviderError },
     #[error("remote key {key:?} is not valid JSON, so property {property:?} cannot be read")]
     PropertyOfNonJson { key: String, property: String },
+    #[error(
+        "property {property:?} of remote key {key:?} uses gjson syntax secret-sync does not evaluate \
+         yet (wildcards '*' '?', modifiers '@', queries '#(', pipes '|', multipaths, literals '!'); \
+         escape a character with '\\' to read it as part of a key"
+    )]
+    UnsupportedProperty { key: String, property: String },
     #[error("property {property:?} does not exist in remote key {key:?}")]
     PropertyNotFound { key: String, property: String },
     #[error(
@@ -37,16 +41,24 @@ pub enum BuildError {
     #[error("value of remote key {key:?} is not valid {strategy} (decodingStrategy)")]
     Decode { key: String, strategy: &'static str },
     #[error(
-        "secret key {secret_key:?} is not a valid Secret key (allowed: letters, digits, '-', '_', '.')"
+        "secret key {secret_key:?} is not a valid Secret key (Kubernetes allows 1 to 253 ASCII letters, \
+         digits, '-', '_' and '.', not '.' or '..' and no leading '..'; conversionStrategy keeps \
+         non-ASCII letters and digits, as ESO does)"
     )]
     InvalidSecretKey { secret_key: String },
+    #[error(
+        "two keys of remote key {key:?} convert to the same secret key {secret_key:?} (conversionStrategy)"
+    )]
+    KeyCollision { key: String, secret_key: String },
 }
 
 impl BuildError {
     /// Bounded label for metrics, Events and status.
     pub fn category(&self) -> &'static str {
         match self {
-            BuildError::Unsupported { .. } => "Unsupported",
+            BuildError::Unsupported { .. } | BuildError::UnsupportedProperty { .. } => {
+                "Unsupported"
+            }
             BuildError::Template(e) => e.category(),
             BuildError::InvalidRefreshInterval { .. } | BuildError::NothingToSync => "InvalidSpec",
             BuildError::Fetch { source, .. } => source.category(),
@@ -55,7 +67,9 @@ impl BuildError {
             }
             BuildError::PropertyNotFound { .. } => "PropertyNotFound",
             BuildError::Decode { .. } => "DecodeFailed",
-            BuildError::InvalidSecretKey { .. } => "InvalidSecretKey",
+            BuildError::InvalidSecretKey { .. } | BuildError::KeyCollision { .. } => {
+                "InvalidSecretKey"
+            }
         }
     }
 
@@ -219,14 +233,24 @@ pub fn desired_data(
             Some(p) if !p.is_empty() => select_property(&remote.key, p, &doc)?,
             _ => doc,
         };
-        for (key, value) in extract_object(&remote.key, &doc)? {
-            let key = convert_key(&key, remote.conversion_strategy.unwrap_or_default());
+        let entries = values::extract(&doc).ok_or_else(|| BuildError::ExtractNonObject {
+            key: remote.key.clone(),
+        })?;
+        let entries = values::convert_keys(entries, remote.conversion_strategy.unwrap_or_default())
+            .map_err(|e| match e {
+                KeyError::Collision { key } => BuildError::KeyCollision {
+                    key: remote.key.clone(),
+                    secret_key: key,
+                },
+                KeyError::Invalid { key } => BuildError::InvalidSecretKey { secret_key: key },
+            })?;
+        for (key, value) in entries {
             let value = decode(
                 &remote.key,
                 remote.decoding_strategy.unwrap_or_default(),
                 value,
             )?;
-            out.data.insert(validated_key(key)?, value);
+            out.data.insert(key, value);
         }
     }
     for entry in &spec.data {
@@ -250,79 +274,25 @@ pub fn desired_data(
     Ok(out)
 }
 
-/// Read `property` from a JSON document as ESO does: a top-level key spelled exactly like the
-/// property wins (so `a.b` finds the key "a.b"); otherwise it is a gjson path (`a.b`, escaped `a\.b`).
-/// A string result is returned unquoted; anything else as its original JSON text.
 fn select_property(
     key: &str,
     property: &str,
     doc: &SecretBytes,
 ) -> Result<SecretBytes, BuildError> {
-    let text = doc
-        .expose_str()
-        .filter(|t| gjson::valid(t))
-        .ok_or_else(|| BuildError::PropertyOfNonJson {
+    values::property(doc, property).map_err(|e| match e {
+        PropertyError::NotJson => BuildError::PropertyOfNonJson {
             key: key.to_owned(),
             property: property.to_owned(),
-        })?;
-    let literal_path = escape_gjson(property);
-    let literal = gjson::get(text, &literal_path);
-    let found = if literal.exists() {
-        literal
-    } else {
-        gjson::get(text, property)
-    };
-    if !found.exists() {
-        return Err(BuildError::PropertyNotFound {
+        },
+        PropertyError::NotFound => BuildError::PropertyNotFound {
             key: key.to_owned(),
             property: property.to_owned(),
-        });
-    }
-    Ok(json_value_bytes(&found))
-}
-
-/// A gjson path that matches `key` literally, as one top-level key.
-fn escape_gjson(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() + 4);
-    for c in key.chars() {
-        if matches!(
-            c,
-            '.' | '*' | '?' | '|' | '#' | '@' | '\\' | '!' | '=' | '<' | '>' | '%'
-        ) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Strings unquoted, everything else exactly as written in the document (key order, spacing).
-fn json_value_bytes(value: &gjson::Value) -> SecretBytes {
-    match value.kind() {
-        gjson::Kind::String => SecretBytes::from(value.str().to_owned()),
-        _ => SecretBytes::from(value.json().to_owned()),
-    }
-}
-
-/// Split a JSON object into (key, value), keeping nested values' original JSON text, as ESO does.
-fn extract_object(key: &str, doc: &SecretBytes) -> Result<Vec<(String, SecretBytes)>, BuildError> {
-    let not_object = || BuildError::ExtractNonObject {
-        key: key.to_owned(),
-    };
-    let text = doc
-        .expose_str()
-        .filter(|t| gjson::valid(t))
-        .ok_or_else(not_object)?;
-    let parsed = gjson::parse(text);
-    if parsed.kind() != gjson::Kind::Object {
-        return Err(not_object());
-    }
-    let mut out = Vec::new();
-    parsed.each(|k, v| {
-        out.push((k.str().to_owned(), json_value_bytes(&v)));
-        true
-    });
-    Ok(out)
+        },
+        PropertyError::UnsupportedSyntax => BuildError::UnsupportedProperty {
+            key: key.to_owned(),
+            property: property.to_owned(),
+        },
+    })
 }
 
 fn decode(
@@ -330,55 +300,18 @@ fn decode(
     strategy: DecodingStrategy,
     value: SecretBytes,
 ) -> Result<SecretBytes, BuildError> {
-    let trimmed = value.expose().trim_ascii();
-    let fail = |name| BuildError::Decode {
+    values::decode(strategy, value).map_err(|_| BuildError::Decode {
         key: key.to_owned(),
-        strategy: name,
-    };
-    match strategy {
-        DecodingStrategy::None => Ok(value),
-        DecodingStrategy::Base64 => STANDARD
-            .decode(trimmed)
-            .or_else(|_| STANDARD_NO_PAD.decode(trimmed))
-            .map(SecretBytes::new)
-            .map_err(|_| fail("Base64")),
-        DecodingStrategy::Base64Url => URL_SAFE
-            .decode(trimmed)
-            .or_else(|_| URL_SAFE_NO_PAD.decode(trimmed))
-            .map(SecretBytes::new)
-            .map_err(|_| fail("Base64URL")),
-        // Auto: base64, then base64url, else the value unchanged.
-        DecodingStrategy::Auto => Ok(STANDARD
-            .decode(trimmed)
-            .or_else(|_| URL_SAFE.decode(trimmed))
-            .map(SecretBytes::new)
-            .unwrap_or(value)),
-    }
+        strategy: match strategy {
+            DecodingStrategy::Base64Url => "Base64URL",
+            _ => "Base64",
+        },
+    })
 }
 
-/// ESO's Unicode conversion: characters not allowed in Secret keys become `_U<hex>_`.
-fn convert_key(key: &str, strategy: ConversionStrategy) -> String {
-    match strategy {
-        ConversionStrategy::Default => key.to_owned(),
-        ConversionStrategy::Unicode => key
-            .chars()
-            .map(|c| {
-                if is_secret_key_char(c) {
-                    c.to_string()
-                } else {
-                    format!("_U{:04x}_", c as u32)
-                }
-            })
-            .collect(),
-    }
-}
-
-fn is_secret_key_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
-}
-
+/// Keys named in `data[].secretKey` are used as written; Kubernetes' rule applies.
 fn validated_key(key: String) -> Result<String, BuildError> {
-    if key.is_empty() || key.len() > 253 || !key.chars().all(is_secret_key_char) {
+    if !values::is_valid_secret_key(&key) {
         return Err(BuildError::InvalidSecretKey { secret_key: key });
     }
     Ok(key)
@@ -614,15 +547,227 @@ mod tests {
         assert_eq!(text(&d, "a_U0020_b"), "v");
     }
 
+    /// The keys of `doc` under `dataFrom.extract` with this conversionStrategy.
+    fn extracted_keys(strategy: &str, doc: &str) -> Result<Vec<String>, BuildError> {
+        let s = spec(&format!(
+            "dataFrom: [{{extract: {{key: app, conversionStrategy: {strategy}}}}}]"
+        ));
+        desired_data(&s, &fetched(&[("app", Ok(doc))])).map(|d| d.data.into_keys().collect())
+    }
+
+    const AWKWARD_KEYS: &str =
+        r#"{"API KEY":"k1","db/password":"k2","arr[0]":"k3","a@b":"k5","XYZ ":"k6"}"#;
+
     #[test]
-    fn invalid_extracted_key_without_conversion_is_refused() {
+    fn default_conversion_turns_invalid_key_characters_into_underscores() {
+        let mut want = vec!["API_KEY", "XYZ_", "a_b", "arr_0_", "db_password"];
+        want.sort();
+        assert_eq!(extracted_keys("Default", AWKWARD_KEYS).unwrap(), want);
+        // Omitted means Default, as in ESO.
         let s = spec("dataFrom: [{extract: {key: app}}]");
-        let err = desired_data(&s, &fetched(&[("app", Ok(r#"{"a b":"v"}"#))])).unwrap_err();
+        let d = desired_data(&s, &fetched(&[("app", Ok(AWKWARD_KEYS))])).unwrap();
+        assert_eq!(text(&d, "db_password"), "k2");
+        assert_eq!(text(&d, "XYZ_"), "k6");
+    }
+
+    #[test]
+    fn unicode_conversion_writes_code_points_as_lowercase_hex() {
+        let mut want = vec![
+            "API_U0020_KEY",
+            "XYZ_U0020_",
+            "a_U0040_b",
+            "arr_U005b_0_U005d_",
+            "db_U002f_password",
+        ];
+        want.sort();
+        assert_eq!(extracted_keys("Unicode", AWKWARD_KEYS).unwrap(), want);
+        // Beyond four digits the number simply grows; a combining mark is not a letter.
+        assert_eq!(
+            extracted_keys("Unicode", r#"{"a😀":"1","e\u0301":"2"}"#).unwrap(),
+            vec!["a_U1f600_", "e_U0301_"]
+        );
+        assert_eq!(
+            extracted_keys("Default", r#"{"a😀":"1","e\u0301":"2"}"#).unwrap(),
+            vec!["a_", "e_"]
+        );
+    }
+
+    #[test]
+    fn two_keys_converting_to_one_name_are_an_error() {
+        let err = extracted_keys("Default", r#"{"a b":"1","a_b":"2"}"#).unwrap_err();
         assert_eq!(
             err,
-            BuildError::InvalidSecretKey {
-                secret_key: "a b".into()
+            BuildError::KeyCollision {
+                key: "app".into(),
+                secret_key: "a_b".into()
             }
+        );
+        assert_eq!(err.category(), "InvalidSecretKey");
+        assert!(extracted_keys("Unicode", r#"{"a b":"1","a_b":"2"}"#).is_ok());
+    }
+
+    #[test]
+    fn an_empty_extracted_key_is_dropped() {
+        assert_eq!(
+            extracted_keys("Default", r#"{"":"x","k":"v"}"#).unwrap(),
+            vec!["k"]
+        );
+        assert_eq!(
+            extracted_keys("Unicode", r#"{"":"x"}"#).unwrap(),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn a_non_ascii_letter_kept_by_conversion_is_refused_before_any_write() {
+        for strategy in ["Default", "Unicode"] {
+            let err = extracted_keys(strategy, r#"{"clé":"v","k":"v"}"#).unwrap_err();
+            assert_eq!(
+                err,
+                BuildError::InvalidSecretKey {
+                    secret_key: "clé".into()
+                }
+            );
+            assert!(err.to_string().contains("ASCII"), "{err}");
+        }
+        // Digits of other scripts are numbers to ESO too.
+        assert!(extracted_keys("Default", r#"{"٣":"v"}"#).is_err());
+        // Kubernetes also refuses "." and ".." and a leading "..".
+        for key in [".", "..", "..a"] {
+            let doc = format!(r#"{{"{key}":"v"}}"#);
+            assert!(extracted_keys("Default", &doc).is_err(), "{key}");
+        }
+        assert!(extracted_keys("Default", r#"{".a":"v","a..":"v"}"#).is_ok());
+    }
+
+    #[test]
+    fn json_null_is_an_empty_value_through_extract_and_property() {
+        let s = spec(
+            "dataFrom: [{extract: {key: app}}]\ndata: [{secretKey: p, remoteRef: {key: app, property: n}}]",
+        );
+        let d = desired_data(&s, &fetched(&[("app", Ok(r#"{"n":null,"s":"x"}"#))])).unwrap();
+        assert_eq!(text(&d, "n"), "");
+        assert_eq!(text(&d, "p"), "");
+        assert_eq!(text(&d, "s"), "x");
+        // A whole document of `null` is an object with no keys to Go's encoding/json.
+        let s = spec("dataFrom: [{extract: {key: app}}]");
+        let d = desired_data(&s, &fetched(&[("app", Ok("null"))])).unwrap();
+        assert!(d.data.is_empty());
+    }
+
+    #[test]
+    fn property_reads_lenient_json_as_gjson_does_but_extract_is_strict() {
+        let lenient = r#"{"TEST1": "abc123",}"#;
+        let s = spec("data: [{secretKey: t, remoteRef: {key: app, property: TEST1}}]");
+        let d = desired_data(&s, &fetched(&[("app", Ok(lenient))])).unwrap();
+        assert_eq!(text(&d, "t"), "abc123");
+        let s = spec("dataFrom: [{extract: {key: app}}]");
+        let err = desired_data(&s, &fetched(&[("app", Ok(lenient))])).unwrap_err();
+        assert_eq!(err, BuildError::ExtractNonObject { key: "app".into() });
+    }
+
+    #[test]
+    fn property_prints_numbers_as_gjson_and_extract_keeps_their_text() {
+        let doc =
+            r#"{"f":1.50,"e":1e3,"big":12345678901234567890,"neg":-0,"huge":1e400,"tiny":1e-7}"#;
+        let s = spec(
+            r#"data:
+  - {secretKey: f, remoteRef: {key: app, property: f}}
+  - {secretKey: e, remoteRef: {key: app, property: e}}
+  - {secretKey: big, remoteRef: {key: app, property: big}}
+  - {secretKey: neg, remoteRef: {key: app, property: neg}}
+  - {secretKey: huge, remoteRef: {key: app, property: huge}}
+  - {secretKey: tiny, remoteRef: {key: app, property: tiny}}"#,
+        );
+        let d = desired_data(&s, &fetched(&[("app", Ok(doc))])).unwrap();
+        assert_eq!(text(&d, "f"), "1.5");
+        assert_eq!(text(&d, "e"), "1000");
+        assert_eq!(
+            text(&d, "big"),
+            "12345678901234567890",
+            "integers keep their digits"
+        );
+        assert_eq!(text(&d, "neg"), "-0");
+        assert_eq!(text(&d, "huge"), "+Inf");
+        assert_eq!(text(&d, "tiny"), "0.0000001");
+        let s = spec("dataFrom: [{extract: {key: app}}]");
+        let d = desired_data(&s, &fetched(&[("app", Ok(doc))])).unwrap();
+        assert_eq!(text(&d, "f"), "1.50");
+        assert_eq!(text(&d, "e"), "1e3");
+        assert_eq!(text(&d, "huge"), "1e400");
+    }
+
+    #[test]
+    fn property_strings_are_unescaped_as_go_does() {
+        let doc = r#"{"pair":"\uD858\uDD04","emoji":"\ud83d\ude00","lone":"a\ud800b","nl":"a\nb"}"#;
+        let s = spec(
+            r#"data:
+  - {secretKey: pair, remoteRef: {key: app, property: pair}}
+  - {secretKey: emoji, remoteRef: {key: app, property: emoji}}
+  - {secretKey: lone, remoteRef: {key: app, property: lone}}
+  - {secretKey: nl, remoteRef: {key: app, property: nl}}"#,
+        );
+        let d = desired_data(&s, &fetched(&[("app", Ok(doc))])).unwrap();
+        assert_eq!(text(&d, "pair"), "\u{26104}");
+        assert_eq!(text(&d, "emoji"), "😀");
+        assert_eq!(text(&d, "lone"), "a\u{fffd}b");
+        assert_eq!(text(&d, "nl"), "a\nb");
+        // extract decodes like encoding/json: the same bytes here.
+        let s = spec("dataFrom: [{extract: {key: app}}]");
+        let d = desired_data(&s, &fetched(&[("app", Ok(doc))])).unwrap();
+        assert_eq!(text(&d, "pair"), "\u{26104}");
+        assert_eq!(text(&d, "lone"), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn property_paths_follow_gjson_for_arrays_and_duplicate_keys() {
+        let doc = r#"{"users":[{"n":"a"},{"n":"b"},{"x":1}],"o":{"":"empty-key"},"d":{"x":1},"d":{"y":"second"}}"#;
+        let s = spec(
+            r#"data:
+  - {secretKey: first, remoteRef: {key: app, property: users.0.n}}
+  - {secretKey: count, remoteRef: {key: app, property: "users.#"}}
+  - {secretKey: names, remoteRef: {key: app, property: "users.#.n"}}
+  - {secretKey: dup, remoteRef: {key: app, property: d.y}}"#,
+        );
+        let d = desired_data(&s, &fetched(&[("app", Ok(doc))])).unwrap();
+        assert_eq!(text(&d, "first"), "a");
+        assert_eq!(text(&d, "count"), "3");
+        assert_eq!(text(&d, "names"), r#"["a","b"]"#);
+        assert_eq!(
+            text(&d, "dup"),
+            "second",
+            "gjson goes on to a later key of the same name"
+        );
+        // `#` counts arrays only; on an object it is a key like any other.
+        let s = spec("data: [{secretKey: x, remoteRef: {key: app, property: \"o.#\"}}]");
+        let err = desired_data(&s, &fetched(&[("app", Ok(doc))])).unwrap_err();
+        assert_eq!(err.category(), "PropertyNotFound");
+    }
+
+    #[test]
+    fn property_syntax_we_do_not_evaluate_is_refused_not_guessed() {
+        let doc = r#"{"a*":"SECRET-literal","abc":"SECRET-wild"}"#;
+        for property in [
+            "a*",
+            "a?c",
+            "@reverse",
+            "users.#(n==\"a\").n",
+            "a|b",
+            "[a,abc]",
+        ] {
+            let s = spec(&format!(
+                "data: [{{secretKey: x, remoteRef: {{key: app, property: '{property}'}}}}]"
+            ));
+            let err = desired_data(&s, &fetched(&[("app", Ok(doc))])).unwrap_err();
+            assert_eq!(err.category(), "Unsupported", "{property}");
+            assert!(!err.to_string().contains("SECRET"));
+        }
+        let s = spec(r#"data: [{secretKey: x, remoteRef: {key: app, property: 'a\*'}}]"#);
+        let d = desired_data(&s, &fetched(&[("app", Ok(doc))])).unwrap();
+        assert_eq!(
+            text(&d, "x"),
+            "SECRET-literal",
+            "an escaped '*' is part of the key"
         );
     }
 
@@ -639,7 +784,7 @@ mod tests {
             &s,
             &fetched(&[
                 ("b64", Ok("aGk/Pz4+fg==")),
-                ("b64url", Ok("aGk_Pz4-fg")),
+                ("b64url", Ok("aGk_Pz4-fg==")),
                 ("raw", Ok("not base64!")),
             ]),
         )
@@ -655,6 +800,61 @@ mod tests {
         let s = spec("data: [{secretKey: x, remoteRef: {key: k, decodingStrategy: Base64}}]");
         let err = desired_data(&s, &fetched(&[("k", Ok("%%%"))])).unwrap_err();
         assert_eq!(err.category(), "DecodeFailed");
+    }
+
+    fn decoded(strategy: &str, value: &str) -> Result<Vec<u8>, BuildError> {
+        let s = spec(&format!(
+            "data: [{{secretKey: x, remoteRef: {{key: k, decodingStrategy: {strategy}}}}}]"
+        ));
+        desired_data(&s, &fetched(&[("k", Ok(value))])).map(|d| d.data["x"].expose().to_vec())
+    }
+
+    #[test]
+    fn base64_follows_go_padding_newlines_and_trailing_bits() {
+        // CR and LF anywhere are skipped: wrapped base64 decodes.
+        assert_eq!(
+            decoded("Base64", "aGVs\r\nbG8g\nd29y\rbGQ=\n").unwrap(),
+            b"hello world"
+        );
+        assert_eq!(decoded("Base64", "aQ=\n=").unwrap(), b"i");
+        // A missing pad is an error; so is a space, which is not skipped.
+        assert!(decoded("Base64", "aQ").is_err());
+        assert!(decoded("Base64", "aQ== ").is_err());
+        assert!(decoded("Base64", " aQ==").is_err());
+        // Non-canonical trailing bits are accepted.
+        assert_eq!(decoded("Base64", "YR==").unwrap(), b"a");
+        // Each strategy keeps to its alphabet.
+        assert!(decoded("Base64", "aGk_Pz4-fg==").is_err());
+        assert_eq!(decoded("Base64URL", "aGk_Pz4-fg==").unwrap(), b"hi??>>~");
+        assert!(decoded("Base64URL", "aGk_Pz4-fg").is_err());
+        assert!(decoded("Base64URL", "aGk/Pz4+fg==").is_err());
+        assert_eq!(decoded("Base64", "").unwrap(), b"");
+    }
+
+    #[test]
+    fn auto_tries_standard_then_url_safe_then_keeps_the_value() {
+        assert_eq!(decoded("Auto", "aGk/Pz4+fg==").unwrap(), b"hi??>>~");
+        assert_eq!(decoded("Auto", "aGk_Pz4-fg==").unwrap(), b"hi??>>~");
+        assert_eq!(decoded("Auto", "aGVs\nbG8=").unwrap(), b"hello");
+        // Never an error: what is not padded base64 stays as it is.
+        assert_eq!(decoded("Auto", "aGk_Pz4-fg").unwrap(), b"aGk_Pz4-fg");
+        assert_eq!(decoded("Auto", "aQ== ").unwrap(), b"aQ== ");
+        assert_eq!(decoded("Auto", "hunter2").unwrap(), b"hunter2");
+        assert_eq!(decoded("None", "aQ==").unwrap(), b"aQ==");
+    }
+
+    #[test]
+    fn extracted_values_are_decoded_after_key_conversion() {
+        let s = spec(
+            "dataFrom: [{extract: {key: app, decodingStrategy: Base64, conversionStrategy: Default}}]",
+        );
+        let d = desired_data(&s, &fetched(&[("app", Ok(r#"{"a b":"aGk=","n":null}"#))])).unwrap();
+        assert_eq!(text(&d, "a_b"), "hi");
+        assert_eq!(
+            text(&d, "n"),
+            "",
+            "null is empty, and empty is valid base64"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod runtime;
 pub mod status;
 pub mod stores;
 pub mod templating;
+pub mod values;
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
