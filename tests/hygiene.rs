@@ -4,8 +4,8 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use support::logs::Capture;
+
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -14,19 +14,6 @@ use support::cluster::{TestCluster, wait_for};
 
 const CANARY: &str = "CANARY-9f1c7e-never-print-me";
 const CANARY_ROTATED: &str = "CANARY-2b8d44-rotated-value";
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn forms(value: &str) -> Vec<String> {
     let b64 = base64::engine::general_purpose::STANDARD;
@@ -55,13 +42,7 @@ fn assert_clean(place: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canary_values_never_reach_logs_events_status_or_metrics() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install(tracing::Level::TRACE);
 
     tokio::time::timeout(fake_apiserver::test_time::scaled(Duration::from_secs(60)), async {
         let c = TestCluster::start().await;
@@ -102,7 +83,7 @@ async fn canary_values_never_reach_logs_events_status_or_metrics() {
     .await
     .expect("within time limit");
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = capture.text();
     assert!(
         logs.contains("TRACE") || logs.contains("DEBUG"),
         "trace logging was captured"

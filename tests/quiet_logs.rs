@@ -4,24 +4,11 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use support::logs::Capture;
+
 use std::time::Duration;
 
 use support::cluster::{TestCluster, scaled, wait_for};
-
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 fn lines_with(logs: &str, parts: &[&str]) -> usize {
     logs.lines()
@@ -31,13 +18,7 @@ fn lines_with(logs: &str, parts: &[&str]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_state_logs_nothing_at_info_and_each_change_logs_once() {
-    let capture = Capture::default();
-    let writer = capture.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let capture = Capture::install(tracing::Level::INFO);
 
     tokio::time::timeout(scaled(Duration::from_secs(60)), async {
         let c = TestCluster::start().await;
@@ -58,7 +39,7 @@ async fn steady_state_logs_nothing_at_info_and_each_change_logs_once() {
     .await
     .expect("within time limit");
 
-    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    let logs = capture.text();
     assert_eq!(
         lines_with(&logs, &["name=steady", "synced"]),
         1,

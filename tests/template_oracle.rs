@@ -116,10 +116,10 @@ fn compare(label: &str, oracle: &mut Oracle, cases: &[(String, Data)]) -> (usize
             }
         }
     }
-    println!(
+    support::report(&format!(
         "[{label}] {} cases: {same_ok} same output, {same_err} both failed, {diff} different",
         cases.len()
-    );
+    ));
     (same_ok, same_err, diff)
 }
 
@@ -264,8 +264,12 @@ fn corpus_templates_render_as_go_does() {
         }
         manifests += usize::from(found);
     }
-    println!("[corpus] {manifests} manifests with templates, {templates} templates");
-    println!("[corpus] not compared (unsupported function, refused clearly): {unsupported:?}");
+    support::report(&format!(
+        "[corpus] {manifests} manifests with templates, {templates} templates"
+    ));
+    support::report(&format!(
+        "[corpus] not compared (unsupported function, refused clearly): {unsupported:?}"
+    ));
     let mut oracle = Oracle::start();
     let (ok, _, diff) = compare("corpus", &mut oracle, &cases);
     assert!(ok > 100, "most corpus cases render");
@@ -595,7 +599,7 @@ fn generated_templates_render_as_go_does() {
         })
         .collect();
     let mut oracle = Oracle::start();
-    println!("[generated] seed {seed}");
+    support::report(&format!("[generated] seed {seed}"));
     let (ok, _, diff) = compare("generated", &mut oracle, &cases);
     assert!(ok > n / 3, "most generated cases render ({ok} of {n})");
     assert_eq!(diff, 0, "differences from Go (see stderr)");

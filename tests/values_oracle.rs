@@ -34,12 +34,7 @@ fn b64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
-/// A line for CI logs. Written to stderr directly: the test harness captures `println!` of tests
-/// that pass.
-fn report(line: &str) {
-    use std::io::Write as _;
-    let _ = writeln!(std::io::stderr(), "{line}");
-}
+use support::report;
 
 /// Report the count, then fail with the first few differences.
 fn verdict(rule: &str, cases: usize, differences: &[String]) {

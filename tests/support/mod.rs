@@ -4,5 +4,13 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod cluster;
+pub mod logs;
 pub mod moto;
 pub mod oracle;
+
+/// A line for CI logs (case counts of the differential suites). Written to stderr directly: the test
+/// harness captures `println!` of tests that pass.
+pub fn report(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}

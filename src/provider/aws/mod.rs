@@ -201,6 +201,38 @@ impl AwsProviders {
 }
 
 /// Count one AWS call in ESO's metric (`externalsecret_provider_api_calls_count`), with ESO's labels.
+/// Ask `check` once per distinct key of the requests whose results are `doubtful`, a few at a time:
+/// the confirmation step shared by both services' `confirm_missing`.
+async fn confirm_each<F, Fut>(
+    requests: &[crate::provider::FetchRequest],
+    results: &[Result<crate::provider::SecretBytes, ProviderError>],
+    doubtful: impl Fn(
+        &crate::provider::FetchRequest,
+        &Result<crate::provider::SecretBytes, ProviderError>,
+    ) -> bool,
+    concurrency: usize,
+    check: F,
+) -> std::collections::HashMap<String, Result<bool, ProviderError>>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = (String, Result<bool, ProviderError>)>,
+{
+    use futures::StreamExt;
+    let mut keys: Vec<String> = requests
+        .iter()
+        .zip(results)
+        .filter(|(request, result)| doubtful(request, result))
+        .map(|(request, _)| request.key.clone())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    futures::stream::iter(keys)
+        .map(check)
+        .buffer_unordered(concurrency)
+        .collect()
+        .await
+}
+
 fn count<T, E>(metrics: &Metrics, provider: &str, call: &str, result: &Result<T, E>) {
     metrics.provider_call(
         provider,

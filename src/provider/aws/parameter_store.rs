@@ -76,24 +76,11 @@ impl ParameterStoreProvider {
                 && request.version.as_deref().is_some_and(|v| !v.is_empty())
                 && matches!(result, Err(ProviderError::NotFound { .. }))
         };
-        let mut keys: Vec<String> = requests
-            .iter()
-            .zip(results.iter())
-            .filter(|(request, result)| doubtful(request, result))
-            .map(|(request, _)| request.key.clone())
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        if keys.is_empty() {
-            return;
-        }
-        let exists: HashMap<String, Result<bool, ProviderError>> = stream::iter(keys)
-            .map(|key| async move {
+        let exists =
+            super::confirm_each(requests, results, doubtful, CONCURRENCY, |key| async move {
                 let answer = self.parameter_exists(client, &key).await;
                 (key, answer)
             })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
             .await;
         for (request, result) in requests.iter().zip(results.iter_mut()) {
             if !doubtful(request, result) {

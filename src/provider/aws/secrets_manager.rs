@@ -70,33 +70,21 @@ impl SecretsManagerProvider {
         requests: &[FetchRequest],
         results: &mut [Fetched],
     ) {
-        let doubtful = |r: &Fetched| {
-            matches!(
-                r,
-                Err(ProviderError::NotFound { .. } | ProviderError::InvalidRequest { .. })
-            )
+        let doubtful = |request: &FetchRequest, r: &Fetched| {
+            !request.metadata
+                && matches!(
+                    r,
+                    Err(ProviderError::NotFound { .. } | ProviderError::InvalidRequest { .. })
+                )
         };
-        let mut keys: Vec<String> = requests
-            .iter()
-            .zip(results.iter())
-            .filter(|(request, result)| !request.metadata && doubtful(result))
-            .map(|(request, _)| request.key.clone())
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
-        if keys.is_empty() {
-            return;
-        }
-        let states: HashMap<String, Result<bool, ProviderError>> = stream::iter(keys)
-            .map(|key| async move {
+        let states =
+            super::confirm_each(requests, results, doubtful, CONCURRENCY, |key| async move {
                 let answer = self.deletion_scheduled(client, &key).await;
                 (key, answer)
             })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
             .await;
         for (request, result) in requests.iter().zip(results.iter_mut()) {
-            if request.metadata || !doubtful(result) {
+            if !doubtful(request, result) {
                 continue;
             }
             let Some(state) = states.get(request.key.as_str()) else {
