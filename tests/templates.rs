@@ -26,7 +26,7 @@ async fn a_template_writes_data_type_labels_and_annotations() {
     within(async {
         let c = TestCluster::start().await;
         c.apply(STORE).await;
-        c.apply(r#"apiVersion: external-secrets.io/v1
+        let es = r#"apiVersion: external-secrets.io/v1
 kind: ExternalSecret
 metadata: {name: app, namespace: default}
 spec:
@@ -43,7 +43,8 @@ spec:
         .dockerconfigjson: '{"auths":{"registry.example.com":{"auth":"{{ printf "%s:%s" .user .token | b64enc }}"}}}'
   dataFrom:
   - extract: {key: registry}
-"#).await;
+"#;
+        c.apply(es).await;
         let s = c.wait_secret_value("default", "registry-creds", ".dockerconfigjson", br#"{"auths":{"registry.example.com":{"auth":"cm9ib3Q6dDBr"}}}"#).await;
         assert_eq!(s.type_.as_deref(), Some("kubernetes.io/dockerconfigjson"));
         assert_eq!(s.data.as_ref().unwrap().len(), 1, "only the templated key (mergePolicy Replace)");
@@ -52,6 +53,13 @@ spec:
         assert_eq!(labels["app.kubernetes.io/managed-by"], "secret-sync");
         assert_eq!(s.metadata.annotations.unwrap()["note"], "fixed");
         c.wait_ready("default", "app", "True", "SecretSynced").await;
+        // A metadata-only template edit (same data) still reaches the Secret.
+        c.apply(&es.replace("note: fixed", "note: edited")).await;
+        wait_for("the edited annotation", Duration::from_secs(15), || async {
+            let s = c.secret("default", "registry-creds").await?;
+            (s.metadata.annotations?.get("note")? == "edited").then_some(())
+        })
+        .await;
     })
     .await;
 }

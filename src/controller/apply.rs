@@ -74,9 +74,20 @@ pub async fn sync_secret(
             .annotations
             .as_ref()
             .and_then(|a| a.get(DATA_HASH_ANNOTATION));
+        // The template's labels and annotations are metadata the cache holds: they must be there too
+        // (the data hash covers data only, as it travels to workloads for reload).
+        let has = |have: Option<&BTreeMap<String, String>>, want: &BTreeMap<String, String>| {
+            want.iter()
+                .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
+        };
         if desired.missing_remote_keys.is_empty()
             && hash == Some(&build::data_hash(salt, &desired.data))
             && meta.metadata.resource_version.as_deref() == Some(rv)
+            && has(meta.metadata.labels.as_ref(), &desired.meta.labels)
+            && has(
+                meta.metadata.annotations.as_ref(),
+                &desired.meta.annotations,
+            )
         {
             return Ok((Change::Unchanged, Some(rv.to_owned())));
         }

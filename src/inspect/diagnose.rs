@@ -172,7 +172,7 @@ fn spec_findings(es: &ExternalSecret, out: &mut Vec<Finding>) {
                 .refresh_policy
                 .map_or("Periodic".to_owned(), |p| format!("{p:?}"));
             let every = interval.map_or("once (refreshInterval \"0\")".to_owned(), |d| {
-                format!("every {}", human(d))
+                format!("every {}", super::go_duration(d))
             });
             out.push(Finding::ok(
                 Step::ExternalSecret,
@@ -436,17 +436,6 @@ fn event_findings(facts: &Facts, out: &mut Vec<Finding>) {
             Step::Events,
             format!("{} {}: {}", e.type_, e.reason, e.note),
         ));
-    }
-}
-
-fn human(d: std::time::Duration) -> String {
-    let s = d.as_secs();
-    match s {
-        0 => format!("{}ms", d.as_millis()),
-        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-        s if s % 3_600 == 0 => format!("{}h", s / 3_600),
-        s if s % 60 == 0 => format!("{}m", s / 60),
-        s => format!("{s}s"),
     }
 }
 

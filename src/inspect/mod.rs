@@ -392,7 +392,8 @@ fn row(es: &ExternalSecret, provider: Option<&crate::api::SecretStoreProvider>) 
     }
 }
 
-fn go_duration(d: std::time::Duration) -> String {
+/// A refresh interval as a Go duration reads ("1h", "15m", "30s"), for people.
+pub(crate) fn go_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
     match s {
         0 => format!("{}ms", d.as_millis()),
