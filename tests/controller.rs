@@ -13,20 +13,11 @@ use support::cluster::{TestCluster, scaled, wait_for};
 const LIMIT: Duration = Duration::from_secs(60);
 
 fn store(ns: &str, name: &str, entries: &[(&str, &str)]) -> String {
-    let data: Vec<String> = entries
-        .iter()
-        .map(|(k, v)| format!("        - key: {k}\n          value: '{v}'"))
-        .collect();
-    format!(
-        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  provider:\n    fake:\n      data:\n{}\n",
-        data.join("\n")
-    )
+    support::cluster::fake_store(ns, name, entries)
 }
 
 fn external_secret(ns: &str, name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}\n"
-    )
+    support::cluster::external_secret_yaml(ns, name, spec)
 }
 
 async fn within<F: std::future::Future<Output = ()>>(f: F) {

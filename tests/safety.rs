@@ -18,21 +18,10 @@ use secret_sync::provider::aws::AwsProviders;
 use support::cluster::{TestCluster, scaled, wait_for};
 use support::moto::{Moto, within_timeout};
 
-fn store(ns: &str, name: &str, entries: &[(&str, &str)]) -> String {
-    let data: Vec<String> = entries
-        .iter()
-        .map(|(k, v)| format!("        - key: {k}\n          value: '{v}'"))
-        .collect();
-    format!(
-        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  provider:\n    fake:\n      data:\n{}\n",
-        data.join("\n")
-    )
-}
+use support::cluster::fake_store as store;
 
 fn external_secret(name: &str, spec: &str) -> String {
-    format!(
-        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: default}}\nspec:\n{spec}\n"
-    )
+    support::cluster::external_secret_yaml("default", name, spec)
 }
 
 fn data_of(secret: &Secret) -> BTreeMap<String, String> {

@@ -320,3 +320,22 @@ fn is_cluster_scoped(kind: &str) -> bool {
             | "ClusterRoleBinding"
     )
 }
+
+/// A SecretStore of the fake provider holding `entries` (key, value), as a user writes it.
+pub fn fake_store(ns: &str, name: &str, entries: &[(&str, &str)]) -> String {
+    let data: Vec<String> = entries
+        .iter()
+        .map(|(k, v)| format!("        - key: {k}\n          value: '{v}'"))
+        .collect();
+    format!(
+        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n  provider:\n    fake:\n      data:\n{}\n",
+        data.join("\n")
+    )
+}
+
+/// An ExternalSecret named `name` in `ns` with `spec` (YAML indented by two spaces).
+pub fn external_secret_yaml(ns: &str, name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}\n"
+    )
+}
