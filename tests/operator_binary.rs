@@ -2,14 +2,16 @@
 //! kubectl applying CRDs and the quickstart, Prometheus-style scraping, and SIGTERM.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+mod support;
+
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fake_apiserver::FakeApiServer;
 use fake_apiserver::test_time::{scaled, scaled_secs};
+use support::http::{free_port, http_get};
 
 fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     let out = Command::new("kubectl")
@@ -26,27 +28,6 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-/// A plain HTTP/1.1 GET: (status code, body).
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(scaled(Duration::from_secs(5))))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
-}
-
 /// Wait up to 15 s (scaled) for a process to exit after SIGTERM.
 fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
     let limit = scaled(Duration::from_secs(15));
@@ -61,14 +42,6 @@ fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitS
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Poll `check` until it holds; `timeout` is a quiet-machine bound, scaled here.
