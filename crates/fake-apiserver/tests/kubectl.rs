@@ -286,3 +286,60 @@ async fn kubectl_apply_of_a_built_in_deployment_uses_strategic_merge() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn kubectl_applies_a_manifest_of_a_deprecated_version_and_reads_it_at_the_storage_version() {
+    within(async {
+        let k = Kubectl::start().await;
+        let crd = k.write(
+            "crd.yaml",
+            &serde_yaml_ng::to_string(&multi_version_widget_crd()).unwrap(),
+        );
+        k.run(&["apply", "--validate=false", "-f", crd.to_str().unwrap()])
+            .await;
+        let w = k.write(
+            "w.yaml",
+            &WIDGET.replace("example.com/v1", "example.com/v1beta1"),
+        );
+        let out = k
+            .command(&["apply", "--validate=false", "-f", w.to_str().unwrap()])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "widget.example.com/w1 created"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(
+                "Warning: example.com/v1beta1 Widget is deprecated; use example.com/v1 Widget"
+            ),
+            "{out:?}"
+        );
+        let yaml = k
+            .run(&["get", "widgets.v1.example.com", "w1", "-o", "yaml"])
+            .await;
+        let obj: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        assert_eq!(obj["apiVersion"], "example.com/v1");
+        assert_eq!(obj["spec"], json!({"size": 3, "color": "red"}));
+
+        // A manifest of a version the CRD does not serve is refused by kubectl itself.
+        let alpha = k.write(
+            "a.yaml",
+            &WIDGET.replace("example.com/v1", "example.com/v1alpha1"),
+        );
+        let out = k
+            .command(&["apply", "--validate=false", "-f", alpha.to_str().unwrap()])
+            .output()
+            .await
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("no matches for kind \"Widget\" in version \"example.com/v1alpha1\""),
+            "{out:?}"
+        );
+    })
+    .await;
+}
