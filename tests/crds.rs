@@ -29,25 +29,72 @@ fn crds_use_no_cel_rules_and_keep_every_schema_structural() {
         "CEL rules need Kubernetes 1.25+ without feature gates"
     );
     for crd in secret_sync::api::crds() {
-        let v = &crd.spec.versions[0];
-        assert!(
-            v.subresources
-                .as_ref()
-                .and_then(|s| s.status.as_ref())
-                .is_some(),
-            "{} has a status subresource",
-            crd.spec.names.kind
+        for v in &crd.spec.versions {
+            let at = format!("{} {}", crd.spec.names.kind, v.name);
+            assert!(
+                v.subresources
+                    .as_ref()
+                    .and_then(|s| s.status.as_ref())
+                    .is_some(),
+                "{at} has a status subresource"
+            );
+            let schema = serde_json::to_value(
+                v.schema
+                    .as_ref()
+                    .unwrap()
+                    .open_api_v3_schema
+                    .as_ref()
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_structural(&schema, &at);
+        }
+    }
+}
+
+/// v1beta1 is served next to v1 with the very same schema, printer columns and status subresource,
+/// stored as v1, deprecated, and without conversion (the API server only rewrites apiVersion).
+#[test]
+fn every_kind_serves_v1beta1_as_a_deprecated_copy_of_v1_stored_as_v1() {
+    for crd in secret_sync::api::crds() {
+        let kind = crd.spec.names.kind.clone();
+        let names: Vec<(&str, bool, bool)> = crd
+            .spec
+            .versions
+            .iter()
+            .map(|v| (v.name.as_str(), v.served, v.storage))
+            .collect();
+        assert_eq!(
+            names,
+            [("v1", true, true), ("v1beta1", true, false)],
+            "{kind}: v1 stored, v1beta1 served; v1alpha1 not served"
         );
-        let schema = serde_json::to_value(
-            v.schema
-                .as_ref()
-                .unwrap()
-                .open_api_v3_schema
-                .as_ref()
-                .unwrap(),
-        )
-        .unwrap();
-        assert_structural(&schema, &crd.spec.names.kind);
+        let (v1, beta) = (&crd.spec.versions[0], &crd.spec.versions[1]);
+        assert_eq!(
+            v1.schema, beta.schema,
+            "{kind}: one schema for both versions"
+        );
+        assert_eq!(v1.subresources, beta.subresources, "{kind}");
+        assert_eq!(
+            v1.additional_printer_columns, beta.additional_printer_columns,
+            "{kind}"
+        );
+        assert_eq!(v1.deprecated, None, "{kind}: v1 is not deprecated");
+        assert_eq!(beta.deprecated, Some(true), "{kind}");
+        assert_eq!(
+            beta.deprecation_warning.as_deref(),
+            Some(
+                format!(
+                    "external-secrets.io/v1beta1 {kind} is deprecated; use external-secrets.io/v1 {kind}"
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(
+            crd.spec.conversion.as_ref().map(|c| c.strategy.as_str()),
+            Some("None"),
+            "{kind}: no conversion webhook"
+        );
     }
 }
 
