@@ -9,6 +9,7 @@ use std::time::Duration;
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use secret_sync::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use support::assert_subset;
 use support::cluster::TestCluster;
 
 const COMMITTED: &str = include_str!("../crds/external-secrets.io.yaml");
@@ -147,27 +148,6 @@ fn eso_style_manifests_deserialize_into_our_types() {
                 other => panic!("unexpected kind {other}"),
             }
         }
-    }
-}
-
-/// Every field the user wrote must come back from the API server unchanged (nothing pruned).
-fn assert_subset(sent: &serde_json::Value, stored: &serde_json::Value, path: &str) {
-    match (sent, stored) {
-        (serde_json::Value::Object(a), serde_json::Value::Object(b)) => {
-            for (k, v) in a {
-                let other = b
-                    .get(k)
-                    .unwrap_or_else(|| panic!("{path}.{k} was pruned by our schema"));
-                assert_subset(v, other, &format!("{path}.{k}"));
-            }
-        }
-        (serde_json::Value::Array(a), serde_json::Value::Array(b)) => {
-            assert_eq!(a.len(), b.len(), "{path} changed length");
-            for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                assert_subset(x, y, &format!("{path}[{i}]"));
-            }
-        }
-        (a, b) => assert_eq!(a, b, "{path} changed"),
     }
 }
 

@@ -214,13 +214,7 @@ fn corpus_data(keys: &[String]) -> Vec<Data> {
 
 #[test]
 fn corpus_templates_render_as_go_does() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let dir = if dir.exists() {
-        dir
-    } else {
-        std::path::PathBuf::from("/work/shared/corpus")
-    };
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
+    let mut files: Vec<_> = std::fs::read_dir(support::corpus_dir())
         .expect("the corpus")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
