@@ -309,9 +309,9 @@ async fn serve_resource(
     match (method.clone(), target.name.as_deref()) {
         (Method::GET, None) if is_watch => Ok(watch::serve(
             shared.clone(),
-            watch_request(&target, &q, format)?,
+            watch_request(&target, q, format)?,
         )),
-        (Method::GET, None) => list(shared, &target, &q, &format),
+        (Method::GET, None) => list(shared, &target, q, &format),
         (Method::GET, Some(name)) => {
             let store = shared.lock();
             let obj = store
@@ -428,7 +428,7 @@ async fn serve_resource(
             Ok(respond(if gone { 200 } else { 202 }, &obj))
         }
         (Method::DELETE, None) => {
-            let selectors = parse_selectors(&q, &target.def.plural)?;
+            let selectors = parse_selectors(q, &target.def.plural)?;
             let mut store = shared.lock();
             let key = (target.def.group.clone(), target.def.plural.clone());
             let objs: Vec<Arc<Value>> = store
