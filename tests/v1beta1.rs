@@ -7,18 +7,15 @@
 mod support;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use aws_config::Region;
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
 use secret_sync::api::{ClusterSecretStore, ExternalSecret, SecretStore};
 use secret_sync::controller;
-use secret_sync::provider::Providers;
-use secret_sync::provider::aws::AwsProviders;
 use serde_json::Value;
 use support::cluster::{Kubectl, TestCluster, wait_for};
-use support::moto::{ACCOUNT, Moto, within_timeout};
+use support::moto::{ACCOUNT, Moto, cluster_on_moto, within_timeout};
 use support::{assert_subset, corpus_dir};
 
 /// Corpus files (by number) whose ExternalSecrets and stores are written as v1beta1.
@@ -274,25 +271,14 @@ async fn v1beta1_corpus_syncs_from_moto_or_is_refused_only_for_find_or_vault() {
     within_timeout(async {
         let moto = Moto::start().await;
         seed(&moto).await;
-        let mut cluster = TestCluster::without_controller().await;
+        // The controller runs from the start, as in a cluster where the operator is installed first.
+        let mut cluster = cluster_on_moto(&moto).await;
         let kubectl = Kubectl::new(&cluster.server);
         cluster
             .apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: external-secrets}\n")
             .await;
         cluster.apply(&companions()).await;
         let written = apply_corpus(&cluster, &kubectl).await;
-
-        let aws = AwsProviders::with_base_config(
-            Some(cluster.client.clone()),
-            cluster.metrics.clone(),
-            moto.config().await,
-        );
-        let providers = Providers {
-            kube: Some(cluster.client.clone()),
-            metrics: cluster.metrics.clone(),
-            aws: Arc::new(aws),
-        };
-        cluster.start_controller_with(controller::Config::default(), providers, None);
 
         // 037+038, 039 and 040: the exact bytes from moto, Ready at v1 and at v1beta1 alike.
         for (ns, secret, user, password) in [

@@ -300,3 +300,20 @@ pub fn text(data: &DesiredData, key: &str) -> String {
     )
     .expect("utf-8")
 }
+
+/// Fake API server with our CRDs and a running controller whose AWS providers point at `moto`.
+pub async fn cluster_on_moto(moto: &Moto) -> super::cluster::TestCluster {
+    let mut c = super::cluster::TestCluster::without_controller().await;
+    let aws = AwsProviders::with_base_config(
+        Some(c.client.clone()),
+        c.metrics.clone(),
+        moto.config().await,
+    );
+    let providers = Providers {
+        kube: Some(c.client.clone()),
+        metrics: c.metrics.clone(),
+        aws: Arc::new(aws),
+    };
+    c.start_controller_with(secret_sync::controller::Config::default(), providers, None);
+    c
+}

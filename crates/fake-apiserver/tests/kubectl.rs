@@ -47,6 +47,11 @@ impl Kubectl {
         cmd
     }
 
+    /// Runs kubectl to completion, whatever its exit status.
+    async fn output(&self, args: &[&str]) -> std::process::Output {
+        self.command(args).output().await.unwrap()
+    }
+
     /// Runs kubectl to completion and returns stdout, failing the test on a non-zero exit.
     async fn run(&self, args: &[&str]) -> String {
         let out = self.command(args).output().await.unwrap();
@@ -302,10 +307,8 @@ async fn kubectl_applies_a_manifest_of_a_deprecated_version_and_reads_it_at_the_
             &WIDGET.replace("example.com/v1", "example.com/v1beta1"),
         );
         let out = k
-            .command(&["apply", "--validate=false", "-f", w.to_str().unwrap()])
-            .output()
-            .await
-            .unwrap();
+            .output(&["apply", "--validate=false", "-f", w.to_str().unwrap()])
+            .await;
         assert!(out.status.success(), "{out:?}");
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
@@ -330,10 +333,8 @@ async fn kubectl_applies_a_manifest_of_a_deprecated_version_and_reads_it_at_the_
             &WIDGET.replace("example.com/v1", "example.com/v1alpha1"),
         );
         let out = k
-            .command(&["apply", "--validate=false", "-f", alpha.to_str().unwrap()])
-            .output()
-            .await
-            .unwrap();
+            .output(&["apply", "--validate=false", "-f", alpha.to_str().unwrap()])
+            .await;
         assert!(!out.status.success());
         assert!(
             String::from_utf8_lossy(&out.stderr)
