@@ -47,9 +47,12 @@ impl Kubectl {
         cmd
     }
 
-    /// Runs kubectl to completion, whatever its exit status.
-    async fn output(&self, args: &[&str]) -> std::process::Output {
-        self.command(args).output().await.unwrap()
+    /// `kubectl apply` of WIDGET written at `example.com/VERSION`, whatever its exit status.
+    async fn apply_widget_at(&self, version: &str) -> std::process::Output {
+        let text = WIDGET.replace("example.com/v1", &format!("example.com/{version}"));
+        let file = self.write(&format!("w-{version}.yaml"), &text);
+        let args = ["apply", "--validate=false", "-f", file.to_str().unwrap()];
+        self.command(&args).output().await.unwrap()
     }
 
     /// Runs kubectl to completion and returns stdout, failing the test on a non-zero exit.
@@ -302,13 +305,7 @@ async fn kubectl_applies_a_manifest_of_a_deprecated_version_and_reads_it_at_the_
         );
         k.run(&["apply", "--validate=false", "-f", crd.to_str().unwrap()])
             .await;
-        let w = k.write(
-            "w.yaml",
-            &WIDGET.replace("example.com/v1", "example.com/v1beta1"),
-        );
-        let out = k
-            .output(&["apply", "--validate=false", "-f", w.to_str().unwrap()])
-            .await;
+        let out = k.apply_widget_at("v1beta1").await;
         assert!(out.status.success(), "{out:?}");
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),
@@ -328,13 +325,7 @@ async fn kubectl_applies_a_manifest_of_a_deprecated_version_and_reads_it_at_the_
         assert_eq!(obj["spec"], json!({"size": 3, "color": "red"}));
 
         // A manifest of a version the CRD does not serve is refused by kubectl itself.
-        let alpha = k.write(
-            "a.yaml",
-            &WIDGET.replace("example.com/v1", "example.com/v1alpha1"),
-        );
-        let out = k
-            .output(&["apply", "--validate=false", "-f", alpha.to_str().unwrap()])
-            .await;
+        let out = k.apply_widget_at("v1alpha1").await;
         assert!(!out.status.success());
         assert!(
             String::from_utf8_lossy(&out.stderr)
