@@ -21,6 +21,15 @@ pub const VERSION: &str = "v1";
 /// in docs/v1beta1.md.
 pub const LEGACY_VERSION: &str = "v1beta1";
 
+/// Whether `api_version` (as written in a manifest) is one we serve: `external-secrets.io/v1` or
+/// `external-secrets.io/v1beta1`. ESO's v1alpha1 has another shape and is not served.
+pub fn is_served(api_version: &str) -> bool {
+    api_version
+        .strip_prefix(GROUP)
+        .and_then(|v| v.strip_prefix('/'))
+        .is_some_and(|v| v == VERSION || v == LEGACY_VERSION)
+}
+
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceConversion, CustomResourceDefinition,
 };
