@@ -1,5 +1,6 @@
-//! The `external-secrets.io/v1` API served by secret-sync, mirroring ESO's field names and meanings.
-//! Types and their defaults only: no I/O, no reconcile logic.
+//! The `external-secrets.io/v1` API served by secret-sync (also served as the deprecated `v1beta1`,
+//! same schema), mirroring ESO's field names and meanings. Types and their defaults only: no I/O,
+//! no reconcile logic.
 
 pub mod aws;
 pub mod condition;
