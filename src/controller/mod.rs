@@ -79,7 +79,51 @@ pub struct Context {
     pub recorder: Recorder,
     /// Derives the salt of every Secret we create (`hash_key.rs`).
     pub hash_key: hash_key::HashKey,
-    state: Mutex<HashMap<ObjectRef<ExternalSecret>, ObjectState>>,
+    state: ObjectStates,
+}
+
+/// Per-ExternalSecret memory between reconciles, shared with the ExternalSecret watch so that an
+/// object's entry goes when the object does (kube-runtime never reconciles a deleted object that has no
+/// finalizer, so the reconcile alone would keep it forever).
+#[derive(Clone, Default)]
+pub struct ObjectStates {
+    states: Arc<Mutex<HashMap<ObjectRef<ExternalSecret>, ObjectState>>>,
+    /// Objects seen so far in the watch's current (re-)list.
+    listing: Arc<Mutex<std::collections::HashSet<ObjectRef<ExternalSecret>>>>,
+}
+
+impl ObjectStates {
+    /// Follows the ExternalSecret watch: a deletion drops the object's entry, and the end of a
+    /// (re-)list drops the entries of objects that vanished while the watch was down.
+    pub fn observe(&self, event: &kube::runtime::watcher::Event<ExternalSecret>) {
+        use kube::runtime::watcher::Event;
+        let (Ok(mut states), Ok(mut listing)) = (self.states.lock(), self.listing.lock()) else {
+            return;
+        };
+        match event {
+            Event::Delete(es) => {
+                states.remove(&ObjectRef::from_obj(es));
+            }
+            Event::Init => listing.clear(),
+            Event::InitApply(es) => {
+                listing.insert(ObjectRef::from_obj(es));
+            }
+            Event::InitDone => {
+                let listed = std::mem::take(&mut *listing);
+                states.retain(|key, _| listed.contains(key));
+            }
+            Event::Apply(_) => {}
+        }
+    }
+
+    /// How many ExternalSecrets have state.
+    pub fn len(&self) -> usize {
+        self.states.lock().map(|s| s.len()).unwrap_or_default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What we remember about an ExternalSecret between reconciles (lost on restart, by design:
@@ -229,19 +273,26 @@ impl Context {
             metrics,
             recorder,
             hash_key,
-            state: Mutex::new(HashMap::new()),
+            state: ObjectStates::default(),
         }
+    }
+
+    /// Shares `states` with the ExternalSecret watch, which frees the entries of deleted objects.
+    pub fn with_states(mut self, states: ObjectStates) -> Self {
+        self.state = states;
+        self
     }
 
     fn state_of(&self, key: &ObjectRef<ExternalSecret>) -> ObjectState {
         self.state
+            .states
             .lock()
             .map(|s| s.get(key).cloned().unwrap_or_default())
             .unwrap_or_default()
     }
 
     fn update_state(&self, key: &ObjectRef<ExternalSecret>, f: impl FnOnce(&mut ObjectState)) {
-        if let Ok(mut s) = self.state.lock() {
+        if let Ok(mut s) = self.state.states.lock() {
             f(s.entry(key.clone()).or_default());
         }
     }
@@ -262,7 +313,7 @@ impl Context {
     }
 
     fn forget(&self, key: &ObjectRef<ExternalSecret>) {
-        if let Ok(mut s) = self.state.lock() {
+        if let Ok(mut s) = self.state.states.lock() {
             s.remove(key);
         }
     }
@@ -777,5 +828,49 @@ mod tests {
             err.status_message(),
             "KubernetesAPI: failed to apply Secret \"s\": Secret \"s\" is invalid: data: Forbidden: field is immutable when `immutable` is set (422)"
         );
+    }
+
+    fn es(name: &str) -> ExternalSecret {
+        let mut es = ExternalSecret::new(name, Default::default());
+        es.metadata.namespace = Some("ns".into());
+        es
+    }
+
+    #[test]
+    fn deleted_external_secrets_leave_no_state_behind() {
+        use kube::runtime::watcher::Event;
+        let states = ObjectStates::default();
+        let touch = |name: &str| {
+            if let Ok(mut s) = states.states.lock() {
+                s.entry(ObjectRef::from_obj(&es(name)))
+                    .or_default()
+                    .failures = 1;
+            }
+        };
+        for name in ["a", "b", "c"] {
+            touch(name);
+        }
+        states.observe(&Event::Apply(es("a")));
+        assert_eq!(states.len(), 3, "an update keeps state");
+        states.observe(&Event::Delete(es("a")));
+        assert_eq!(states.len(), 2, "a deletion frees it");
+        // A re-list after a watch gap: `c` was deleted meanwhile and gets no Delete event.
+        states.observe(&Event::Init);
+        states.observe(&Event::InitApply(es("b")));
+        assert_eq!(
+            states.len(),
+            2,
+            "nothing is dropped before the listing is complete"
+        );
+        states.observe(&Event::InitDone);
+        assert_eq!(
+            states.len(),
+            1,
+            "objects missing from the listing are freed"
+        );
+        touch("d");
+        states.observe(&Event::Init);
+        states.observe(&Event::InitDone);
+        assert!(states.is_empty(), "an empty listing frees everything");
     }
 }

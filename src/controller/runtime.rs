@@ -62,15 +62,17 @@ pub async fn run(
     // Status writes change neither generation, labels nor annotations, so they never re-trigger.
     // The reference index (remote name -> ExternalSecrets) follows the same watch as the cache.
     let index = Arc::new(ReferenceIndex::default());
+    let states = super::ObjectStates::default();
     let es_stream = watcher(es_api.clone(), watcher::Config::default())
         .default_backoff()
         .inspect(observe(&health))
         .modify(slim_metadata)
         .inspect({
-            let (index, metrics) = (index.clone(), metrics.clone());
+            let (index, metrics, states) = (index.clone(), metrics.clone(), states.clone());
             move |event| {
                 if let Ok(event) = event {
                     index.observe(event);
+                    states.observe(event);
                     // Deleted ExternalSecrets leave no metric series behind.
                     if let watcher::Event::Delete(es) = event {
                         let namespace = es.metadata.namespace.as_deref().unwrap_or_default();
@@ -153,15 +155,18 @@ pub async fn run(
             }
         }
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        config.clone(),
-        providers.clone(),
-        caches.clone(),
-        metrics.clone(),
-        recorder,
-        hash_key,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            config.clone(),
+            providers.clone(),
+            caches.clone(),
+            metrics.clone(),
+            recorder,
+            hash_key,
+        )
+        .with_states(states),
+    );
 
     // Readiness: every cache has listed once.
     let _readiness = {
