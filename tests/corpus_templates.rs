@@ -39,15 +39,6 @@ const NONDETERMINISTIC: &[&str] = &[
     "shuffle",
 ];
 
-fn corpus_dir() -> std::path::PathBuf {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    if dir.exists() {
-        dir
-    } else {
-        std::path::PathBuf::from("/work/shared/corpus")
-    }
-}
-
 fn b64(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
@@ -80,7 +71,7 @@ fn not_compared(file: &str, es: &Value) -> Option<String> {
 }
 
 fn cases() -> Vec<Case> {
-    let mut files: Vec<_> = std::fs::read_dir(corpus_dir())
+    let mut files: Vec<_> = std::fs::read_dir(support::corpus_dir())
         .expect("the corpus")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
