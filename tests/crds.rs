@@ -57,8 +57,12 @@ fn crds_use_no_cel_rules_and_keep_every_schema_structural() {
 /// stored as v1, deprecated, and without conversion (the API server only rewrites apiVersion).
 #[test]
 fn every_kind_serves_v1beta1_as_a_deprecated_copy_of_v1_stored_as_v1() {
-    for crd in secret_sync::api::crds() {
-        let kind = crd.spec.names.kind.clone();
+    let crds = secret_sync::api::crds();
+    for kind in ["SecretStore", "ClusterSecretStore", "ExternalSecret"] {
+        let crd = crds
+            .iter()
+            .find(|c| c.spec.names.kind == kind)
+            .unwrap_or_else(|| panic!("a CRD for {kind}"));
         let names: Vec<(&str, bool, bool)> = crd
             .spec
             .versions

@@ -22,6 +22,10 @@ pub const VERSION: &str = "v1";
 /// in docs/v1beta1.md.
 pub const LEGACY_VERSION: &str = "v1beta1";
 
+/// The kinds served at v1beta1 too (compared field by field in docs/v1beta1.md). Other kinds are
+/// served only at the versions their own derive gives them.
+pub const LEGACY_KINDS: &[&str] = &["SecretStore", "ClusterSecretStore", "ExternalSecret"];
+
 /// Whether `api_version` (as written in a manifest) is one we serve: `external-secrets.io/v1` or
 /// `external-secrets.io/v1beta1`. ESO's v1alpha1 has another shape and is not served.
 pub fn is_served(api_version: &str) -> bool {
@@ -59,6 +63,9 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 /// when both versions have one schema (apiextensions.k8s.io/v1 CustomResourceConversion).
 fn with_legacy_version(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     let kind = crd.spec.names.kind.clone();
+    if crd.spec.group != GROUP || !LEGACY_KINDS.contains(&kind.as_str()) {
+        return crd;
+    }
     if let Some(current) = crd.spec.versions.iter().find(|v| v.name == VERSION) {
         let mut legacy = current.clone();
         legacy.name = LEGACY_VERSION.to_owned();
