@@ -461,7 +461,7 @@ fn chart_crds_are_a_copy_of_the_generated_crds() {
 }
 
 #[tokio::test]
-async fn chart_installs_the_three_crds() {
+async fn chart_installs_the_four_crds() {
     let rendered = render(json!({})).await;
     let names: BTreeSet<&str> = rendered
         .crds
@@ -474,6 +474,7 @@ async fn chart_installs_the_three_crds() {
             "externalsecrets.external-secrets.io",
             "secretstores.external-secrets.io",
             "clustersecretstores.external-secrets.io",
+            "clusterexternalsecrets.external-secrets.io",
         ])
     );
     assert!(

@@ -2,11 +2,16 @@
 //! Types and their defaults only: no I/O, no reconcile logic.
 
 pub mod aws;
+pub mod cluster_external_secret;
 pub mod condition;
 pub mod external_secret;
 mod schema;
 pub mod secret_store;
 
+pub use cluster_external_secret::{
+    ClusterExternalSecret, ClusterExternalSecretCondition, ClusterExternalSecretSpec,
+    ClusterExternalSecretStatus, ExternalSecretMetadata, NamespaceFailure,
+};
 pub use condition::{Condition, ConditionStatus};
 pub use external_secret::*;
 pub use secret_store::*;
@@ -25,6 +30,7 @@ pub fn crds()
         SecretStore::crd(),
         ClusterSecretStore::crd(),
         ExternalSecret::crd(),
+        ClusterExternalSecret::crd(),
     ]
     .into_iter()
     .map(|crd| {
