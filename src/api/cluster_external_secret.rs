@@ -47,7 +47,10 @@ pub struct ClusterExternalSecretSpec {
     pub namespace_selectors: Vec<LabelSelector>,
     /// Deprecated by ESO: namespaces chosen by name, OR-ed with the selectors.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(inner(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")))]
+    #[schemars(inner(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    ))]
     pub namespaces: Vec<String>,
     /// A Go duration: how often namespaces are re-evaluated and children re-checked even without a
     /// change (ESO's controller default, 1h, when unset). Changes are followed at once regardless.

@@ -52,14 +52,24 @@ async fn every_namespace_carries_its_name_as_a_label_that_selectors_match() {
     within(async {
         let server = FakeApiServer::start().await.unwrap();
         let ns: Api<Namespace> = Api::all(server.client());
-        let created: Namespace = serde_json::from_value(json!({"metadata": {"name": "team-a", "labels": {"tier": "prod"}}})).unwrap();
+        let created: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": "team-a", "labels": {"tier": "prod"}}}),
+        )
+        .unwrap();
         ns.create(&PostParams::default(), &created).await.unwrap();
         // A client that tries to change or drop it gets it back, as from the real namespace strategy.
-        let patch = json!({"metadata": {"labels": {"kubernetes.io/metadata.name": "other", "tier": null}}});
-        let patched = ns.patch("team-a", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let patch =
+            json!({"metadata": {"labels": {"kubernetes.io/metadata.name": "other", "tier": null}}});
+        let patched = ns
+            .patch("team-a", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
         assert_eq!(
             patched.labels(),
-            &BTreeMap::from([("kubernetes.io/metadata.name".to_string(), "team-a".to_string())])
+            &BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                "team-a".to_string()
+            )])
         );
         let selected: Vec<String> = ns
             .list(&ListParams::default().labels("kubernetes.io/metadata.name in (team-a,default)"))
