@@ -327,10 +327,23 @@ fn cluster_grants() -> BTreeSet<Grant> {
         ("", &["events"], EVENTS),
         ("events.k8s.io", &["events"], EVENTS),
         ("", &["namespaces"], READ),
+        // ClusterExternalSecrets and the ExternalSecrets they stamp out (server-side apply, delete).
+        ("external-secrets.io", &["clusterexternalsecrets"], READ),
+        (
+            "external-secrets.io",
+            &["clusterexternalsecrets/status"],
+            &["patch"],
+        ),
+        (
+            "external-secrets.io",
+            &["externalsecrets"],
+            &["create", "patch", "delete"],
+        ),
     ])
 }
 
-/// What the operator needs in namespaced mode: no ClusterSecretStores, no Namespaces.
+/// What the operator needs in namespaced mode: no ClusterSecretStores, no ClusterExternalSecrets
+/// (and so no ExternalSecret writes), no Namespaces.
 fn namespaced_grants() -> BTreeSet<Grant> {
     grant_set(&[
         (
