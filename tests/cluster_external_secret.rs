@@ -36,6 +36,17 @@ fn namespace(name: &str, labels: &str) -> String {
     format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}, labels: {{{labels}}}}}\n")
 }
 
+/// A running controller, the ClusterSecretStore `shared` holding `entries`, and namespaces
+/// `(name, labels)` (labels as YAML flow-map content, e.g. `tenant: blue`).
+async fn cluster_with(entries: &[(&str, &str)], namespaces: &[(&str, &str)]) -> TestCluster {
+    let c = TestCluster::start().await;
+    c.apply(&cluster_store("shared", entries)).await;
+    for (name, labels) in namespaces {
+        c.apply(&namespace(name, labels)).await;
+    }
+    c
+}
+
 /// The CES every test uses: namespaces labelled `tenant: blue` get ExternalSecret `db` writing Secret
 /// `db-creds` from the ClusterSecretStore `shared`.
 const CES: &str = "apiVersion: external-secrets.io/v1
@@ -89,16 +100,7 @@ async fn wait_status(
         loop {
             let status = ces_status(c, name).await;
             if let Some(s) = &status {
-                let got_failed: Vec<(&str, &str)> = s
-                    .failed_namespaces
-                    .iter()
-                    .map(|f| {
-                        (
-                            f.namespace.as_str(),
-                            f.reason.as_deref().unwrap_or_default(),
-                        )
-                    })
-                    .collect();
+                let got_failed = s.failures();
                 let ready = s.conditions.iter().find(|c| c.type_ == "Ready");
                 let ready_ok = ready.is_some_and(|r| {
                     format!("{:?}", r.status) == if failed.is_empty() { "True" } else { "False" }
@@ -137,11 +139,11 @@ async fn wait_child_gone(c: &TestCluster, namespace: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labelling_a_namespace_in_and_out_creates_then_deletes_its_external_secret() {
     within(async {
-        let c = TestCluster::start().await;
-        c.apply(&cluster_store("shared", &[("db-password", "s3cr3t-Pa55")]))
-            .await;
-        c.apply(&namespace("team-a", "tenant: blue")).await;
-        c.apply(&namespace("team-b", "tenant: green")).await;
+        let c = cluster_with(
+            &[("db-password", "s3cr3t-Pa55")],
+            &[("team-a", "tenant: blue"), ("team-b", "tenant: green")],
+        )
+        .await;
         c.apply(CES).await;
 
         // Selected: the child exists, is controlled by the CES, and syncs its Secret.
@@ -180,11 +182,11 @@ async fn labelling_a_namespace_in_and_out_creates_then_deletes_its_external_secr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_namespace_is_dropped_from_the_status() {
     within(async {
-        let c = TestCluster::start().await;
-        c.apply(&cluster_store("shared", &[("db-password", "pw")]))
-            .await;
-        c.apply(&namespace("team-a", "tenant: blue")).await;
-        c.apply(&namespace("team-b", "tenant: blue")).await;
+        let c = cluster_with(
+            &[("db-password", "pw")],
+            &[("team-a", "tenant: blue"), ("team-b", "tenant: blue")],
+        )
+        .await;
         c.apply(CES).await;
         wait_status(&c, "blue-db", &["team-a", "team-b"], &[]).await;
         Api::<k8s_openapi::api::core::v1::Namespace>::all(c.client.clone())
@@ -201,10 +203,7 @@ async fn a_deleted_namespace_is_dropped_from_the_status() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_external_secret_we_did_not_create_is_never_overwritten() {
     within(async {
-        let c = TestCluster::start().await;
-        c.apply(&cluster_store("shared", &[("db-password", "pw"), ("theirs", "their-value")])).await;
-        c.apply(&namespace("team-a", "tenant: blue")).await;
-        c.apply(&namespace("team-c", "tenant: blue")).await;
+        let c = cluster_with(&[("db-password", "pw"), ("theirs", "their-value")], &[("team-a", "tenant: blue"), ("team-c", "tenant: blue")]).await;
         // Someone made their own `db` in team-c before the CES existed.
         let mine = "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: db, namespace: team-c, labels: {owner: team-c}}\nspec:\n  refreshInterval: 1h\n  secretStoreRef: {name: shared, kind: ClusterSecretStore}\n  target: {name: their-secret}\n  data:\n  - {secretKey: token, remoteRef: {key: theirs}}\n";
         c.apply(mine).await;
@@ -245,10 +244,7 @@ async fn an_external_secret_we_did_not_create_is_never_overwritten() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_cluster_external_secret_deletes_its_children() {
     within(async {
-        let c = TestCluster::start().await;
-        c.apply(&cluster_store("shared", &[("db-password", "pw")]))
-            .await;
-        c.apply(&namespace("team-a", "tenant: blue")).await;
+        let c = cluster_with(&[("db-password", "pw")], &[("team-a", "tenant: blue")]).await;
         c.apply(CES).await;
         c.wait_secret_value("team-a", "db-creds", "password", b"pw")
             .await;
@@ -264,10 +260,7 @@ async fn deleting_the_cluster_external_secret_deletes_its_children() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spec_edits_reach_every_child_and_hand_edits_are_taken_back() {
     within(async {
-        let c = TestCluster::start().await;
-        c.apply(&cluster_store("shared", &[("db-password", "pw"), ("other", "v2")])).await;
-        c.apply(&namespace("team-a", "tenant: blue")).await;
-        c.apply(&namespace("team-b", "tenant: blue")).await;
+        let c = cluster_with(&[("db-password", "pw"), ("other", "v2")], &[("team-a", "tenant: blue"), ("team-b", "tenant: blue")]).await;
         c.apply(CES).await;
         c.wait_secret_value("team-b", "db-creds", "password", b"pw").await;
         c.apply(&CES.replace("{key: db-password}", "{key: other}")).await;
@@ -288,11 +281,11 @@ async fn spec_edits_reach_every_child_and_hand_edits_are_taken_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_cluster_external_secret_writes_nothing_when_it_refreshes() {
     within(async {
-        let c = TestCluster::start().await;
-        c.apply(&cluster_store("shared", &[("db-password", "pw")]))
-            .await;
-        c.apply(&namespace("team-a", "tenant: blue")).await;
-        c.apply(&namespace("team-b", "tenant: blue")).await;
+        let c = cluster_with(
+            &[("db-password", "pw")],
+            &[("team-a", "tenant: blue"), ("team-b", "tenant: blue")],
+        )
+        .await;
         c.apply(&CES.replace("refreshTime: 1m", "refreshTime: 1s"))
             .await;
         c.wait_secret_value("team-a", "db-creds", "password", b"pw")

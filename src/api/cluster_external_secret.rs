@@ -86,6 +86,21 @@ pub struct ClusterExternalSecretStatus {
     pub conditions: Vec<ClusterExternalSecretCondition>,
 }
 
+impl ClusterExternalSecretStatus {
+    /// `(namespace, reason)` of every failed namespace, in status order (for people and tests).
+    pub fn failures(&self) -> Vec<(&str, &str)> {
+        self.failed_namespaces
+            .iter()
+            .map(|f| {
+                (
+                    f.namespace.as_str(),
+                    f.reason.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct NamespaceFailure {
     pub namespace: String,

@@ -47,6 +47,11 @@ fn deployment(name: &str, image: &str) -> Deployment {
     .unwrap()
 }
 
+async fn names(api: &Api<Namespace>, params: &ListParams) -> Vec<String> {
+    let list = api.list(params).await.unwrap();
+    list.items.iter().map(|n| n.name_any()).collect()
+}
+
 #[tokio::test]
 async fn every_namespace_carries_its_name_as_a_label_that_selectors_match() {
     within(async {
@@ -71,14 +76,11 @@ async fn every_namespace_carries_its_name_as_a_label_that_selectors_match() {
                 "team-a".to_string()
             )])
         );
-        let selected: Vec<String> = ns
-            .list(&ListParams::default().labels("kubernetes.io/metadata.name in (team-a,default)"))
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .map(|n| n.name_any())
-            .collect();
+        let selected = names(
+            &ns,
+            &ListParams::default().labels("kubernetes.io/metadata.name in (team-a,default)"),
+        )
+        .await;
         assert_eq!(selected, ["default", "team-a"]);
     })
     .await;
@@ -89,14 +91,7 @@ async fn default_and_kube_system_namespaces_exist_at_start() {
     within(async {
         let server = FakeApiServer::start().await.unwrap();
         let ns: Api<Namespace> = Api::all(server.client());
-        let names: Vec<String> = ns
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .map(|n| n.name_any())
-            .collect();
+        let names = names(&ns, &ListParams::default()).await;
         assert!(
             names.contains(&"default".to_string()) && names.contains(&"kube-system".to_string()),
             "{names:?}"

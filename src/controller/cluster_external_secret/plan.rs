@@ -639,18 +639,8 @@ mod tests {
         let s = status("db", &p, &results, None);
         assert_eq!(s.external_secret_name.as_deref(), Some("db"));
         assert_eq!(s.provisioned_namespaces, ["b", "z"]);
-        let failed: Vec<(&str, &str)> = s
-            .failed_namespaces
-            .iter()
-            .map(|f| {
-                (
-                    f.namespace.as_str(),
-                    f.reason.as_deref().unwrap_or_default(),
-                )
-            })
-            .collect();
         assert_eq!(
-            failed,
+            s.failures(),
             [("c", "boom"), ("d", "cannot delete"), ("m", "taken")]
         );
         assert_eq!(
