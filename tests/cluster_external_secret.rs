@@ -460,3 +460,36 @@ async fn an_invalid_selector_is_reported_and_nothing_is_written() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renaming_the_children_replaces_them_under_the_new_name() {
+    within(async {
+        let c = cluster_with(&[("db-password", "pw")], &[("team-a", "tenant: blue")]).await;
+        c.apply(CES).await;
+        c.wait_secret_value("team-a", "db-creds", "password", b"pw")
+            .await;
+        c.apply(
+            &CES.replace("externalSecretName: db", "externalSecretName: db-v2")
+                .replace("target: {name: db-creds}", "target: {name: db-creds-v2}"),
+        )
+        .await;
+        wait_for(
+            "the child under its new name",
+            Duration::from_secs(15),
+            || async {
+                let api = Api::<ExternalSecret>::namespaced(c.client.clone(), "team-a");
+                (api.get_opt("db-v2").await.unwrap().is_some()
+                    && api.get_opt("db").await.unwrap().is_none())
+                .then_some(())
+            },
+        )
+        .await;
+        let status = wait_status(&c, "blue-db", &["team-a"], &[]).await;
+        assert_eq!(status.external_secret_name.as_deref(), Some("db-v2"));
+        c.wait_secret_value("team-a", "db-creds-v2", "password", b"pw")
+            .await;
+        // The old child took its Secret with it (ownerReference).
+        assert!(c.secret("team-a", "db-creds").await.is_none());
+    })
+    .await;
+}
