@@ -78,7 +78,11 @@ impl CesError {
     }
 }
 
-/// Everything a reconcile needs, built once by `run`.
+/// (CES uid, namespace, child name).
+type ChildKey = (String, String, String);
+
+/// Everything a reconcile needs, built once by `run`. The digest of what we applied and the
+/// fingerprint of the child it produced let a reconcile skip children nobody changed.
 pub struct CesContext {
     client: kube::Client,
     /// Field manager of status writes (the controller's).
@@ -89,14 +93,14 @@ pub struct CesContext {
     children: Store<PartialObjectMeta<ExternalSecret>>,
     /// Both caches above have listed once: before that, "no such child" may only mean "not seen yet".
     ready: Arc<AtomicBool>,
-    /// (CES uid, namespace) -> (digest of what we applied, fingerprint of the child it produced).
-    applied: Mutex<HashMap<(String, String), (u64, u64)>>,
+    /// What we last applied and what it produced, per child.
+    applied: Mutex<HashMap<ChildKey, (u64, u64)>>,
     /// Consecutive failed reconciles per CES uid (kube-runtime keeps no per-object backoff).
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl CesContext {
-    fn applied(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), (u64, u64)>> {
+    fn applied(&self) -> std::sync::MutexGuard<'_, HashMap<ChildKey, (u64, u64)>> {
         self.applied.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -105,7 +109,7 @@ impl CesContext {
     }
 
     fn forget(&self, uid: &str) {
-        self.applied().retain(|(owner, _), _| owner != uid);
+        self.applied().retain(|(owner, _, _), _| owner != uid);
         self.failures().remove(uid);
     }
 }
@@ -238,7 +242,7 @@ async fn reconcile(
                 }
                 let namespace = c.namespace().unwrap_or_default();
                 let up_to_date = holder == Holder::ThisCes
-                    && applied.get(&(uid.clone(), namespace.clone()))
+                    && applied.get(&(uid.clone(), namespace.clone(), name.clone()))
                         == Some(&(want, fingerprint(&c.metadata)));
                 Some(ChildView {
                     namespace,
@@ -335,7 +339,7 @@ async fn execute(
                     message: kube_message(&e),
                 })?;
             ctx.applied().insert(
-                (ces_uid.to_owned(), namespace.clone()),
+                (ces_uid.to_owned(), namespace.clone(), child_name.to_owned()),
                 (want, fingerprint(&applied.metadata)),
             );
             debug!(namespace = %namespace, name = child_name, create, "applied ClusterExternalSecret child");
@@ -355,7 +359,7 @@ async fn execute(
                 ..DeleteParams::default()
             };
             ctx.applied()
-                .remove(&(ces_uid.to_owned(), namespace.clone()));
+                .remove(&(ces_uid.to_owned(), namespace.clone(), name.clone()));
             match api.delete(name, &params).await {
                 Ok(_) => {
                     info!(namespace = %namespace, name = %name, "deleted ClusterExternalSecret child that is no longer wanted");
