@@ -74,7 +74,7 @@ fn corpus(file: &str) -> String {
     } else {
         std::path::PathBuf::from("/work/shared/corpus")
     };
-    std::fs::read_to_string(dir.join(file)).expect("the corpus")
+    std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("corpus {file}: {e}"))
 }
 
 async fn ces_status(c: &TestCluster, name: &str) -> Option<ClusterExternalSecretStatus> {
@@ -490,6 +490,56 @@ async fn renaming_the_children_replaces_them_under_the_new_name() {
             .await;
         // The old child took its Secret with it (ownerReference).
         assert!(c.secret("team-a", "db-creds").await.is_none());
+    })
+    .await;
+}
+
+/// Corpus 025 + 029 as written, against moto: the alphagov ClusterSecretStore (Secrets Manager in
+/// eu-west-1 through a ServiceAccount's IRSA role) and the ClusterExternalSecret stamping the
+/// notifications Secret into two namespaces from three JSON secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_029_syncs_from_moto_through_the_corpus_cluster_secret_store() {
+    support::moto::within_timeout(async {
+        let moto = support::moto::Moto::start().await;
+        // The store reads eu-west-1, so the data lives there.
+        let conf = aws_sdk_secretsmanager::config::Builder::from(&moto.config().await)
+            .region(aws_config::Region::new("eu-west-1"))
+            .build();
+        let sm = aws_sdk_secretsmanager::Client::from_conf(conf);
+        for (name, value) in [
+            ("platform/slack-webhook-url", r#"{"url":"https://hooks.example/T0/B0"}"#),
+            ("platform/argo-events-webhook-token", r#"{"token":"tok-1"}"#),
+            ("platform/argo-notifications/grafana", r#"{"grafana-api-key":"gk-2"}"#),
+        ] {
+            sm.create_secret().name(name).secret_string(value).send().await.unwrap();
+        }
+        let mut c = TestCluster::without_controller().await;
+        for ns in ["external-secrets", "apps", "cluster-services"] {
+            c.apply(&namespace(ns, "")).await;
+        }
+        c.apply(&format!(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: external-secrets\n  namespace: external-secrets\n  annotations: {{eks.amazonaws.com/role-arn: 'arn:aws:iam::{}:role/external-secrets'}}\n",
+            support::moto::ACCOUNT
+        ))
+        .await;
+        c.apply(&corpus("025-aws-sm-clustersecretstore-jwt-irsa.yaml")).await;
+        c.apply(&corpus("029-aws-sm-clusterexternalsecret-namespaceselector-template.yaml")).await;
+        let providers = moto.providers(Some(c.client.clone())).await;
+        c.start_controller_with(controller::Config::default(), providers, None);
+
+        let name = "argocd-notifications-secret";
+        for ns in ["apps", "cluster-services"] {
+            let secret = c
+                .wait_secret_value(ns, name, "slack_url", b"https://hooks.example/T0/B0")
+                .await;
+            let data = secret.data.unwrap();
+            assert_eq!(data["argo_events_webhook_token"].0, b"tok-1");
+            assert_eq!(data["grafana_api_key"].0, b"gk-2");
+            assert_eq!(data.len(), 3);
+            c.wait_ready(ns, name, "True", "SecretSynced").await;
+        }
+        wait_status(&c, name, &["apps", "cluster-services"], &[]).await;
+        c.stop_controller().await;
     })
     .await;
 }
