@@ -47,6 +47,17 @@ async fn cluster_with(entries: &[(&str, &str)], namespaces: &[(&str, &str)]) -> 
     c
 }
 
+/// `cluster_with`, then the ClusterExternalSecret `ces` applied.
+async fn cluster_with_ces(
+    entries: &[(&str, &str)],
+    namespaces: &[(&str, &str)],
+    ces: &str,
+) -> TestCluster {
+    let c = cluster_with(entries, namespaces).await;
+    c.apply(ces).await;
+    c
+}
+
 /// The CES every test uses: namespaces labelled `tenant: blue` get ExternalSecret `db` writing Secret
 /// `db-creds` from the ClusterSecretStore `shared`.
 const CES: &str = "apiVersion: external-secrets.io/v1
@@ -151,12 +162,8 @@ async fn wait_child_gone(c: &TestCluster, namespace: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labelling_a_namespace_in_and_out_creates_then_deletes_its_external_secret() {
     within(async {
-        let c = cluster_with(
-            &[("db-password", "s3cr3t-Pa55")],
-            &[("team-a", "tenant: blue"), ("team-b", "tenant: green")],
-        )
-        .await;
-        c.apply(CES).await;
+        let c = cluster_with_ces(&[("db-password", "s3cr3t-Pa55")],
+            &[("team-a", "tenant: blue"), ("team-b", "tenant: green")], CES).await;
 
         // Selected: the child exists, is controlled by the CES, and syncs its Secret.
         c.wait_secret_value("team-a", "db-creds", "password", b"s3cr3t-Pa55")
@@ -205,12 +212,12 @@ async fn labelling_a_namespace_in_and_out_creates_then_deletes_its_external_secr
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_namespace_is_dropped_from_the_status() {
     within(async {
-        let c = cluster_with(
+        let c = cluster_with_ces(
             &[("db-password", "pw")],
             &[("team-a", "tenant: blue"), ("team-b", "tenant: blue")],
+            CES,
         )
         .await;
-        c.apply(CES).await;
         wait_status(&c, "blue-db", &["team-a", "team-b"], &[]).await;
         Api::<k8s_openapi::api::core::v1::Namespace>::all(c.client.clone())
             .delete("team-a", &DeleteParams::default())
@@ -267,8 +274,8 @@ async fn an_external_secret_we_did_not_create_is_never_overwritten() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_cluster_external_secret_deletes_its_children() {
     within(async {
-        let c = cluster_with(&[("db-password", "pw")], &[("team-a", "tenant: blue")]).await;
-        c.apply(CES).await;
+        let c =
+            cluster_with_ces(&[("db-password", "pw")], &[("team-a", "tenant: blue")], CES).await;
         c.wait_secret_value("team-a", "db-creds", "password", b"pw")
             .await;
         Api::<ClusterExternalSecret>::all(c.client.clone())
@@ -283,8 +290,7 @@ async fn deleting_the_cluster_external_secret_deletes_its_children() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spec_edits_reach_every_child_and_hand_edits_are_taken_back() {
     within(async {
-        let c = cluster_with(&[("db-password", "pw"), ("other", "v2")], &[("team-a", "tenant: blue"), ("team-b", "tenant: blue")]).await;
-        c.apply(CES).await;
+        let c = cluster_with_ces(&[("db-password", "pw"), ("other", "v2")], &[("team-a", "tenant: blue"), ("team-b", "tenant: blue")], CES).await;
         c.wait_secret_value("team-b", "db-creds", "password", b"pw").await;
         c.apply(&CES.replace("{key: db-password}", "{key: other}")).await;
         c.wait_secret_value("team-a", "db-creds", "password", b"v2").await;
@@ -304,13 +310,12 @@ async fn spec_edits_reach_every_child_and_hand_edits_are_taken_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_cluster_external_secret_writes_nothing_when_it_refreshes() {
     within(async {
-        let c = cluster_with(
+        let c = cluster_with_ces(
             &[("db-password", "pw")],
             &[("team-a", "tenant: blue"), ("team-b", "tenant: blue")],
+            &CES.replace("refreshTime: 1m", "refreshTime: 1s"),
         )
         .await;
-        c.apply(&CES.replace("refreshTime: 1m", "refreshTime: 1s"))
-            .await;
         c.wait_secret_value("team-a", "db-creds", "password", b"pw")
             .await;
         c.wait_secret_value("team-b", "db-creds", "password", b"pw")
@@ -487,8 +492,8 @@ async fn an_invalid_selector_is_reported_and_nothing_is_written() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn renaming_the_children_replaces_them_under_the_new_name() {
     within(async {
-        let c = cluster_with(&[("db-password", "pw")], &[("team-a", "tenant: blue")]).await;
-        c.apply(CES).await;
+        let c =
+            cluster_with_ces(&[("db-password", "pw")], &[("team-a", "tenant: blue")], CES).await;
         c.wait_secret_value("team-a", "db-creds", "password", b"pw")
             .await;
         c.apply(
