@@ -288,7 +288,7 @@ async fn deleting_the_cluster_external_secret_deletes_its_children() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn spec_edits_reach_every_child_and_hand_edits_are_taken_back() {
+async fn spec_edits_reach_every_child_and_hand_edits_and_deletions_are_undone() {
     within(async {
         let c = cluster_with_ces(&[("db-password", "pw"), ("other", "v2")], &[("team-a", "tenant: blue"), ("team-b", "tenant: blue")], CES).await;
         c.wait_secret_value("team-b", "db-creds", "password", b"pw").await;
@@ -303,6 +303,18 @@ async fn spec_edits_reach_every_child_and_hand_edits_are_taken_back() {
             (es.spec.refresh_interval.as_deref() == Some("1h")).then_some(())
         })
         .await;
+        // Someone deletes a child: it comes back (a new object), and so does its Secret.
+        let uid = child(&c, "team-b").await.unwrap().metadata.uid;
+        Api::<ExternalSecret>::namespaced(c.client.clone(), "team-b")
+            .delete("db", &DeleteParams::default())
+            .await
+            .unwrap();
+        wait_for("the deleted child to be re-created", Duration::from_secs(15), || async {
+            let es = child(&c, "team-b").await?;
+            (es.metadata.uid != uid).then_some(())
+        })
+        .await;
+        c.wait_secret_value("team-b", "db-creds", "password", b"v2").await;
     })
     .await;
 }
