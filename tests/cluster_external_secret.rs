@@ -246,6 +246,12 @@ async fn an_external_secret_we_did_not_create_is_never_overwritten() {
         let ready = &status.conditions[0];
         assert_eq!(ready.type_, "Ready");
         assert_eq!(ready.message.as_deref(), Some("one or more namespaces failed"));
+        let ready_metric = |status: &str| {
+            format!(
+                r#"clusterexternalsecret_status_condition{{namespace="",name="blue-db",condition="Ready",status="{status}"}} 1"#
+            )
+        };
+        assert!(c.metrics.encode().contains(&ready_metric("False")));
         // Untouched: same spec, same labels, no ownerReference, no Secret of ours.
         let after = child(&c, "team-c").await.unwrap();
         assert_eq!(after.spec, before.spec);
@@ -267,6 +273,7 @@ async fn an_external_secret_we_did_not_create_is_never_overwritten() {
             .unwrap();
         c.wait_secret_value("team-c", "db-creds", "password", b"pw").await;
         wait_status(&c, "blue-db", &["team-a", "team-c"], &[]).await;
+        assert!(c.metrics.encode().contains(&ready_metric("True")));
     })
     .await;
 }

@@ -261,6 +261,7 @@ pub async fn run(
         (Some(namespaces), Some(ns_stream)) => cluster_external_secret::run(
             client.clone(),
             &config,
+            metrics.clone(),
             &health,
             namespaces,
             ns_stream,

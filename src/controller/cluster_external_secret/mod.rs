@@ -26,7 +26,7 @@ use tracing::{debug, info, warn};
 use self::plan::{ChildView, Holder, Inputs, NamespaceView, Step};
 use super::runtime::{AbortOnDrop, observe, slim_metadata, wait_ready};
 use super::{Config, backoff, kube_message};
-use crate::admin::Health;
+use crate::admin::{Health, Metrics};
 use crate::api::{ClusterExternalSecret, ClusterExternalSecretStatus, ExternalSecret};
 use crate::shutdown::{DRAIN_LIMIT, InFlight, drive};
 
@@ -85,6 +85,7 @@ type ChildKey = (String, String, String);
 /// fingerprint of the child it produced let a reconcile skip children nobody changed.
 pub struct CesContext {
     client: kube::Client,
+    metrics: Arc<Metrics>,
     /// Field manager of status writes (the controller's).
     status_manager: String,
     /// The one field manager of every child ExternalSecret.
@@ -285,6 +286,8 @@ async fn reconcile(
     let failed_writes = results.iter().any(|(_, r)| r.is_err());
 
     let status = plan::status(&child_name, &plan, &results, ces.status.as_ref());
+    ctx.metrics
+        .ces_ready(&ces_name, status.failed_namespaces.is_empty());
     if ces.status.as_ref() != Some(&status) {
         write_status(&ctx, &ces_name, &status).await?;
         info!(
@@ -446,6 +449,7 @@ fn child_mapper(
 pub async fn run(
     client: kube::Client,
     config: &Config,
+    metrics: Arc<Metrics>,
     health: &Health,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     namespace_events: impl Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>>
@@ -458,6 +462,7 @@ pub async fn run(
         reflector::store::<PartialObjectMeta<ExternalSecret>>();
     let ctx = Arc::new(CesContext {
         client: client.clone(),
+        metrics,
         status_manager: config.field_manager.clone(),
         child_manager: format!("{}/clusterexternalsecret", config.field_manager),
         namespaces: namespaces.clone(),
@@ -479,6 +484,7 @@ pub async fn run(
         move |event| {
             if let Ok(watcher::Event::Delete(ces)) = event {
                 ctx.forget(&ces.uid().unwrap_or_default());
+                ctx.metrics.forget_ces(&ces.name_any());
             }
         }
     })
