@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kube::api::{Api, DynamicObject};
 use kube::discovery::ApiResource;
-use secret_sync::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use secret_sync::api::{ClusterExternalSecret, ClusterSecretStore, ExternalSecret, SecretStore};
 use support::assert_subset;
 use support::cluster::TestCluster;
 
@@ -133,9 +133,16 @@ fn assert_structural(node: &serde_json::Value, path: &str) {
     }
 }
 
+/// ESO-style manifests under tests/fixtures/eso/.
+const FIXTURES: [&str; 3] = [
+    "stores.yaml",
+    "external-secrets.yaml",
+    "cluster-external-secrets.yaml",
+];
+
 #[test]
 fn eso_style_manifests_deserialize_into_our_types() {
-    for file in ["stores.yaml", "external-secrets.yaml"] {
+    for file in FIXTURES {
         let text = std::fs::read_to_string(format!(
             "{}/tests/fixtures/eso/{file}",
             env!("CARGO_MANIFEST_DIR")
@@ -144,6 +151,9 @@ fn eso_style_manifests_deserialize_into_our_types() {
         for doc in serde_yaml_ng::Deserializer::from_str(&text) {
             let value: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
             match value["kind"].as_str().unwrap() {
+                "ClusterExternalSecret" => {
+                    drop(serde_json::from_value::<ClusterExternalSecret>(value).unwrap())
+                }
                 "SecretStore" => drop(serde_json::from_value::<SecretStore>(value).unwrap()),
                 "ClusterSecretStore" => {
                     drop(serde_json::from_value::<ClusterSecretStore>(value).unwrap())
@@ -160,7 +170,7 @@ async fn eso_style_manifests_are_accepted_by_the_api_server_without_pruning() {
     let limit = fake_apiserver::test_time::scaled(Duration::from_secs(60));
     tokio::time::timeout(limit, async {
         let c = TestCluster::without_controller().await;
-        for file in ["stores.yaml", "external-secrets.yaml"] {
+        for file in FIXTURES {
             let text = std::fs::read_to_string(format!(
                 "{}/tests/fixtures/eso/{file}",
                 env!("CARGO_MANIFEST_DIR")
@@ -171,6 +181,7 @@ async fn eso_style_manifests_are_accepted_by_the_api_server_without_pruning() {
                 let sent: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
                 let kind = sent["kind"].as_str().unwrap();
                 let plural = match kind {
+                    "ClusterExternalSecret" => "clusterexternalsecrets",
                     "SecretStore" => "secretstores",
                     "ClusterSecretStore" => "clustersecretstores",
                     _ => "externalsecrets",

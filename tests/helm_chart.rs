@@ -327,10 +327,23 @@ fn cluster_grants() -> BTreeSet<Grant> {
         ("", &["events"], EVENTS),
         ("events.k8s.io", &["events"], EVENTS),
         ("", &["namespaces"], READ),
+        // ClusterExternalSecrets and the ExternalSecrets they stamp out (server-side apply, delete).
+        ("external-secrets.io", &["clusterexternalsecrets"], READ),
+        (
+            "external-secrets.io",
+            &["clusterexternalsecrets/status"],
+            &["patch"],
+        ),
+        (
+            "external-secrets.io",
+            &["externalsecrets"],
+            &["create", "patch", "delete"],
+        ),
     ])
 }
 
-/// What the operator needs in namespaced mode: no ClusterSecretStores, no Namespaces.
+/// What the operator needs in namespaced mode: no ClusterSecretStores, no ClusterExternalSecrets
+/// (and so no ExternalSecret writes), no Namespaces.
 fn namespaced_grants() -> BTreeSet<Grant> {
     grant_set(&[
         (
@@ -461,7 +474,7 @@ fn chart_crds_are_a_copy_of_the_generated_crds() {
 }
 
 #[tokio::test]
-async fn chart_installs_the_three_crds() {
+async fn chart_installs_the_four_crds() {
     let rendered = render(json!({})).await;
     let names: BTreeSet<&str> = rendered
         .crds
@@ -474,6 +487,7 @@ async fn chart_installs_the_three_crds() {
             "externalsecrets.external-secrets.io",
             "secretstores.external-secrets.io",
             "clustersecretstores.external-secrets.io",
+            "clusterexternalsecrets.external-secrets.io",
         ])
     );
     assert!(

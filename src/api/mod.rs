@@ -3,11 +3,16 @@
 //! no reconcile logic.
 
 pub mod aws;
+pub mod cluster_external_secret;
 pub mod condition;
 pub mod external_secret;
 mod schema;
 pub mod secret_store;
 
+pub use cluster_external_secret::{
+    ClusterExternalSecret, ClusterExternalSecretCondition, ClusterExternalSecretSpec,
+    ClusterExternalSecretStatus, ExternalSecretMetadata, NamespaceFailure,
+};
 pub use condition::{Condition, ConditionStatus};
 pub use external_secret::*;
 pub use secret_store::*;
@@ -47,6 +52,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         SecretStore::crd(),
         ClusterSecretStore::crd(),
         ExternalSecret::crd(),
+        ClusterExternalSecret::crd(),
     ]
     .into_iter()
     .map(|crd| {

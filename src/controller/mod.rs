@@ -5,6 +5,7 @@ pub mod apply;
 pub mod backoff;
 pub mod build;
 pub mod caches;
+pub mod cluster_external_secret;
 pub mod hash_key;
 pub mod plan;
 pub mod refresh;

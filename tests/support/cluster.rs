@@ -343,6 +343,7 @@ fn is_cluster_scoped(kind: &str) -> bool {
     matches!(
         kind,
         "ClusterSecretStore"
+            | "ClusterExternalSecret"
             | "Namespace"
             | "CustomResourceDefinition"
             | "ClusterRole"

@@ -47,19 +47,51 @@ fn deployment(name: &str, image: &str) -> Deployment {
     .unwrap()
 }
 
+async fn names(api: &Api<Namespace>, params: &ListParams) -> Vec<String> {
+    let list = api.list(params).await.unwrap();
+    list.items.iter().map(|n| n.name_any()).collect()
+}
+
+#[tokio::test]
+async fn every_namespace_carries_its_name_as_a_label_that_selectors_match() {
+    within(async {
+        let server = FakeApiServer::start().await.unwrap();
+        let ns: Api<Namespace> = Api::all(server.client());
+        let created: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": "team-a", "labels": {"tier": "prod"}}}),
+        )
+        .unwrap();
+        ns.create(&PostParams::default(), &created).await.unwrap();
+        // A client that tries to change or drop it gets it back, as from the real namespace strategy.
+        let patch =
+            json!({"metadata": {"labels": {"kubernetes.io/metadata.name": "other", "tier": null}}});
+        let patched = ns
+            .patch("team-a", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        assert_eq!(
+            patched.labels(),
+            &BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                "team-a".to_string()
+            )])
+        );
+        let selected = names(
+            &ns,
+            &ListParams::default().labels("kubernetes.io/metadata.name in (team-a,default)"),
+        )
+        .await;
+        assert_eq!(selected, ["default", "team-a"]);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn default_and_kube_system_namespaces_exist_at_start() {
     within(async {
         let server = FakeApiServer::start().await.unwrap();
         let ns: Api<Namespace> = Api::all(server.client());
-        let names: Vec<String> = ns
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .map(|n| n.name_any())
-            .collect();
+        let names = names(&ns, &ListParams::default()).await;
         assert!(
             names.contains(&"default".to_string()) && names.contains(&"kube-system".to_string()),
             "{names:?}"
