@@ -327,6 +327,11 @@ fn cluster_grants() -> BTreeSet<Grant> {
         ("", &["events"], EVENTS),
         ("events.k8s.io", &["events"], EVENTS),
         ("", &["namespaces"], READ),
+        (
+            "generators.external-secrets.io",
+            &["ecrauthorizationtokens", "passwords", "clustergenerators"],
+            READ,
+        ),
     ])
 }
 
@@ -348,6 +353,12 @@ fn namespaced_grants() -> BTreeSet<Grant> {
         ("", &["configmaps"], READ),
         ("", &["events"], EVENTS),
         ("events.k8s.io", &["events"], EVENTS),
+        // No ClusterGenerators: they are cluster-scoped.
+        (
+            "generators.external-secrets.io",
+            &["ecrauthorizationtokens", "passwords"],
+            READ,
+        ),
     ])
 }
 
@@ -461,7 +472,7 @@ fn chart_crds_are_a_copy_of_the_generated_crds() {
 }
 
 #[tokio::test]
-async fn chart_installs_the_three_crds() {
+async fn chart_installs_the_six_crds() {
     let rendered = render(json!({})).await;
     let names: BTreeSet<&str> = rendered
         .crds
@@ -474,6 +485,9 @@ async fn chart_installs_the_three_crds() {
             "externalsecrets.external-secrets.io",
             "secretstores.external-secrets.io",
             "clustersecretstores.external-secrets.io",
+            "ecrauthorizationtokens.generators.external-secrets.io",
+            "passwords.generators.external-secrets.io",
+            "clustergenerators.generators.external-secrets.io",
         ])
     );
     assert!(

@@ -1,9 +1,11 @@
-//! The `external-secrets.io/v1` API served by secret-sync, mirroring ESO's field names and meanings.
+//! The `external-secrets.io/v1` API served by secret-sync, mirroring ESO's field names and meanings,
+//! and the `generators.external-secrets.io/v1alpha1` kinds it runs (`generators`).
 //! Types and their defaults only: no I/O, no reconcile logic.
 
 pub mod aws;
 pub mod condition;
 pub mod external_secret;
+pub mod generators;
 mod schema;
 pub mod secret_store;
 
@@ -25,6 +27,9 @@ pub fn crds()
         SecretStore::crd(),
         ClusterSecretStore::crd(),
         ExternalSecret::crd(),
+        generators::ECRAuthorizationToken::crd(),
+        generators::Password::crd(),
+        generators::ClusterGenerator::crd(),
     ]
     .into_iter()
     .map(|crd| {
