@@ -314,6 +314,7 @@ fn is_cluster_scoped(kind: &str) -> bool {
     matches!(
         kind,
         "ClusterSecretStore"
+            | "ClusterGenerator"
             | "Namespace"
             | "CustomResourceDefinition"
             | "ClusterRole"

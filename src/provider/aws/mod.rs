@@ -129,6 +129,11 @@ impl AwsProviders {
         }
         let mut auth = spec.auth.clone();
         if let Some(auth) = auth.as_mut() {
+            // ESO's generator session reads jwt first and then lets secretRef replace it: with both
+            // given (as ESO's own example shows), the static keys are used.
+            if auth.secret_ref.is_some() {
+                auth.jwt = None;
+            }
             if let Some(keys) = auth.secret_ref.as_mut() {
                 keys.access_key_id.namespace = None;
                 keys.secret_access_key.namespace = None;
