@@ -397,3 +397,56 @@ async fn unsupported_kinds_are_refused_by_name_and_missing_generators_are_awaite
     .await
     .expect("within time limit");
 }
+
+/// Corpus 035: the same Password generator twice plus another, each entry renamed by
+/// `rewrite.transform`, under `refreshInterval: "0"`. Needs `dataFrom[].rewrite` (issue 12, another
+/// branch); un-ignore once it is merged.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs dataFrom[].rewrite (transform), served by the find/rewrite branch"]
+async fn corpus_password_generators_renamed_by_rewrite_feed_a_template() {
+    within_timeout(async {
+        let moto = Moto::start().await;
+        moto.put_secret_string(
+            "ref-impl/config",
+            r#"{"domain":"example.com","path_routing":"true"}"#,
+        )
+        .await;
+        let cluster = cluster_with_moto(&moto).await;
+        cluster
+            .apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: keycloak}\n")
+            .await;
+        cluster
+            .apply(
+                &corpus("032-aws-sm-clustersecretstore-ambient-no-auth.yaml")
+                    .replace("us-west-2", "us-east-1"),
+            )
+            .await;
+        cluster
+            .apply(&corpus(
+                "035-aws-sm-externalsecret-password-generator-rewrite-transform.yaml",
+            ))
+            .await;
+        let secret = cluster
+            .wait_secret_value(
+                "keycloak",
+                "keycloak-config",
+                "ARGO_CD_URL",
+                b"example.com/argocd",
+            )
+            .await;
+        assert_eq!(
+            text(&secret, "KEYCLOAK_URL"),
+            "http://keycloak.keycloak.svc.cluster.local/keycloak"
+        );
+        let postgres = text(&secret, "POSTGRES_PASSWORD");
+        let admin = text(&secret, "KEYCLOAK_ADMIN_PASSWORD");
+        let user = text(&secret, "USER1_PASSWORD");
+        for p in [&postgres, &admin, &user] {
+            assert_eq!(p.len(), 32);
+            assert_eq!(p.bytes().filter(u8::is_ascii_digit).count(), 5);
+        }
+        assert_ne!(postgres, admin, "each entry runs the generator again (ESO)");
+        assert_eq!(user.bytes().filter(|b| *b == b'-').count(), 5);
+    })
+    .await;
+}

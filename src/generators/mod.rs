@@ -89,7 +89,7 @@ impl GeneratorError {
 
 /// A generator spec we can run, read from a namespaced generator or a ClusterGenerator.
 enum Spec {
-    Ecr(crate::api::generators::ECRAuthorizationTokenSpec),
+    Ecr(Box<crate::api::generators::ECRAuthorizationTokenSpec>),
     Password(crate::api::generators::PasswordSpec),
 }
 
@@ -177,7 +177,7 @@ async fn read_spec(
                 .get_opt(name)
                 .await
                 .map_err(read("ECRAuthorizationToken"))?
-                .map(|g| Spec::Ecr(g.spec))
+                .map(|g| Spec::Ecr(Box::new(g.spec)))
                 .ok_or_else(|| not_found("ECRAuthorizationToken", in_namespace))
         }
         "ClusterGenerator" => {
@@ -208,7 +208,7 @@ fn cluster_spec(
         GeneratorKind::ECRAuthorizationToken => spec
             .generator
             .ecr_authorization_token_spec
-            .map(Spec::Ecr)
+            .map(|spec| Spec::Ecr(Box::new(spec)))
             .ok_or_else(|| missing("ECRAuthorizationToken", "ecrAuthorizationTokenSpec")),
         GeneratorKind::Password => spec
             .generator
