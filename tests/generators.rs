@@ -138,7 +138,7 @@ async fn an_ecr_token_is_renewed_before_it_expires_even_with_a_24h_refresh_inter
             format!("https://{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com")
         );
 
-        // Not scaled: the deadline is the token's expiry itself.
+        // The wait is generous; the assertion below is what holds the renewal to the expiry.
         let renewed = wait_for("a renewed token", Duration::from_secs(20), || async {
             let s = cluster.secret("default", "pull").await?;
             let expiry: u64 = text(&s, "expires_at").parse().ok()?;
@@ -157,6 +157,56 @@ async fn an_ecr_token_is_renewed_before_it_expires_even_with_a_24h_refresh_inter
         cluster
             .wait_ready("default", "pull", "True", "SecretSynced")
             .await;
+    })
+    .await;
+}
+
+/// With `refreshInterval: "0"` nothing else would ever sync again; a restarted operator (no memory of
+/// the token) still renews it in time, from the expiry recorded on the Secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_operator_renews_the_token_from_the_expiry_on_the_secret() {
+    within_timeout(async {
+        let moto = Moto::start().await;
+        moto.ecr_token_lifetime(15).await;
+        let mut cluster = cluster_with_moto(&moto).await;
+        cluster
+            .apply(
+                "apiVersion: generators.external-secrets.io/v1alpha1\nkind: ECRAuthorizationToken\nmetadata: {name: ecr, namespace: default}\nspec: {region: us-east-1}\n",
+            )
+            .await;
+        cluster
+            .apply(&support::cluster::external_secret_yaml(
+                "default",
+                "pull",
+                "  refreshInterval: \"0\"\n  dataFrom:\n  - sourceRef: {generatorRef: {kind: ECRAuthorizationToken, name: ecr}}",
+            ))
+            .await;
+        let first = wait_for("the first token", Duration::from_secs(15), || async {
+            let s = cluster.secret("default", "pull").await?;
+            s.data.as_ref()?.get("expires_at")?;
+            Some(s)
+        })
+        .await;
+        let first_expiry: u64 = text(&first, "expires_at").parse().unwrap();
+        cluster
+            .wait_ready("default", "pull", "True", "SecretSynced")
+            .await;
+        cluster.stop_controller().await;
+        let providers = moto.providers(Some(cluster.client.clone())).await;
+        cluster.start_controller_with(controller::Config::default(), providers, None);
+
+        let renewed = wait_for("a renewed token", Duration::from_secs(20), || async {
+            let s = cluster.secret("default", "pull").await?;
+            let expiry: u64 = text(&s, "expires_at").parse().ok()?;
+            (expiry > first_expiry).then_some(unix_now())
+        })
+        .await;
+        assert!(
+            renewed < first_expiry,
+            "renewed at {renewed}, after the old token expired at {first_expiry}"
+        );
+        // One token at the first sync, one renewal: the restart itself fetched nothing.
+        assert_eq!(moto.count("ecr.GetAuthorizationToken").await, 2);
     })
     .await;
 }
