@@ -301,6 +301,41 @@ async fn corpus_password_generator_is_generated_once_and_kept_under_refresh_inte
     .await;
 }
 
+/// Periodic: every refresh generates a new password (ESO), but an operator restart before the
+/// interval has passed does not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_periodic_password_is_kept_across_an_operator_restart() {
+    let limit = support::cluster::scaled(Duration::from_secs(60));
+    tokio::time::timeout(limit, async {
+        let mut cluster = TestCluster::start().await;
+        cluster
+            .apply(
+                "apiVersion: generators.external-secrets.io/v1alpha1\nkind: Password\nmetadata: {name: db, namespace: default}\nspec: {}\n",
+            )
+            .await;
+        cluster
+            .apply(&support::cluster::external_secret_yaml(
+                "default",
+                "db",
+                "  refreshInterval: 1h\n  dataFrom:\n  - sourceRef: {generatorRef: {kind: Password, name: db}}",
+            ))
+            .await;
+        cluster
+            .wait_ready("default", "db", "True", "SecretSynced")
+            .await;
+        let before = text(&cluster.secret("default", "db").await.unwrap(), "password");
+        assert_eq!(before.len(), 24);
+        cluster.stop_controller().await;
+        cluster.start_controller(controller::Config::default(), None);
+        // A negative: a fixed window in which a restart sync would have written a new password.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = text(&cluster.secret("default", "db").await.unwrap(), "password");
+        assert_eq!(after, before, "the restart kept the password");
+    })
+    .await
+    .expect("within time limit");
+}
+
 /// Corpus 042 (the generator, jwt auth through a ServiceAccount's IRSA role) and 041 (written as
 /// v1beta1; applied here as v1): creationPolicy Merge adds the token to an existing ArgoCD Secret.
 #[tokio::test(flavor = "multi_thread")]

@@ -167,6 +167,11 @@ fn check_generator_ref(generator: &GeneratorRef) -> Result<(), BuildError> {
     }
 }
 
+/// Whether any `dataFrom` entry runs a generator.
+pub fn has_generators(spec: &ExternalSecretSpec) -> bool {
+    spec.data_from.iter().any(|f| generator_ref(f).is_some())
+}
+
 /// Whether the spec reads any store: an ExternalSecret made of generators alone names none (ESO).
 pub fn needs_store(spec: &ExternalSecretSpec) -> bool {
     !spec.data.is_empty() || spec.data_from.iter().any(|f| generator_ref(f).is_none())

@@ -338,6 +338,7 @@ impl Context {
             event: state.force_refresh,
             elapsed: state.last_success.map(|t| t.elapsed()),
             renew_in: self.renewal(es, key, &state, cached_secret.as_ref().map(|s| &s.metadata)),
+            generated_age: generated_age(es),
         };
         // An event bypasses the refresh timer, not the per-object backoff.
         let backing_off = state.force_refresh && state.failed_inputs == Some(inputs);
@@ -425,12 +426,7 @@ impl Context {
         state: &ObjectState,
         cached_secret: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
     ) -> Option<Duration> {
-        if !es
-            .spec
-            .data_from
-            .iter()
-            .any(|f| build::generator_ref(f).is_some())
-        {
+        if !build::has_generators(&es.spec) {
             return None;
         }
         let at = match state.renew_at {
@@ -742,6 +738,17 @@ fn next_refresh(es: &ExternalSecret, renew_in: Option<Duration>) -> Action {
         (Some(wait), None) | (None, Some(wait)) => Action::requeue(wait),
         (None, None) => Action::await_change(),
     }
+}
+
+/// How long ago the generated values of `es` were written (`status.refreshTime`, which moves with every
+/// write of new content); None without generator entries or before the first sync.
+fn generated_age(es: &ExternalSecret) -> Option<Duration> {
+    if !build::has_generators(&es.spec) {
+        return None;
+    }
+    let written = es.status.as_ref()?.refresh_time.as_ref()?;
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(written.0);
+    Some(Duration::try_from(age).unwrap_or_default())
 }
 
 /// When a credential expiring at `expires` is renewed (`refresh::renewal_delay`), as an Instant.

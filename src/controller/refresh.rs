@@ -18,6 +18,10 @@
 //! `"0"` is `refreshInterval: 0` with the default policy (Periodic); with OnChange or CreatedOnce the
 //! interval plays no part.
 //!
+//! An ExternalSecret with generators differs in two Periodic cells: an operator restart or a store edit
+//! does not sync it before its interval has passed since `status.refreshTime` (each sync generates new
+//! values; ESO counts the interval from refreshTime too).
+//!
 //! Generated credentials that expire (ECR tokens: 12 hours on AWS) are renewed before they expire,
 //! whatever `refreshInterval` says ([`renewal_delay`]); CreatedOnce alone keeps what it created.
 
@@ -47,6 +51,10 @@ pub struct Since {
     /// Time left until a generated credential in the Secret must be renewed ([`renewal_delay`]);
     /// zero when due. None when nothing generated expires.
     pub renew_in: Option<Duration>,
+    /// The Secret holds generated values (a generator entry), written this long ago
+    /// (`status.refreshTime`). A sync would generate new ones, so, as in ESO, Periodic waits for its
+    /// interval after an operator restart or a store edit instead of syncing at once.
+    pub generated_age: Option<Duration>,
 }
 
 /// Never renew sooner than this after a generation: an answer that is already expired (or a clock
@@ -96,10 +104,15 @@ fn by_policy(policy: RefreshPolicy, interval: Option<Duration>, since: Since) ->
         (RefreshPolicy::OnChange, _) if since.spec_changed => Due::Now,
         (RefreshPolicy::OnChange, _) => Due::Never,
         (RefreshPolicy::Periodic, Some(every)) => {
-            if since.spec_changed || since.store_changed || since.event || !since.synced_by_us {
+            // A sync replaces generated values: only the interval (ESO's rule) and an edit may.
+            let (store_changed, restarted, elapsed) = match since.generated_age {
+                Some(age) => (false, false, since.elapsed.or(Some(age))),
+                None => (since.store_changed, !since.synced_by_us, since.elapsed),
+            };
+            if since.spec_changed || store_changed || since.event || restarted {
                 return Due::Now;
             }
-            match since.elapsed {
+            match elapsed {
                 Some(elapsed) if elapsed < every => Due::After(every - elapsed),
                 _ => Due::Now,
             }
@@ -343,5 +356,52 @@ mod tests {
             decide(RefreshPolicy::CreatedOnce, Some(EVERY), since),
             Due::Never
         );
+    }
+
+    #[test]
+    fn generated_values_are_not_replaced_by_a_restart_or_a_store_edit_before_the_interval() {
+        let hour = Duration::from_secs(3600);
+        let generated = |age: u64| Since {
+            synced_by_us: false,
+            elapsed: None,
+            generated_age: Some(Duration::from_secs(age)),
+            ..steady()
+        };
+        // Restarted 20 minutes after the password was written: wait the 40 minutes left.
+        assert_eq!(
+            decide(RefreshPolicy::Periodic, Some(hour), generated(1200)),
+            Due::After(Duration::from_secs(2400))
+        );
+        // ...and sync once the interval has passed.
+        assert_eq!(
+            decide(RefreshPolicy::Periodic, Some(hour), generated(3600)),
+            Due::Now
+        );
+        let store_edit = Since {
+            store_changed: true,
+            generated_age: Some(Duration::from_secs(60)),
+            ..steady()
+        };
+        assert!(matches!(
+            decide(RefreshPolicy::Periodic, Some(hour), store_edit),
+            Due::After(_)
+        ));
+        // An edit of the ExternalSecret, a deleted Secret or a retry still sync at once.
+        for since in [
+            Since {
+                spec_changed: true,
+                ..generated(60)
+            },
+            Since {
+                secret_disturbed: true,
+                ..generated(60)
+            },
+            Since {
+                retrying: true,
+                ..generated(60)
+            },
+        ] {
+            assert_eq!(decide(RefreshPolicy::Periodic, Some(hour), since), Due::Now);
+        }
     }
 }
