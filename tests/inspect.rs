@@ -429,4 +429,11 @@ async fn a_generator_only_external_secret_needs_no_store_and_a_missing_generator
         "{p:?}"
     );
     assert!(p.fix.unwrap().contains("create the generator"));
+    let rows = secret_sync::inspect::status_rows(&c.client, Some("default"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (rows[0].store.as_str(), rows[0].provider.as_str()),
+        ("-", "generators")
+    );
 }
