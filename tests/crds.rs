@@ -176,20 +176,8 @@ async fn corpus_generators_are_accepted_without_pruning() {
     let limit = fake_apiserver::test_time::scaled(Duration::from_secs(60));
     tokio::time::timeout(limit, async {
         let c = TestCluster::without_controller().await;
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-        let dir = if dir.exists() {
-            dir
-        } else {
-            std::path::PathBuf::from("/work/shared/corpus")
-        };
         let mut seen = Vec::new();
-        let mut files: Vec<_> = std::fs::read_dir(&dir)
-            .expect("the corpus")
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-            .collect();
-        files.sort();
-        for file in files {
+        for file in support::corpus_files() {
             let text = std::fs::read_to_string(&file).unwrap();
             for doc in serde_yaml_ng::Deserializer::from_str(&text) {
                 let Ok(sent) = <serde_json::Value as serde::Deserialize>::deserialize(doc) else {

@@ -16,13 +16,11 @@ use support::cluster::{TestCluster, wait_for};
 use support::moto::{ACCOUNT, Moto, within_timeout};
 
 fn corpus(file: &str) -> String {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let dir = if dir.exists() {
-        dir
-    } else {
-        std::path::PathBuf::from("/work/shared/corpus")
-    };
-    std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("corpus {file}: {e}"))
+    let path = support::corpus_files()
+        .into_iter()
+        .find(|p| p.ends_with(file))
+        .unwrap_or_else(|| panic!("corpus file {file}"));
+    std::fs::read_to_string(path).unwrap()
 }
 
 async fn cluster_with_moto(moto: &Moto) -> TestCluster {
@@ -105,32 +103,52 @@ async fn corpus_ecr_generator_renders_a_dockerconfigjson_from_moto() {
     .await;
 }
 
+/// moto answering 15-second ECR tokens, and the first one written by an ExternalSecret `pull` with
+/// this `refreshInterval` over the ECRAuthorizationToken `ecr` (no auth: the operator's identity).
+async fn first_short_token(refresh_interval: &str) -> (Moto, TestCluster, Secret) {
+    let moto = Moto::start().await;
+    moto.ecr_token_lifetime(15).await;
+    let cluster = cluster_with_moto(&moto).await;
+    cluster
+        .apply(
+            "apiVersion: generators.external-secrets.io/v1alpha1\nkind: ECRAuthorizationToken\nmetadata: {name: ecr, namespace: default}\nspec: {region: us-east-1}\n",
+        )
+        .await;
+    cluster
+        .apply(&support::cluster::external_secret_yaml(
+            "default",
+            "pull",
+            &format!(
+                "  refreshInterval: {refresh_interval}\n  dataFrom:\n  - sourceRef: {{generatorRef: {{kind: ECRAuthorizationToken, name: ecr}}}}"
+            ),
+        ))
+        .await;
+    let first = wait_for("the first token", Duration::from_secs(15), || async {
+        let s = cluster.secret("default", "pull").await?;
+        s.data.as_ref()?.get("expires_at")?;
+        Some(s)
+    })
+    .await;
+    (moto, cluster, first)
+}
+
+/// The Unix second at which the Secret `pull` was seen holding a token newer than `first_expiry`.
+/// The wait is generous; the callers' assertions hold the renewal to the expiry.
+async fn renewed_after(cluster: &TestCluster, first_expiry: u64) -> u64 {
+    wait_for("a renewed token", Duration::from_secs(20), || async {
+        let s = cluster.secret("default", "pull").await?;
+        let expiry: u64 = text(&s, "expires_at").parse().ok()?;
+        (expiry > first_expiry).then_some(unix_now())
+    })
+    .await
+}
+
 /// ECR tokens expire (12 h on AWS): the Secret gets a new one before `expires_at`, even though
 /// `refreshInterval` is 24h. moto's token lifetime is set to 15 s here; renewal is due after 10 s.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ecr_token_is_renewed_before_it_expires_even_with_a_24h_refresh_interval() {
     within_timeout(async {
-        let moto = Moto::start().await;
-        moto.ecr_token_lifetime(15).await;
-        let cluster = cluster_with_moto(&moto).await;
-        cluster
-            .apply(
-                "apiVersion: generators.external-secrets.io/v1alpha1\nkind: ECRAuthorizationToken\nmetadata: {name: ecr, namespace: default}\nspec: {region: us-east-1}\n",
-            )
-            .await;
-        cluster
-            .apply(&support::cluster::external_secret_yaml(
-                "default",
-                "pull",
-                "  refreshInterval: 24h\n  dataFrom:\n  - sourceRef: {generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: ECRAuthorizationToken, name: ecr}}",
-            ))
-            .await;
-        let first = wait_for("the first token", Duration::from_secs(15), || async {
-            let s = cluster.secret("default", "pull").await?;
-            s.data.as_ref()?.get("expires_at")?;
-            Some(s)
-        })
-        .await;
+        let (moto, cluster, first) = first_short_token("24h").await;
         let first_expiry: u64 = text(&first, "expires_at").parse().unwrap();
         assert_eq!(text(&first, "username"), "AWS");
         assert_eq!(
@@ -138,13 +156,7 @@ async fn an_ecr_token_is_renewed_before_it_expires_even_with_a_24h_refresh_inter
             format!("https://{ACCOUNT}.dkr.ecr.us-east-1.amazonaws.com")
         );
 
-        // The wait is generous; the assertion below is what holds the renewal to the expiry.
-        let renewed = wait_for("a renewed token", Duration::from_secs(20), || async {
-            let s = cluster.secret("default", "pull").await?;
-            let expiry: u64 = text(&s, "expires_at").parse().ok()?;
-            (expiry > first_expiry).then_some(unix_now())
-        })
-        .await;
+        let renewed = renewed_after(&cluster, first_expiry).await;
         assert!(
             renewed < first_expiry,
             "renewed at {renewed}, after the old token expired at {first_expiry}"
@@ -166,27 +178,7 @@ async fn an_ecr_token_is_renewed_before_it_expires_even_with_a_24h_refresh_inter
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_operator_renews_the_token_from_the_expiry_on_the_secret() {
     within_timeout(async {
-        let moto = Moto::start().await;
-        moto.ecr_token_lifetime(15).await;
-        let mut cluster = cluster_with_moto(&moto).await;
-        cluster
-            .apply(
-                "apiVersion: generators.external-secrets.io/v1alpha1\nkind: ECRAuthorizationToken\nmetadata: {name: ecr, namespace: default}\nspec: {region: us-east-1}\n",
-            )
-            .await;
-        cluster
-            .apply(&support::cluster::external_secret_yaml(
-                "default",
-                "pull",
-                "  refreshInterval: \"0\"\n  dataFrom:\n  - sourceRef: {generatorRef: {kind: ECRAuthorizationToken, name: ecr}}",
-            ))
-            .await;
-        let first = wait_for("the first token", Duration::from_secs(15), || async {
-            let s = cluster.secret("default", "pull").await?;
-            s.data.as_ref()?.get("expires_at")?;
-            Some(s)
-        })
-        .await;
+        let (moto, mut cluster, first) = first_short_token("\"0\"").await;
         let first_expiry: u64 = text(&first, "expires_at").parse().unwrap();
         cluster
             .wait_ready("default", "pull", "True", "SecretSynced")
@@ -195,12 +187,7 @@ async fn a_restarted_operator_renews_the_token_from_the_expiry_on_the_secret() {
         let providers = moto.providers(Some(cluster.client.clone())).await;
         cluster.start_controller_with(controller::Config::default(), providers, None);
 
-        let renewed = wait_for("a renewed token", Duration::from_secs(20), || async {
-            let s = cluster.secret("default", "pull").await?;
-            let expiry: u64 = text(&s, "expires_at").parse().ok()?;
-            (expiry > first_expiry).then_some(unix_now())
-        })
-        .await;
+        let renewed = renewed_after(&cluster, first_expiry).await;
         assert!(
             renewed < first_expiry,
             "renewed at {renewed}, after the old token expired at {first_expiry}"
