@@ -104,11 +104,17 @@ async fn corpus_ecr_generator_renders_a_dockerconfigjson_from_moto() {
 }
 
 /// moto answering 15-second ECR tokens, and the first one written by an ExternalSecret `pull` with
-/// this `refreshInterval` over the ECRAuthorizationToken `ecr` (no auth: the operator's identity).
-async fn first_short_token(refresh_interval: &str) -> (Moto, TestCluster, Secret) {
+/// this `refreshInterval` and `target` over the ECRAuthorizationToken `ecr` (no auth: the operator's
+/// identity). A Merge target is created first, holding a key of its own.
+async fn first_short_token(refresh_interval: &str, target: &str) -> (Moto, TestCluster, Secret) {
     let moto = Moto::start().await;
     moto.ecr_token_lifetime(15).await;
     let cluster = cluster_with_moto(&moto).await;
+    if target.contains("Merge") {
+        cluster
+            .apply("apiVersion: v1\nkind: Secret\nmetadata: {name: pull, namespace: default}\nstringData: {url: oci://registry.example.com}\n")
+            .await;
+    }
     cluster
         .apply(
             "apiVersion: generators.external-secrets.io/v1alpha1\nkind: ECRAuthorizationToken\nmetadata: {name: ecr, namespace: default}\nspec: {region: us-east-1}\n",
@@ -119,7 +125,7 @@ async fn first_short_token(refresh_interval: &str) -> (Moto, TestCluster, Secret
             "default",
             "pull",
             &format!(
-                "  refreshInterval: {refresh_interval}\n  dataFrom:\n  - sourceRef: {{generatorRef: {{kind: ECRAuthorizationToken, name: ecr}}}}"
+                "  refreshInterval: {refresh_interval}\n  target: {{{target}}}\n  dataFrom:\n  - sourceRef: {{generatorRef: {{kind: ECRAuthorizationToken, name: ecr}}}}"
             ),
         ))
         .await;
@@ -148,7 +154,7 @@ async fn renewed_after(cluster: &TestCluster, first_expiry: u64) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_ecr_token_is_renewed_before_it_expires_even_with_a_24h_refresh_interval() {
     within_timeout(async {
-        let (moto, cluster, first) = first_short_token("24h").await;
+        let (moto, cluster, first) = first_short_token("24h", "").await;
         let first_expiry: u64 = text(&first, "expires_at").parse().unwrap();
         assert_eq!(text(&first, "username"), "AWS");
         assert_eq!(
@@ -174,11 +180,21 @@ async fn an_ecr_token_is_renewed_before_it_expires_even_with_a_24h_refresh_inter
 }
 
 /// With `refreshInterval: "0"` nothing else would ever sync again; a restarted operator (no memory of
-/// the token) still renews it in time, from the expiry recorded on the Secret.
+/// the token) still renews it in time, from the expiry recorded on the Secret: one it owns (in the
+/// cache), or one it merges into (read once).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_operator_renews_the_token_from_the_expiry_on_the_secret() {
+    restarted_operator_renews("").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restarted_operator_renews_a_token_merged_into_a_secret_it_does_not_own() {
+    restarted_operator_renews("creationPolicy: Merge").await;
+}
+
+async fn restarted_operator_renews(target: &str) {
     within_timeout(async {
-        let (moto, mut cluster, first) = first_short_token("\"0\"").await;
+        let (moto, mut cluster, first) = first_short_token("\"0\"", target).await;
         let first_expiry: u64 = text(&first, "expires_at").parse().unwrap();
         cluster
             .wait_ready("default", "pull", "True", "SecretSynced")
@@ -194,6 +210,10 @@ async fn a_restarted_operator_renews_the_token_from_the_expiry_on_the_secret() {
         );
         // One token at the first sync, one renewal: the restart itself fetched nothing.
         assert_eq!(moto.count("ecr.GetAuthorizationToken").await, 2);
+        if target.contains("Merge") {
+            let secret = cluster.secret("default", "pull").await.unwrap();
+            assert_eq!(text(&secret, "url"), "oci://registry.example.com");
+        }
     })
     .await;
 }

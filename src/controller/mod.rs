@@ -104,6 +104,8 @@ struct ObjectState {
     failed_inputs: Option<u64>,
     /// When the generated credential in the Secret must be renewed (`refresh::renewal_delay`).
     renew_at: Option<Instant>,
+    /// `renew_at` is known (from a sync, or read from the Secret after a restart), even if None.
+    renewal_known: bool,
 }
 
 /// Why a sync failed. Messages carry names and keys, never values.
@@ -337,7 +339,9 @@ impl Context {
                 .is_some_and(|s| s != store_digest(store.as_ref())),
             event: state.force_refresh,
             elapsed: state.last_success.map(|t| t.elapsed()),
-            renew_in: self.renewal(es, key, &state, cached_secret.as_ref().map(|s| &s.metadata)),
+            renew_in: self
+                .renewal(es, key, &state, cached_secret.as_ref().map(|s| &s.metadata))
+                .await,
             generated_age: generated_age(es),
         };
         // An event bypasses the refresh timer, not the per-object backoff.
@@ -398,6 +402,7 @@ impl Context {
                 s.last_success = Some(Instant::now());
                 s.secret_rv = secret_rv;
                 s.renew_at = expires_at.map(renew_at);
+                s.renewal_known = true;
             });
         }
         let rotation = match &provider {
@@ -418,8 +423,9 @@ impl Context {
     }
 
     /// Time left until the generated credential in the Secret must be renewed: from this process's
-    /// memory, or after a restart from the expiry recorded on the Secret (`build::EXPIRES_AT_ANNOTATION`).
-    fn renewal(
+    /// memory, or after a restart from the expiry recorded on the Secret (`build::EXPIRES_AT_ANNOTATION`),
+    /// read from the cache or, for a Secret the cache does not hold (Merge), once from the API server.
+    async fn renewal(
         &self,
         es: &ExternalSecret,
         key: &ObjectRef<ExternalSecret>,
@@ -429,16 +435,37 @@ impl Context {
         if !build::has_generators(&es.spec) {
             return None;
         }
-        let at = match state.renew_at {
-            Some(at) => at,
-            None => {
-                let expires = cached_secret.and_then(build::recorded_expiry)?;
-                let at = renew_at(expires);
-                self.update_state(key, |s| s.renew_at = Some(at));
-                at
-            }
-        };
-        Some(at.saturating_duration_since(Instant::now()))
+        if !state.renewal_known {
+            let expires = match cached_secret {
+                Some(meta) => build::recorded_expiry(meta),
+                None => {
+                    let namespace = es.metadata.namespace.clone().unwrap_or_default();
+                    let read = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+                        self.client.clone(),
+                        &namespace,
+                    )
+                    .get_metadata_opt(&es.target_name())
+                    .await;
+                    match read {
+                        Ok(found) => found.and_then(|s| build::recorded_expiry(&s.metadata)),
+                        Err(e) => {
+                            // Unknown for now: asked again at the next reconcile.
+                            debug!(error = %kube_message(&e), "failed to read the Secret's recorded expiry");
+                            return None;
+                        }
+                    }
+                }
+            };
+            let at = expires.map(renew_at);
+            self.update_state(key, |s| {
+                s.renew_at = at;
+                s.renewal_known = true;
+            });
+            return at.map(|at| at.saturating_duration_since(Instant::now()));
+        }
+        state
+            .renew_at
+            .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     /// The ConfigMaps and Secrets `templateFrom` names, read from the ExternalSecret's namespace (as
