@@ -37,7 +37,7 @@ pub struct ECRAuthorizationTokenSpec {
     pub region: String,
     /// `secretRef` (static keys in the ExternalSecret's namespace) or `jwt.serviceAccountRef` (a
     /// ServiceAccount with an `eks.amazonaws.com/role-arn` annotation); neither: the controller's own
-    /// identity (IRSA).
+    /// identity (IRSA); both: `secretRef`, as in ESO.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AwsAuth>,
     /// A role assumed on top of the identity above.
