@@ -57,6 +57,9 @@ enum RenderOneError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// Generators make credentials or random values: an offline preview cannot stand for them.
+    #[error("render does not run generators (spec.dataFrom[{index}].sourceRef.generatorRef)")]
+    Generator { index: usize },
 }
 
 #[derive(Default)]
@@ -208,6 +211,14 @@ async fn render_one(
 ) -> Result<String, RenderOneError> {
     build::check_supported(&es.spec)?;
     build::refresh_interval(&es.spec)?;
+    if let Some(index) = es
+        .spec
+        .data_from
+        .iter()
+        .position(|f| build::generator_ref(f).is_some())
+    {
+        return Err(RenderOneError::Generator { index });
+    }
     let store = resolve::resolve_store(es, objects, "")?;
     let namespace = es.metadata.namespace.clone().unwrap_or_default();
     let provider = providers.for_store(&store, &namespace).await?;
@@ -448,5 +459,19 @@ mod tests {
             out.failures
         );
         assert!(out.error().is_some());
+    }
+
+    #[tokio::test]
+    async fn generators_are_not_run_offline_and_say_so() {
+        let text = format!(
+            "{STORE}---\napiVersion: generators.external-secrets.io/v1alpha1\nkind: Password\nmetadata: {{name: pw, namespace: default}}\nspec: {{length: 12}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: gen, namespace: default}}\nspec:\n  dataFrom:\n  - extract: {{key: here}}\n  - sourceRef: {{generatorRef: {{kind: Password, name: pw}}}}\n"
+        );
+        let out = render(&text).await;
+        assert_eq!(
+            out.failures,
+            [
+                "ExternalSecret default/gen: render does not run generators (spec.dataFrom[1].sourceRef.generatorRef)"
+            ]
+        );
     }
 }

@@ -210,3 +210,71 @@ async fn eso_style_manifests_are_accepted_by_the_api_server_without_pruning() {
     .await
     .expect("within time limit");
 }
+
+/// Every generator object in the corpus (ECRAuthorizationToken, Password), as written, is accepted by
+/// the API server with nothing pruned, and reads into our types.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_generators_are_accepted_without_pruning() {
+    let limit = fake_apiserver::test_time::scaled(Duration::from_secs(60));
+    tokio::time::timeout(limit, async {
+        let c = TestCluster::without_controller().await;
+        let mut seen = Vec::new();
+        for file in support::corpus_files() {
+            let text = std::fs::read_to_string(&file).unwrap();
+            for doc in serde_yaml_ng::Deserializer::from_str(&text) {
+                let Ok(sent) = <serde_json::Value as serde::Deserialize>::deserialize(doc) else {
+                    continue;
+                };
+                if sent["apiVersion"] != "generators.external-secrets.io/v1alpha1" {
+                    continue;
+                }
+                let kind = sent["kind"].as_str().unwrap().to_owned();
+                match kind.as_str() {
+                    "Password" => drop(
+                        serde_json::from_value::<secret_sync::api::generators::Password>(
+                            sent.clone(),
+                        )
+                        .unwrap(),
+                    ),
+                    "ECRAuthorizationToken" => {
+                        drop(
+                            serde_json::from_value::<
+                                secret_sync::api::generators::ECRAuthorizationToken,
+                            >(sent.clone())
+                            .unwrap(),
+                        )
+                    }
+                    other => panic!("{}: unexpected generator kind {other}", file.display()),
+                }
+                if let Some(ns) = sent["metadata"]["namespace"].as_str() {
+                    c.apply(&format!(
+                        "apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n"
+                    ))
+                    .await;
+                }
+                c.apply(&serde_json::to_string(&sent).unwrap()).await;
+                let ar = ApiResource {
+                    group: "generators.external-secrets.io".into(),
+                    version: "v1alpha1".into(),
+                    api_version: "generators.external-secrets.io/v1alpha1".into(),
+                    kind: kind.clone(),
+                    plural: format!("{}s", kind.to_lowercase()),
+                };
+                let name = sent["metadata"]["name"].as_str().unwrap();
+                let ns = sent["metadata"]["namespace"].as_str().unwrap_or("default");
+                let api: Api<DynamicObject> = Api::namespaced_with(c.client.clone(), ns, &ar);
+                let stored = serde_json::to_value(api.get(name).await.unwrap()).unwrap();
+                assert_subset(
+                    &sent["spec"],
+                    &stored["spec"],
+                    &format!("{kind}/{name}.spec"),
+                );
+                seen.push(format!("{kind}/{name}"));
+            }
+        }
+        // 019, 021, 035 (two), 036, 042.
+        assert_eq!(seen.len(), 6, "{seen:?}");
+    })
+    .await
+    .expect("within time limit");
+}

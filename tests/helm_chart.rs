@@ -339,6 +339,11 @@ fn cluster_grants() -> BTreeSet<Grant> {
             &["externalsecrets"],
             &["create", "patch", "delete"],
         ),
+        (
+            "generators.external-secrets.io",
+            &["ecrauthorizationtokens", "passwords", "clustergenerators"],
+            READ,
+        ),
     ])
 }
 
@@ -361,6 +366,12 @@ fn namespaced_grants() -> BTreeSet<Grant> {
         ("", &["configmaps"], READ),
         ("", &["events"], EVENTS),
         ("events.k8s.io", &["events"], EVENTS),
+        // No ClusterGenerators: they are cluster-scoped.
+        (
+            "generators.external-secrets.io",
+            &["ecrauthorizationtokens", "passwords"],
+            READ,
+        ),
     ])
 }
 
@@ -474,7 +485,7 @@ fn chart_crds_are_a_copy_of_the_generated_crds() {
 }
 
 #[tokio::test]
-async fn chart_installs_the_four_crds() {
+async fn chart_installs_the_seven_crds() {
     let rendered = render(json!({})).await;
     let names: BTreeSet<&str> = rendered
         .crds
@@ -488,6 +499,9 @@ async fn chart_installs_the_four_crds() {
             "secretstores.external-secrets.io",
             "clustersecretstores.external-secrets.io",
             "clusterexternalsecrets.external-secrets.io",
+            "ecrauthorizationtokens.generators.external-secrets.io",
+            "passwords.generators.external-secrets.io",
+            "clustergenerators.generators.external-secrets.io",
         ])
     );
     assert!(

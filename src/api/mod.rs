@@ -1,11 +1,13 @@
 //! The `external-secrets.io/v1` API served by secret-sync (also served as the deprecated `v1beta1`,
-//! same schema), mirroring ESO's field names and meanings. Types and their defaults only: no I/O,
-//! no reconcile logic.
+//! same schema), mirroring ESO's field names and meanings, and the
+//! `generators.external-secrets.io/v1alpha1` kinds it runs (`generators`).
+//! Types and their defaults only: no I/O, no reconcile logic.
 
 pub mod aws;
 pub mod cluster_external_secret;
 pub mod condition;
 pub mod external_secret;
+pub mod generators;
 mod schema;
 pub mod secret_store;
 
@@ -53,6 +55,9 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ClusterSecretStore::crd(),
         ExternalSecret::crd(),
         ClusterExternalSecret::crd(),
+        generators::ECRAuthorizationToken::crd(),
+        generators::Password::crd(),
+        generators::ClusterGenerator::crd(),
     ]
     .into_iter()
     .map(|crd| {

@@ -344,6 +344,7 @@ fn is_cluster_scoped(kind: &str) -> bool {
         kind,
         "ClusterSecretStore"
             | "ClusterExternalSecret"
+            | "ClusterGenerator"
             | "Namespace"
             | "CustomResourceDefinition"
             | "ClusterRole"

@@ -46,3 +46,14 @@ pub fn assert_subset(sent: &serde_json::Value, stored: &serde_json::Value, path:
         (a, b) => assert_eq!(a, b, "{path} changed"),
     }
 }
+
+/// The corpus's YAML files, sorted.
+pub fn corpus_files() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(corpus_dir())
+        .expect("the corpus")
+        .map(|e| e.expect("a corpus entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}

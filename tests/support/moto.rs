@@ -185,6 +185,16 @@ impl Moto {
         self.control("POST", "/_faults", &fault).await;
     }
 
+    /// ECR tokens answered from now on expire `seconds` after the call (moto's own: 2015-01-01).
+    pub async fn ecr_token_lifetime(&self, seconds: u64) {
+        self.control(
+            "POST",
+            "/_ecr/token-lifetime",
+            &serde_json::json!({ "seconds": seconds }),
+        )
+        .await;
+    }
+
     /// Create an IAM role (trusting any principal and web identity) with one inline policy.
     pub async fn iam_role(&self, name: &str, policy: serde_json::Value) -> String {
         let answer = self
