@@ -336,13 +336,18 @@ fn cluster_grants() -> BTreeSet<Grant> {
         ),
         (
             "external-secrets.io",
+            &["clusterexternalsecrets/finalizers"],
+            &["update"],
+        ),
+        (
+            "external-secrets.io",
             &["externalsecrets"],
             &["create", "patch", "delete"],
         ),
         (
             "generators.external-secrets.io",
             &["ecrauthorizationtokens", "passwords", "clustergenerators"],
-            READ,
+            &["get"],
         ),
     ])
 }
@@ -370,7 +375,7 @@ fn namespaced_grants() -> BTreeSet<Grant> {
         (
             "generators.external-secrets.io",
             &["ecrauthorizationtokens", "passwords"],
-            READ,
+            &["get"],
         ),
     ])
 }

@@ -33,6 +33,9 @@ pub enum GeneratorError {
         kind: String,
         name: String,
         detail: String,
+        /// The API server said 403: our RBAC does not cover this kind (ClusterGenerators under
+        /// `--namespace`), which no retry fixes.
+        forbidden: bool,
     },
     #[error("{kind} {name:?} not found{scope}")]
     NotFound {
@@ -78,7 +81,8 @@ impl GeneratorError {
     /// together with (or just after) the ExternalSecret.
     pub fn is_permanent(&self) -> bool {
         match self {
-            GeneratorError::Read { .. } | GeneratorError::NotFound { .. } => false,
+            GeneratorError::Read { forbidden, .. } => *forbidden,
+            GeneratorError::NotFound { .. } => false,
             GeneratorError::UnsupportedKind { .. }
             | GeneratorError::MissingSpec { .. }
             | GeneratorError::Password { .. } => true,
@@ -157,6 +161,7 @@ async fn read_spec(
             kind,
             name: name.to_owned(),
             detail: crate::controller::kube_message(&e),
+            forbidden: matches!(&e, kube::Error::Api(s) if s.code == 403),
         }
     };
     let not_found = |kind: &str, scope: String| GeneratorError::NotFound {

@@ -36,6 +36,8 @@ pub enum PasswordError {
         "not enough distinct {what} for {wanted} of them without repeats (allowRepeat is false)"
     )]
     NotEnoughDistinct { what: &'static str, wanted: i64 },
+    #[error("{keys} passwords of {length} characters exceed the 1 MiB a Secret can hold")]
+    TooMuchOutput { keys: usize, length: i64 },
     #[error("secretKeys must be non-empty and unique")]
     InvalidSecretKeys,
     #[error("the operating system's random source failed: {detail}")]
@@ -78,6 +80,11 @@ impl Settings {
         if distinct.len() != secret_keys.len() || secret_keys.iter().any(String::is_empty) {
             return Err(PasswordError::InvalidSecretKeys);
         }
+        // A Secret holds at most 1 MiB: more output could never be written, only built.
+        let keys = secret_keys.len();
+        if (keys as i64).saturating_mul(length) > 1 << 20 {
+            return Err(PasswordError::TooMuchOutput { keys, length });
+        }
         Ok(Settings {
             length,
             digits: spec.digits.unwrap_or(quarter),
@@ -117,7 +124,18 @@ pub fn password(settings: &Settings, rng: &mut impl Rng) -> Result<Vec<u8>, Pass
     if !settings.no_upper {
         letters.extend_from_slice(UPPER);
     }
-    let chars = settings.length - settings.digits - settings.symbols;
+    let chars = settings
+        .length
+        .saturating_sub(settings.digits)
+        .saturating_sub(settings.symbols);
+    // As in Go, a negative count lengthens the letters; the whole output stays within MAX_LENGTH
+    // (`digits: -1000000000000` would otherwise build a terabyte).
+    let total = chars
+        .saturating_add(settings.digits.max(0))
+        .saturating_add(settings.symbols.max(0));
+    if total > MAX_LENGTH {
+        return Err(PasswordError::TooLong { length: total });
+    }
     if chars < 0 {
         return Err(PasswordError::ExceedsTotalLength);
     }
@@ -199,6 +217,33 @@ mod tests {
 
     fn settings(yaml: &str) -> Settings {
         Settings::of(&serde_yaml_ng::from_str::<PasswordSpec>(yaml).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn huge_negative_counts_and_oversized_output_are_refused_before_any_work() {
+        let spec = |yaml: &str| serde_yaml_ng::from_str::<PasswordSpec>(yaml).unwrap();
+        // go-password would build 10^12 letters here.
+        let hostile = settings("{length: 8, digits: -1000000000000, allowRepeat: true}");
+        assert!(matches!(
+            password(&hostile, &mut seeded(1)),
+            Err(PasswordError::TooLong { .. })
+        ));
+        let symbols = settings("{length: 16384, symbols: -1, allowRepeat: true}");
+        assert!(matches!(
+            password(&symbols, &mut seeded(1)),
+            Err(PasswordError::TooLong { length: 16385 })
+        ));
+        let keys: Vec<String> = (0..100).map(|i| format!("k{i}")).collect();
+        let many = spec(&format!("{{length: 16384, secretKeys: {keys:?}}}"));
+        assert_eq!(
+            Settings::of(&many),
+            Err(PasswordError::TooMuchOutput {
+                keys: 100,
+                length: 16384
+            })
+        );
+        let fits = spec(&format!("{{length: 64, secretKeys: {keys:?}}}"));
+        assert!(Settings::of(&fits).is_ok());
     }
 
     fn seeded(seed: u64) -> rand::rngs::StdRng {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -329,18 +329,33 @@ async fn execute(
             let api: Api<ExternalSecret> = Api::namespaced(ctx.client.clone(), namespace);
             let mut body = body.clone();
             body["metadata"]["namespace"] = serde_json::Value::String(namespace.clone());
-            let params = PatchParams::apply(&ctx.child_manager);
-            // A child we hold takes back fields someone edited (ESO overwrites its children); a new
-            // one is applied without force, so one created by someone else meanwhile conflicts.
-            let params = if *create { params } else { params.force() };
-            let applied = api
-                .patch(child_name, &params, &Patch::Apply(&body))
-                .await
-                .map_err(|e| CesError::ApplyChild {
-                    namespace: namespace.clone(),
-                    name: child_name.to_owned(),
-                    message: kube_message(&e),
-                })?;
+            let failed = |e: kube::Error| CesError::ApplyChild {
+                namespace: namespace.clone(),
+                name: child_name.to_owned(),
+                message: kube_message(&e),
+            };
+            // A new child is a real create (POST): one that someone else made meanwhile, unseen by
+            // our cache, answers 409 and is left alone (an apply would merge into it and add our
+            // ownerReference, so deleting the CES would delete it). A child we hold is applied with
+            // force and takes back fields someone edited, as ESO overwrites its children.
+            let applied = if *create {
+                let child: ExternalSecret =
+                    serde_json::from_value(body).map_err(|e| CesError::ApplyChild {
+                        namespace: namespace.clone(),
+                        name: child_name.to_owned(),
+                        message: format!("invalid child: {e}"),
+                    })?;
+                let params = PostParams {
+                    field_manager: Some(ctx.child_manager.clone()),
+                    ..PostParams::default()
+                };
+                api.create(&params, &child).await.map_err(failed)?
+            } else {
+                let params = PatchParams::apply(&ctx.child_manager).force();
+                api.patch(child_name, &params, &Patch::Apply(&body))
+                    .await
+                    .map_err(failed)?
+            };
             ctx.applied().insert(
                 (ces_uid.to_owned(), namespace.clone(), child_name.to_owned()),
                 (want, fingerprint(&applied.metadata)),
