@@ -18,7 +18,7 @@ pub(crate) enum FnError {
     TooBig,
 }
 
-type R = Result<Value, FnError>;
+pub(crate) type R = Result<Value, FnError>;
 
 fn fail<T>(m: impl Into<String>) -> Result<T, FnError> {
     Err(FnError::Msg(m.into()))
@@ -69,21 +69,6 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "urlJoin",
     "hello",
     "typeIsLike",
-    "pkcs12key",
-    "pkcs12keyPass",
-    "pkcs12cert",
-    "pkcs12certPass",
-    "pemToPkcs12",
-    "pemToPkcs12Pass",
-    "fullPemToPkcs12",
-    "fullPemToPkcs12Pass",
-    "filterPEM",
-    "jwkPublicKeyPem",
-    "jwkPrivateKeyPem",
-    "filterCertChain",
-    "pemTruststoreToPKCS12",
-    "pemTruststoreToPKCS12Pass",
-    "rsaDecrypt",
     "toYaml",
     "fromYaml",
 ];
@@ -276,7 +261,7 @@ pub(crate) const SUPPORTED: &[&str] = &[
 ];
 
 pub(crate) fn is_supported(name: &str) -> bool {
-    SUPPORTED.contains(&name)
+    SUPPORTED.contains(&name) || super::eso::NAMES.contains(&name)
 }
 
 pub(crate) fn is_unsupported(name: &str) -> bool {
@@ -831,7 +816,7 @@ fn json_to_value(v: &serde_json::Value) -> Value {
 // ---- base64 / base32 as Go's StdEncoding ----
 
 /// base64.StdEncoding.DecodeString: CR/LF ignored, padding required, Go's error offsets.
-fn b64_decode(src: &[u8]) -> Result<Vec<u8>, usize> {
+pub(crate) fn b64_decode(src: &[u8]) -> Result<Vec<u8>, usize> {
     fn val(c: u8) -> Option<u8> {
         match c {
             b'A'..=b'Z' => Some(c - b'A'),
@@ -2235,7 +2220,7 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             }
             text(out)
         }
-        _ => fail("function is not supported"),
+        _ => super::eso::call(name, a).unwrap_or_else(|| fail("function is not supported")),
     }
 }
 

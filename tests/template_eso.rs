@@ -1,0 +1,689 @@
+//! ESO's own template functions (PKCS#12, PEM, certificate chains, JWK, RSA-OAEP) on keys and
+//! certificates that `openssl` generates here: deterministic ones byte for byte against the Go
+//! oracle (go-pkcs12, encoding/pem, crypto/x509), the rest (PKCS#12 we write, keys from JWKs)
+//! read back by `openssl`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use secret_sync::provider::value::SecretBytes;
+use secret_sync::template;
+use serde_json::json;
+use support::oracle::Oracle;
+
+type Data = BTreeMap<String, Vec<u8>>;
+
+fn b64(b: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+fn ours(text: &str, data: &Data) -> Result<Vec<u8>, String> {
+    let d: BTreeMap<String, SecretBytes> = data
+        .iter()
+        .map(|(k, v)| (k.clone(), SecretBytes::new(v.clone())))
+        .collect();
+    template::render(text, "t", &d)
+        .map(|s| s.expose().to_vec())
+        .map_err(|e| e.to_string())
+}
+
+fn go(oracle: &mut Oracle, text: &str, data: &Data) -> Result<Vec<u8>, String> {
+    let data_b64: BTreeMap<&String, String> = data.iter().map(|(k, v)| (k, b64(v))).collect();
+    oracle
+        .ask_many(
+            "template",
+            vec![json!({"text": text, "data_b64": data_b64, "b64": true})],
+        )
+        .remove(0)
+        .map(|v| {
+            base64::engine::general_purpose::STANDARD
+                .decode(v["b64"].as_str().unwrap())
+                .unwrap()
+        })
+}
+
+/// Runs openssl in `dir`; panics with its stderr on failure.
+fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl is installed");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// openssl's stdout and stderr (where `-info` reports the algorithms).
+fn openssl_all(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8([out.stdout, out.stderr].concat()).unwrap()
+}
+
+fn openssl_stdin(dir: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
+    let path = dir.join(format!("stdin-{}", rand::random::<u64>()));
+    std::fs::write(&path, input).unwrap();
+    let mut full: Vec<&str> = args.to_vec();
+    let p = path.to_str().unwrap().to_string();
+    full.extend(["-in", &p]);
+    openssl(dir, &full)
+}
+
+fn read(dir: &Path, name: &str) -> Vec<u8> {
+    std::fs::read(dir.join(name)).unwrap()
+}
+
+/// A CA chain (root, intermediate) and leaves with RSA and EC keys, and PKCS#12 archives of the
+/// RSA leaf in every encryption openssl offers.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn path(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ext = "[ca]\nbasicConstraints=critical,CA:TRUE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n\
+                   [leaf]\nbasicConstraints=CA:FALSE\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n\
+                   subjectAltName=DNS:app.example.com,DNS:*.example.com,IP:10.0.0.1,IP:2001:db8::1,email:ops@example.com,URI:spiffe://example/app\n";
+        std::fs::write(d.join("ext.cnf"), ext).unwrap();
+        let o = |args: &[&str]| openssl(d, args);
+        o(&["genrsa", "-out", "root.key", "2048"]);
+        o(&[
+            "req",
+            "-x509",
+            "-new",
+            "-key",
+            "root.key",
+            "-subj",
+            "/CN=Root",
+            "-days",
+            "30",
+            "-out",
+            "root.crt",
+            "-addext",
+            "subjectKeyIdentifier=hash",
+        ]);
+        o(&["genrsa", "-out", "int.key", "2048"]);
+        o(&[
+            "req",
+            "-new",
+            "-key",
+            "int.key",
+            "-subj",
+            "/CN=Intermediate",
+            "-out",
+            "int.csr",
+        ]);
+        o(&[
+            "x509",
+            "-req",
+            "-in",
+            "int.csr",
+            "-CA",
+            "root.crt",
+            "-CAkey",
+            "root.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "ext.cnf",
+            "-extensions",
+            "ca",
+            "-out",
+            "int.crt",
+        ]);
+        o(&["genrsa", "-out", "leaf-pkcs1.key", "2048"]);
+        o(&["pkey", "-in", "leaf-pkcs1.key", "-out", "leaf.key"]);
+        o(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            "ec-sec1.key",
+        ]);
+        o(&["pkey", "-in", "ec-sec1.key", "-out", "ec.key"]);
+        for (key, name) in [("leaf.key", "leaf"), ("ec.key", "ec")] {
+            o(&[
+                "req",
+                "-new",
+                "-key",
+                key,
+                "-subj",
+                "/CN=app.example.com",
+                "-out",
+                "l.csr",
+            ]);
+            o(&[
+                "x509",
+                "-req",
+                "-in",
+                "l.csr",
+                "-CA",
+                "int.crt",
+                "-CAkey",
+                "int.key",
+                "-CAcreateserial",
+                "-days",
+                "30",
+                "-extfile",
+                "ext.cnf",
+                "-extensions",
+                "leaf",
+                "-out",
+                &format!("{name}.crt"),
+            ]);
+        }
+        let chain = [read(d, "int.crt"), read(d, "root.crt")].concat();
+        std::fs::write(d.join("chain.pem"), chain).unwrap();
+        let p12 = |out: &str, key: &str, crt: &str, pass: &str, extra: &[&str]| {
+            let passout = format!("pass:{pass}");
+            let mut args = vec![
+                "pkcs12",
+                "-export",
+                "-inkey",
+                key,
+                "-in",
+                crt,
+                "-certfile",
+                "chain.pem",
+                "-passout",
+                &passout,
+                "-out",
+                out,
+            ];
+            args.extend(extra);
+            o(&args);
+        };
+        p12("aes.p12", "leaf.key", "leaf.crt", "s3cret", &[]);
+        p12("legacy.p12", "leaf.key", "leaf.crt", "s3cret", &["-legacy"]);
+        p12(
+            "tdes.p12",
+            "leaf.key",
+            "leaf.crt",
+            "s3cret",
+            &[
+                "-certpbe",
+                "PBE-SHA1-3DES",
+                "-keypbe",
+                "PBE-SHA1-3DES",
+                "-macalg",
+                "sha1",
+            ],
+        );
+        p12("nopass.p12", "leaf.key", "leaf.crt", "", &[]);
+        p12(
+            "nopass-legacy.p12",
+            "leaf.key",
+            "leaf.crt",
+            "",
+            &["-legacy"],
+        );
+        p12("ec.p12", "ec.key", "ec.crt", "s3cret", &[]);
+        p12("nomac.p12", "leaf.key", "leaf.crt", "s3cret", &["-nomac"]);
+        Pki { dir }
+    }
+
+    fn data(&self) -> Data {
+        let d = self.dir.path();
+        let mut m = Data::new();
+        for f in [
+            "aes.p12",
+            "legacy.p12",
+            "tdes.p12",
+            "nopass.p12",
+            "nopass-legacy.p12",
+            "ec.p12",
+            "nomac.p12",
+            "leaf.key",
+            "leaf-pkcs1.key",
+            "leaf.crt",
+            "ec.key",
+            "ec-sec1.key",
+            "ec.crt",
+            "int.crt",
+            "root.crt",
+            "chain.pem",
+        ] {
+            m.insert(f.replace(['.', '-'], "_"), read(d, f));
+        }
+        let full = [read(d, "leaf.crt"), read(d, "int.crt"), read(d, "root.crt")].concat();
+        let shuffled = [read(d, "root.crt"), read(d, "leaf.crt"), read(d, "int.crt")].concat();
+        m.insert("full".into(), full.clone());
+        m.insert("shuffled".into(), shuffled);
+        let mut bundle = b"junk before\n".to_vec();
+        bundle.extend(read(d, "leaf.key"));
+        bundle.extend(b"text between\n");
+        bundle.extend(full);
+        m.insert("bundle".into(), bundle);
+        m.insert(
+            "headers".into(),
+            b"-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\nA-Header:  x \n\naGVsbG8=\n-----END RSA PRIVATE KEY-----\n"
+                .to_vec(),
+        );
+        m.insert("junk".into(), b"no pem here".to_vec());
+        m
+    }
+}
+
+#[test]
+fn deterministic_eso_functions_match_go() {
+    let pki = Pki::new();
+    let data = pki.data();
+    let mut oracle = Oracle::start();
+    let mut templates: Vec<String> = Vec::new();
+    for p12 in [
+        "aes_p12",
+        "legacy_p12",
+        "tdes_p12",
+        "ec_p12",
+        "nomac_p12",
+        "nopass_p12",
+        "nopass_legacy_p12",
+        "leaf_crt",
+    ] {
+        for pass in ["s3cret", "", "wrong"] {
+            templates.push(format!("{{{{ pkcs12keyPass {pass:?} .{p12} }}}}"));
+            templates.push(format!("{{{{ pkcs12certPass {pass:?} .{p12} }}}}"));
+        }
+        templates.push(format!("{{{{ .{p12} | pkcs12key }}}}"));
+        templates.push(format!("{{{{ .{p12} | pkcs12cert }}}}"));
+    }
+    for kind in [
+        "CERTIFICATE",
+        "certificate",
+        "PRIVATE KEY",
+        "RSA PRIVATE KEY",
+        "EC PRIVATE KEY",
+    ] {
+        for input in [
+            "bundle",
+            "full",
+            "headers",
+            "junk",
+            "leaf_pkcs1_key",
+            "ec_sec1_key",
+            "chain_pem",
+        ] {
+            templates.push(format!("{{{{ filterPEM {kind:?} .{input} }}}}"));
+        }
+    }
+    for which in ["leaf", "intermediate", "root", "other"] {
+        for input in [
+            "full",
+            "shuffled",
+            "chain_pem",
+            "leaf_crt",
+            "root_crt",
+            "int_crt",
+            "junk",
+            "leaf_key",
+        ] {
+            templates.push(format!("{{{{ filterCertChain {which:?} .{input} }}}}"));
+        }
+    }
+    for input in [
+        "leaf_crt", "ec_crt", "root_crt", "bundle", "junk", "leaf_key",
+    ] {
+        templates.push(format!("{{{{ certSANs .{input} | join \",\" }}}}"));
+    }
+    templates.push("{{ pkcs12key }}".into());
+    templates.push("{{ filterPEM 1 .full }}".into());
+    let (mut same, mut both_failed) = (0, 0);
+    for t in &templates {
+        let (want, got) = (go(&mut oracle, t, &data), ours(t, &data));
+        match (&want, &got) {
+            (Ok(w), Ok(g)) if w == g => same += 1,
+            (Err(_), Err(_)) => both_failed += 1,
+            _ => panic!(
+                "{t}\n  go:   {:?}\n  ours: {:?}",
+                want.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                got.map(|b| String::from_utf8_lossy(&b).into_owned())
+            ),
+        }
+    }
+    support::report(&format!(
+        "[eso functions] {} cases: {same} same output, {both_failed} both failed",
+        templates.len()
+    ));
+    // The archives openssl wrote must all decode (not merely fail alike).
+    assert!(same >= 40, "only {same} cases rendered");
+}
+
+#[test]
+fn pkcs12_key_and_cert_are_what_openssl_reads() {
+    let pki = Pki::new();
+    let d = pki.path();
+    let data = pki.data();
+    for p12 in ["aes_p12", "legacy_p12", "tdes_p12", "ec_p12"] {
+        let key = ours(&format!("{{{{ pkcs12keyPass \"s3cret\" .{p12} }}}}"), &data).unwrap();
+        assert!(key.starts_with(b"-----BEGIN PRIVATE KEY-----\n"), "{p12}");
+        let src = if p12 == "ec_p12" {
+            "ec.key"
+        } else {
+            "leaf.key"
+        };
+        let want = openssl(&d, &["pkey", "-in", src, "-pubout"]);
+        assert_eq!(openssl_stdin(&d, &["pkey", "-pubout"], &key), want, "{p12}");
+        let certs = ours(
+            &format!("{{{{ pkcs12certPass \"s3cret\" .{p12} }}}}"),
+            &data,
+        )
+        .unwrap();
+        let leaf = if p12 == "ec_p12" {
+            "ec.crt"
+        } else {
+            "leaf.crt"
+        };
+        let want = [read(&d, leaf), read(&d, "int.crt"), read(&d, "root.crt")].concat();
+        assert_eq!(
+            String::from_utf8(certs).unwrap(),
+            String::from_utf8(want).unwrap(),
+            "{p12}"
+        );
+    }
+    // Archives without a password, legacy or not, decode.
+    for t in [
+        "{{ pkcs12key .nopass_p12 }}",
+        "{{ pkcs12cert .nopass_legacy_p12 }}",
+    ] {
+        assert!(ours(t, &data).is_ok(), "{t}");
+    }
+    // go-pkcs12 insists on a MAC, so ESO refuses an archive without one.
+    assert!(ours("{{ pkcs12keyPass \"s3cret\" .nomac_p12 }}", &data).is_err());
+    // An RSA key comes out as openssl's own PKCS#8 DER.
+    let key = ours("{{ pkcs12keyPass \"s3cret\" .legacy_p12 }}", &data).unwrap();
+    assert_eq!(
+        openssl_stdin(&d, &["pkey", "-outform", "DER"], &key),
+        openssl(&d, &["pkey", "-in", "leaf.key", "-outform", "DER"])
+    );
+}
+
+/// Reads a base64 PKCS#12 that we wrote with openssl: (keys and certificates as PEM).
+fn openssl_reads_p12(d: &Path, b64_p12: &[u8], pass: &str) -> String {
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64_p12)
+        .unwrap();
+    std::fs::write(d.join("ours.p12"), der).unwrap();
+    let passin = format!("pass:{pass}");
+    openssl_all(
+        d,
+        &[
+            "pkcs12", "-in", "ours.p12", "-passin", &passin, "-nodes", "-info",
+        ],
+    )
+}
+
+fn pem_blocks(text: &str, kind: &str) -> Vec<String> {
+    let begin = format!("-----BEGIN {kind}-----");
+    let end = format!("-----END {kind}-----\n");
+    text.split(&begin)
+        .skip(1)
+        .map(|b| format!("{begin}{}{end}", b.split(&end).next().unwrap()))
+        .collect()
+}
+
+#[test]
+fn pkcs12_we_write_is_read_by_openssl_and_go() {
+    let pki = Pki::new();
+    let d = pki.path();
+    let data = pki.data();
+    let mut oracle = Oracle::start();
+    let cases = [
+        ("{{ pemToPkcs12 .leaf_crt .leaf_key }}", "", "leaf.key", 1),
+        (
+            "{{ pemToPkcs12Pass .full .leaf_pkcs1_key \"pw\" }}",
+            "pw",
+            "leaf.key",
+            1,
+        ),
+        ("{{ fullPemToPkcs12 .full .leaf_key }}", "", "leaf.key", 3),
+        (
+            "{{ fullPemToPkcs12Pass .full .leaf_key \"pw\" }}",
+            "pw",
+            "leaf.key",
+            3,
+        ),
+        (
+            "{{ pemToPkcs12Pass .ec_crt .ec_sec1_key \"pw\" }}",
+            "pw",
+            "ec.key",
+            1,
+        ),
+        (
+            "{{ fullPemToPkcs12Pass .ec_crt .ec_key \"pw\" }}",
+            "pw",
+            "ec.key",
+            1,
+        ),
+    ];
+    for (t, pass, key, n_certs) in cases {
+        let p12 = ours(t, &data).unwrap_or_else(|e| panic!("{t}: {e}"));
+        let text = openssl_reads_p12(&d, &p12, pass);
+        // go-pkcs12's Modern encoding: PBES2, PBKDF2 with HMAC-SHA256, AES-256-CBC, SHA-256 MAC.
+        assert!(text.contains("MAC: sha256"), "{t}: {text}");
+        assert!(text.contains("PBES2, PBKDF2, AES-256-CBC"), "{t}: {text}");
+        let keys = pem_blocks(&text, "PRIVATE KEY");
+        assert_eq!(keys.len(), 1, "{t}");
+        assert_eq!(
+            openssl_stdin(&d, &["pkey", "-pubout"], keys[0].as_bytes()),
+            openssl(&d, &["pkey", "-in", key, "-pubout"]),
+            "{t}"
+        );
+        assert_eq!(pem_blocks(&text, "CERTIFICATE").len(), n_certs, "{t}");
+        // Go's go-pkcs12 (what ESO's pkcs12key reads with) reads it to the same key and chain.
+        let mut back = data.clone();
+        back.insert(
+            "ours".into(),
+            base64::engine::general_purpose::STANDARD
+                .decode(&p12)
+                .unwrap(),
+        );
+        for f in ["pkcs12keyPass", "pkcs12certPass"] {
+            let t2 = format!("{{{{ {f} {pass:?} .ours }}}}");
+            assert_eq!(
+                go(&mut oracle, &t2, &back),
+                ours(&t2, &back),
+                "{t} then {f}"
+            );
+        }
+    }
+    let store = ours("{{ pemTruststoreToPKCS12Pass .chain_pem \"pw\" }}", &data).unwrap();
+    let text = openssl_reads_p12(&d, &store, "pw");
+    assert_eq!(pem_blocks(&text, "CERTIFICATE").len(), 2, "{text}");
+    // Java's trusted-certificate attribute (openssl 3.0 names only its OID).
+    assert_eq!(
+        text.matches("2.16.840.1.113894.746875.1.1").count(),
+        2,
+        "{text}"
+    );
+    let store = ours("{{ pemTruststoreToPKCS12 .root_crt }}", &data).unwrap();
+    assert_eq!(
+        pem_blocks(&openssl_reads_p12(&d, &store, ""), "CERTIFICATE").len(),
+        1
+    );
+    // Bad input fails, and the message holds no key material.
+    for t in [
+        "{{ pemToPkcs12 .junk .leaf_key }}",
+        "{{ pemToPkcs12 .leaf_crt .junk }}",
+        "{{ pemToPkcs12 .leaf_key .leaf_crt }}",
+        "{{ fullPemToPkcs12 (print .leaf_crt \"trailing\") .leaf_key }}",
+    ] {
+        let err = ours(t, &data).unwrap_err();
+        assert!(!err.contains("MII"), "{t}: {err}");
+    }
+}
+
+fn b64url(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+#[test]
+fn jwk_keys_become_the_pem_openssl_reads() {
+    use rsa::pkcs8::DecodePrivateKey as _;
+    use rsa::traits::{PrivateKeyParts as _, PublicKeyParts as _};
+    let pki = Pki::new();
+    let d = pki.path();
+    let pem = String::from_utf8(read(&d, "leaf.key")).unwrap();
+    let k = rsa::RsaPrivateKey::from_pkcs8_pem(&pem).unwrap();
+    let primes = k.primes();
+    let rsa_jwk = json!({
+        "kty": "RSA", "n": b64url(&k.n().to_bytes_be()), "e": b64url(&k.e().to_bytes_be()),
+        "d": b64url(&k.d().to_bytes_be()), "p": b64url(&primes[0].to_bytes_be()),
+        "q": b64url(&primes[1].to_bytes_be()),
+    });
+    let rsa_pub = json!({"kty": "RSA", "n": rsa_jwk["n"], "e": rsa_jwk["e"]});
+    let ec_pem = String::from_utf8(read(&d, "ec.key")).unwrap();
+    let ec = p256::SecretKey::from_pkcs8_pem(&ec_pem).unwrap();
+    let point =
+        p256::elliptic_curve::sec1::ToEncodedPoint::to_encoded_point(&ec.public_key(), false);
+    let ec_jwk = json!({
+        "kty": "EC", "crv": "P-256", "d": b64url(&ec.to_bytes()),
+        "x": b64url(point.x().unwrap()), "y": b64url(point.y().unwrap()),
+    });
+    let ec_pub = json!({"kty": "EC", "crv": "P-256", "x": ec_jwk["x"], "y": ec_jwk["y"]});
+    // RFC 8037 appendix A.1's Ed25519 key.
+    let ed_jwk = json!({"kty": "OKP", "crv": "Ed25519",
+        "d": "nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A",
+        "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"});
+    let ed_pub = json!({"kty": "OKP", "crv": "Ed25519", "x": ed_jwk["x"]});
+    let mut data = Data::new();
+    for (name, v) in [
+        ("rsa", &rsa_jwk),
+        ("rsa_pub", &rsa_pub),
+        ("ec", &ec_jwk),
+        ("ec_pub", &ec_pub),
+        ("ed", &ed_jwk),
+        ("ed_pub", &ed_pub),
+    ] {
+        data.insert(name.into(), v.to_string().into_bytes());
+    }
+    for (name, src) in [
+        ("rsa", Some("leaf.key")),
+        ("ec", Some("ec.key")),
+        ("ed", None),
+    ] {
+        let private = ours(&format!("{{{{ jwkPrivateKeyPem .{name} }}}}"), &data).unwrap();
+        assert!(private.starts_with(b"-----BEGIN PRIVATE KEY-----\n"));
+        let public = ours(&format!("{{{{ jwkPublicKeyPem .{name}_pub }}}}"), &data).unwrap();
+        assert!(public.starts_with(b"-----BEGIN PUBLIC KEY-----\n"));
+        // The private key's public half is the JWK's public key, as openssl sees both.
+        assert_eq!(
+            openssl_stdin(&d, &["pkey", "-pubout"], &private),
+            public,
+            "{name}"
+        );
+        if let Some(src) = src {
+            assert_eq!(
+                public,
+                openssl(&d, &["pkey", "-in", src, "-pubout"]),
+                "{name}"
+            );
+        }
+        // As in ESO: the public form of a private JWK and the private form of a public one fail.
+        assert!(ours(&format!("{{{{ jwkPublicKeyPem .{name} }}}}"), &data).is_err());
+        let err = ours(&format!("{{{{ jwkPrivateKeyPem .{name}_pub }}}}"), &data).unwrap_err();
+        assert!(!err.contains(rsa_jwk["n"].as_str().unwrap()), "{err}");
+    }
+    // RSA's PKCS#8 is byte for byte openssl's.
+    assert_eq!(
+        openssl_stdin(
+            &d,
+            &["pkey", "-outform", "DER"],
+            &ours("{{ jwkPrivateKeyPem .rsa }}", &data).unwrap()
+        ),
+        openssl(&d, &["pkey", "-in", "leaf.key", "-outform", "DER"])
+    );
+    let ed_public = ours("{{ jwkPublicKeyPem .ed_pub }}", &data).unwrap();
+    let der = openssl_stdin(&d, &["pkey", "-pubin", "-outform", "DER"], &ed_public);
+    assert_eq!(b64url(&der[12..]), ed_jwk["x"].as_str().unwrap());
+}
+
+#[test]
+fn rsa_decrypt_matches_go_on_openssl_ciphertexts() {
+    let pki = Pki::new();
+    let d = pki.path();
+    let mut data = pki.data();
+    let mut oracle = Oracle::start();
+    std::fs::write(d.join("plain"), b"the plaintext").unwrap();
+    for (hash, md) in [("SHA1", "sha1"), ("SHA256", "sha256"), ("SHA512", "sha512")] {
+        let opt = format!("rsa_oaep_md:{md}");
+        let ct = openssl(
+            &d,
+            &[
+                "pkeyutl",
+                "-encrypt",
+                "-inkey",
+                "leaf.key",
+                "-in",
+                "plain",
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                &opt,
+                "-pkeyopt",
+                &format!("rsa_mgf1_md:{md}"),
+            ],
+        );
+        data.insert(format!("ct_{md}"), ct);
+        let _ = hash;
+    }
+    let mut n = 0;
+    for (hash, md) in [
+        ("SHA1", "sha1"),
+        ("SHA256", "sha256"),
+        ("SHA512", "sha512"),
+        ("None", "sha256"),
+        ("MD5", "sha256"),
+    ] {
+        for key in ["leaf_key", "leaf_pkcs1_key", "ec_key", "junk"] {
+            for (scheme, ct) in [
+                ("RSA-OAEP", format!("ct_{md}")),
+                ("RSA-OAEP", "ct_sha1".into()),
+                ("None", "junk".into()),
+                ("RSA-PKCS1", "junk".into()),
+            ] {
+                let t = format!("{{{{ rsaDecrypt {scheme:?} {hash:?} .{ct} .{key} }}}}");
+                let (want, got) = (go(&mut oracle, &t, &data), ours(&t, &data));
+                assert_eq!(want.is_ok(), got.is_ok(), "{t}: {want:?} {got:?}");
+                if let (Ok(w), Ok(g)) = (&want, &got) {
+                    assert_eq!(w, g, "{t}");
+                    n += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        ours(
+            "{{ rsaDecrypt \"RSA-OAEP\" \"SHA512\" .ct_sha512 .leaf_key }}",
+            &data
+        )
+        .unwrap(),
+        b"the plaintext"
+    );
+    support::report(&format!("[rsaDecrypt] {n} decryptions equal to Go's"));
+}
