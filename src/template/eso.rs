@@ -498,9 +498,15 @@ fn any_private_key(der: &[u8]) -> Result<Zeroizing<Vec<u8>>, FnError> {
 
 // ---- PKCS#12 ----
 
+/// A private key (as Go's PKCS#8) and certificates (DER, in bag order).
+struct Decoded {
+    key: Zeroizing<Vec<u8>>,
+    certs: Vec<Vec<u8>>,
+}
+
 /// What go-pkcs12's DecodeChain gives: the one private key (as Go's PKCS#8) and the
 /// certificates in bag order (the first is the leaf).
-fn decode_p12(data: &[u8], pass: &str) -> Result<(Zeroizing<Vec<u8>>, Vec<Vec<u8>>), &'static str> {
+fn decode_p12(data: &[u8], pass: &str) -> Result<Decoded, &'static str> {
     use der08::Decode as _;
     // go-pkcs12 insists on a MAC and on one or two items in the authenticated safe.
     let pfx = pkcs12::pfx::Pfx::from_der(data).map_err(|_| "pkcs12: error reading P12 data")?;
@@ -524,13 +530,13 @@ fn decode_p12(data: &[u8], pass: &str) -> Result<(Zeroizing<Vec<u8>>, Vec<Vec<u8
         .iter()
         .map(|c| c.cert.as_der().to_vec())
         .collect();
-    Ok((key, certs))
+    Ok(Decoded { key, certs })
 }
 
 /// `pkcs12keyPass PASS P12` / `pkcs12key P12`: the private key of a binary PKCS#12 archive, as a
 /// PKCS#8 "PRIVATE KEY" PEM block.
 fn pkcs12_key(pass: &str, input: &[u8]) -> R {
-    let (key, _) = decode_p12(input, pass)
+    let Decoded { key, .. } = decode_p12(input, pass)
         .map_err(|e| FnError::Msg(format!("unable to decode pkcs12 with password: {e}")))?;
     text(pem_of(b"PRIVATE KEY", &key))
 }
@@ -538,7 +544,7 @@ fn pkcs12_key(pass: &str, input: &[u8]) -> R {
 /// `pkcs12certPass PASS P12` / `pkcs12cert P12`: the certificates as "CERTIFICATE" PEM blocks,
 /// leaf first then up the chain when ESO's ordering finds one chain; in bag order otherwise.
 fn pkcs12_cert(pass: &str, input: &[u8]) -> R {
-    let (_, certs) = decode_p12(input, pass).map_err(|e| {
+    let Decoded { certs, .. } = decode_p12(input, pass).map_err(|e| {
         FnError::Msg(format!(
             "unable to decode pkcs12 certificate with password: {e}"
         ))
