@@ -47,6 +47,27 @@ fn go(oracle: &mut Oracle, text: &str, data: &Data) -> Result<Vec<u8>, String> {
         })
 }
 
+/// Renders each template with Go and with us: (same output, different), printing differences.
+fn compare_all(oracle: &mut Oracle, templates: &[String], data: &Data) -> (usize, usize) {
+    let (mut same, mut diff) = (0, 0);
+    for t in templates {
+        let (want, got) = (go(oracle, t, data), ours(t, data));
+        match (&want, &got) {
+            (Ok(w), Ok(g)) if w == g => same += 1,
+            (Err(_), Err(_)) => {}
+            _ => {
+                diff += 1;
+                eprintln!(
+                    "DIFF {t}\n  go:   {:?}\n  ours: {:?}",
+                    want.map(|b| String::from_utf8_lossy(&b).into_owned()),
+                    got.map(|b| String::from_utf8_lossy(&b).into_owned())
+                );
+            }
+        }
+    }
+    (same, diff)
+}
+
 /// Runs openssl in `dir`; panics with its stderr on failure.
 fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new("openssl")
@@ -686,4 +707,156 @@ fn rsa_decrypt_matches_go_on_openssl_ciphertexts() {
         b"the plaintext"
     );
     support::report(&format!("[rsaDecrypt] {n} decryptions equal to Go's"));
+}
+
+/// Strings whose YAML form depends on how yaml.v2 would read them back (YAML 1.1 words,
+/// numbers, timestamps), on libyaml's quoting rules (indicators, spaces, control characters) and
+/// on its line folding at 80 columns.
+fn tricky_strings() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "plain",
+        "yes",
+        "No",
+        "on",
+        "OFF",
+        "y",
+        "n",
+        "Y",
+        "~",
+        "",
+        "null",
+        "NULL",
+        "True",
+        " lead",
+        "trail ",
+        "a: b",
+        "a:b",
+        "a #b",
+        "a#b",
+        "#x",
+        "- x",
+        "-x",
+        "? x",
+        ": x",
+        "1.5",
+        "1e3",
+        "1e+21",
+        "0x1F",
+        "0777",
+        "0o17",
+        "0b101",
+        "-0b101",
+        "1_000",
+        "+1",
+        "-1",
+        "+.5",
+        ".5",
+        "1.",
+        "1e400",
+        "9223372036854775808",
+        "18446744073709551616",
+        "2001-12-14",
+        "2001-12-14T21:59:43.10Z",
+        "2001-12-14 21:59:43.10",
+        "2001-02-30",
+        "12:30",
+        "12:30:45",
+        "1:2.5",
+        ".inf",
+        "-.Inf",
+        ".nan",
+        "<<",
+        "@x",
+        "`x",
+        "%x",
+        "!x",
+        "&x",
+        "*x",
+        "|x",
+        ">x",
+        "'q'",
+        "\"dq\"",
+        "it's",
+        "tab\there",
+        "multi\nline",
+        "multi\nline\n",
+        "trailing space \nline",
+        "\nlead",
+        "héllo wörld",
+        "日本語",
+        "😀",
+        "bell\u{7}",
+        "del\u{7f}",
+        "nbsp\u{a0}x",
+        "a,b",
+        "[x]",
+        "{x}",
+        "x]",
+        "x,",
+        "=",
+        "a=b",
+        "k8s.io/name",
+        "http://x/y?z=1#f",
+        "C:\\path",
+        "back\\slash",
+        "\u{feff}bom",
+        "a\u{feff}b",
+        "nel\u{85}x",
+        "a \u{85} \u{85}\u{85}b",
+        "c1\u{90}x",
+        "ls\u{2028}x",
+        "😀 and\ttab \"q\" \\ é",
+        "\u{fffe}",
+        "pua\u{e000}",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.push("word ".repeat(30));
+    v.push(format!("{} {}", "x".repeat(90), "y".repeat(10)));
+    v.push(
+        "line one is long enough to need folding when it is written out plainly\nand a second line"
+            .into(),
+    );
+    v
+}
+
+#[test]
+fn to_yaml_matches_go() {
+    let mut oracle = Oracle::start();
+    let strings = tricky_strings();
+    let mut data = Data::new();
+    for (i, s) in strings.iter().enumerate() {
+        data.insert(format!("s{i}"), s.clone().into_bytes());
+    }
+    data.insert("bin".into(), vec![b'a', 0xff, 0xe2, 0x82, b'b']);
+    data.insert("json".into(), br#"{"a":1,"b":[1.5,1e21,1e-7,3.0,100000000000000000000,-0.0,"x",true,null],"c":{},"d":[],"e":{"f":{"g":["h",{"i":"j"}]}},"k10":1,"k2":2,"K":3,"_":4}"#.to_vec());
+    let mut templates = vec![
+        "{{ toYaml . }}".to_string(),
+        "{{ .json | fromJson | toYaml }}".into(),
+        "{{ toYaml .bin }}".into(),
+        "{{ toYaml nil }}".into(),
+        "{{ toYaml 5 }}".into(),
+        "{{ toYaml 1.5 }}".into(),
+        "{{ toYaml true }}".into(),
+        "{{ toYaml (list) }}".into(),
+        "{{ toYaml (dict) }}".into(),
+        "{{ toYaml (list (list 1 2) (list) (dict \"a\" (list 3))) }}".into(),
+        "{{ toYaml (dict \"a\" (dict \"b\" (dict \"c\" (list \"d\" (dict \"e\" \"f\" \"g\" (list)))))) }}".into(),
+        "{{ toYaml (div 1.0 0) }}".into(),
+        "{{ toYaml (list 1 2 3 | toStrings) }}".into(),
+        "a:\n  {{- .json | fromJson | toYaml | nindent 2 }}".into(),
+    ];
+    for i in 0..strings.len() {
+        templates.push(format!("{{{{ toYaml .s{i} }}}}"));
+        templates.push(format!("{{{{ toYaml (dict .s{i} .s{i}) }}}}"));
+        templates.push(format!("{{{{ toYaml (list .s{i} (dict \"k\" .s{i})) }}}}"));
+    }
+    let (same, diff) = compare_all(&mut oracle, &templates, &data);
+    support::report(&format!(
+        "[toYaml] {} cases: {same} same output, {diff} different",
+        templates.len()
+    ));
+    assert_eq!(diff, 0, "differences from Go (see stderr)");
+    assert!(same + 2 >= templates.len(), "only {same} rendered alike");
 }

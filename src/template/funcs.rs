@@ -69,7 +69,6 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "urlJoin",
     "hello",
     "typeIsLike",
-    "toYaml",
     "fromYaml",
 ];
 
@@ -173,6 +172,7 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "mustCompact",
     "fromJson",
     "toJson",
+    "toYaml",
     "toPrettyJson",
     "toRawJson",
     "mustFromJson",
@@ -394,7 +394,7 @@ fn to_i64(v: &Value) -> i64 {
 }
 
 /// strconv.ParseInt(s, 0, 64).
-fn parse_go_int(t: &str) -> Option<i64> {
+pub(crate) fn parse_go_int(t: &str) -> Option<i64> {
     let (neg, body) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
         Some(b'+') => (false, &t[1..]),
@@ -719,7 +719,7 @@ fn json_str(out: &mut Vec<u8>, s: &[u8], escape_html: bool) {
     out.push(b'"');
 }
 
-fn json_float(f: f64) -> Result<String, FnError> {
+pub(crate) fn json_float(f: f64) -> Result<String, FnError> {
     if !f.is_finite() {
         return fail("json: unsupported value");
     }
@@ -1892,6 +1892,12 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
                 Err(e) if name == "mustFromJson" => Err(e),
                 Err(_) => Ok(Value::Nil),
             }
+        }
+        "toYaml" => {
+            count(a, 1)?;
+            let out = super::yaml::to_yaml(&a[0]);
+            cap(out.len(), max)?;
+            text(out)
         }
         "toJson" | "toPrettyJson" | "toRawJson" | "mustToJson" | "mustToPrettyJson"
         | "mustToRawJson" => {

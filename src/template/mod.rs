@@ -14,6 +14,7 @@ mod fmt;
 mod funcs;
 mod parse;
 mod value;
+mod yaml;
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
