@@ -50,8 +50,6 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "mergeOverwrite",
     "mustMerge",
     "mustMergeOverwrite",
-    "bcrypt",
-    "htpasswd",
     "genPrivateKey",
     "derivePassword",
     "buildCustomCert",
@@ -173,6 +171,8 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "fromJson",
     "toJson",
     "toYaml",
+    "bcrypt",
+    "htpasswd",
     "toPrettyJson",
     "toRawJson",
     "mustFromJson",
@@ -1893,6 +1893,35 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
                 Err(_) => Ok(Value::Nil),
             }
         }
+        "bcrypt" => {
+            count(a, 1)?;
+            text(bcrypt(s(&a[0])?))
+        }
+        "htpasswd" => {
+            // ESO's sprig (3.3) takes the hash algorithm as a third argument: "sha" or bcrypt.
+            count(a, 3)?;
+            let (user, pw, alg) = (s(&a[0])?, s(&a[1])?, s(&a[2])?);
+            let mut out = Vec::new();
+            if user.contains(&b':') {
+                out.extend_from_slice(b"invalid username: ");
+                out.extend_from_slice(user);
+                return text(out);
+            }
+            out.extend_from_slice(user);
+            out.push(b':');
+            if alg == b"sha" {
+                let sum = <sha1::Sha1 as sha1::Digest>::digest(pw);
+                out.extend_from_slice(b"{SHA}");
+                out.extend_from_slice(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(sum)
+                        .as_bytes(),
+                );
+            } else {
+                out.extend(bcrypt(pw));
+            }
+            text(out)
+        }
         "toYaml" => {
             count(a, 1)?;
             let out = super::yaml::to_yaml(&a[0]);
@@ -2227,6 +2256,19 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             text(out)
         }
         _ => super::eso::call(name, a).unwrap_or_else(|| fail("function is not supported")),
+    }
+}
+
+/// sprig's `bcrypt`: Go's x/crypto/bcrypt at its default cost 10, version `$2a$`, a fresh salt.
+/// Go refuses passwords longer than 72 bytes (and sprig returns the error as the text).
+fn bcrypt(pw: &[u8]) -> Vec<u8> {
+    if pw.len() > 72 {
+        return b"failed to encrypt string with bcrypt: bcrypt: password length exceeds 72 bytes"
+            .to_vec();
+    }
+    match bcrypt::hash_with_result(pw, 10) {
+        Ok(h) => h.format_for_version(bcrypt::Version::TwoA).into_bytes(),
+        Err(_) => b"failed to encrypt string with bcrypt".to_vec(),
     }
 }
 

@@ -19,6 +19,7 @@ import (
 	"hash"
 	"strings"
 
+	"golang.org/x/crypto/bcrypt"
 	"sigs.k8s.io/yaml"
 	pkcs12 "software.sslmate.com/src/go-pkcs12"
 )
@@ -46,6 +47,10 @@ func init() {
 	templateFuncs["pkcs12cert"] = func(in string) (string, error) { return oracleP12Cert("", in) }
 	templateFuncs["pkcs12certPass"] = oracleP12Cert
 	templateFuncs["rsaDecrypt"] = oracleRSADecrypt
+	// Not a template function of ESO's: lets tests check a bcrypt hash with Go's own bcrypt.
+	templateFuncs["oracleBcryptMatches"] = func(hash, password string) bool {
+		return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil
+	}
 }
 
 func pemString(kind string, der []byte) string {
