@@ -939,3 +939,96 @@ fn bcrypt_and_htpasswd_hashes_verify_with_go() {
         assert!(bcrypt::verify(pw, h).unwrap());
     }
 }
+
+fn yaml_documents() -> Vec<&'static str> {
+    vec![
+        "a: 1\nb: two\n",
+        "a: 1",
+        "",
+        "~",
+        "# only a comment\n",
+        "a:\n  b:\n    c: [1, 2.5, x]\n  d: {e: f}\n",
+        "- 1\n- 2\n",
+        "just a string",
+        "42",
+        "true",
+        "bools: [yes, No, on, OFF, y, n, true, False]\n",
+        "nums: [0x1F, 0o17, 0777, 1_000, +1, -1, .5, 1e3, 1.5e-7, 9223372036854775807, 9223372036854775808, 18446744073709551616, 0b101]\n",
+        "nulls: [~, null, Null, ]\n",
+        "ts: 2001-12-14\nts2: 2001-12-14T21:59:43.10Z\nbad: 2001-02-30\n",
+        "1: int key\n1.5: float key\n0.1: f\ntrue: bool key\n2: x\n10: y\n",
+        "base: &b {x: 1, y: 2}\nderived:\n  <<: *b\n  y: 3\n",
+        "a: &a {k: 1}\nb: &b {k: 2, j: 2}\nc:\n  <<: [*a, *b]\n",
+        "a: &x hello\nb: *x\nc: [*x, *x]\n",
+        "a: *nope\n",
+        "<<: 1\n",
+        "<<: {a: 1}\nb: 2\n",
+        "k: 1\nk: 2\n",
+        "quoted: \"yes\"\nsingle: 'no'\nplainstr: hello world\n",
+        "lit: |\n  line1\n  line2\nfold: >\n  folded\n  text\nkeep: |+\n  k\n\nstrip: |-\n  s\n",
+        "bin: !!binary aGVsbG8=\n",
+        "bin: !!binary '!!!'\n",
+        "i: !!int \"3\"\ns: !!str 3\nf: !!float 3\nc: !foo bar\n",
+        "i: !!int abc\n",
+        "a: [\n",
+        "a: b: c\n",
+        "a:\n\t- b\n",
+        "? complex\n: value\n",
+        "[a, b]: c\n",
+        "inf: .inf\n",
+        "nan: .nan\n",
+        "---\na: 1\n---\nb: 2\n",
+        "---\na: 1\n...\n--- [\n",
+        "a: 1\r\nb: 2\r\n",
+        "\u{feff}a: 1\n",
+        "a: \"\\u00e9\\x41\\t\"\n",
+        "a: 'it''s'\n",
+        "a: x # comment\n",
+        "\"a b\": 1\n'c d': 2\n",
+        "a: {b: [1, {c: d}]}\n",
+        "a:\n- 1\n- - 2\n  - 3\n",
+        "? a\n",
+        "a: b\n  c: d\n",
+        "a: @x\n",
+        "a: `x\n",
+        "a: %x\n",
+        "- a\nb: c\n",
+        "%YAML 1.1\n---\na: 1\n",
+        "a: &anc\n  b: 1\nc: *anc\n",
+        "a: [1, 2,]\n",
+        "{a: 1, b}\n",
+        "a: 12:30:45\n",
+        "a: 1e400\n",
+        "~: null key\n",
+    ]
+}
+
+#[test]
+fn from_yaml_matches_go() {
+    let mut oracle = Oracle::start();
+    let mut data = Data::new();
+    let docs = yaml_documents();
+    for (i, y) in docs.iter().enumerate() {
+        data.insert(format!("y{i}"), y.as_bytes().to_vec());
+    }
+    data.insert("ctl".into(), b"a: \x01\n".to_vec());
+    data.insert("bad_utf8".into(), b"a: \xff\n".to_vec());
+    let mut templates = vec![
+        "{{ fromYaml .ctl | toJson }}".to_string(),
+        "{{ fromYaml .bad_utf8 | toJson }}".into(),
+        "{{ (fromYaml .y0).a | typeOf }}".into(),
+        "{{ (fromYaml .y0).a }}".into(),
+        "{{ (fromYaml .y5).a.b.c | first | add 1 }}".into(),
+    ];
+    for i in 0..docs.len() {
+        templates.push(format!("{{{{ fromYaml .y{i} | toJson }}}}"));
+        templates.push(format!("{{{{ fromYaml .y{i} }}}}"));
+        templates.push(format!("{{{{ fromYaml .y{i} | toYaml }}}}"));
+    }
+    let (same, diff) = compare_all(&mut oracle, &templates, &data);
+    support::report(&format!(
+        "[fromYaml] {} cases: {same} same output, {diff} different",
+        templates.len()
+    ));
+    assert_eq!(diff, 0, "differences from Go (see stderr)");
+}

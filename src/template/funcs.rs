@@ -67,7 +67,6 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "urlJoin",
     "hello",
     "typeIsLike",
-    "fromYaml",
 ];
 
 /// Every name a template may call: Go's built-ins and the supported sprig functions.
@@ -171,6 +170,7 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "fromJson",
     "toJson",
     "toYaml",
+    "fromYaml",
     "bcrypt",
     "htpasswd",
     "toPrettyJson",
@@ -1921,6 +1921,11 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
                 out.extend(bcrypt(pw));
             }
             text(out)
+        }
+        "fromYaml" => {
+            count(a, 1)?;
+            // Each decoded node counts against the output cap (aliases can multiply a document).
+            Ok(super::yaml::from_yaml(s(&a[0])?, max / 16))
         }
         "toYaml" => {
             count(a, 1)?;

@@ -511,3 +511,524 @@ mod tests {
         assert!(resolve("hello") == Resolved::Str);
     }
 }
+
+// ---- fromYaml ----
+
+/// A YAML node as yaml.v2 composes it (aliases point at the anchored node).
+enum YNode {
+    Scalar {
+        value: String,
+        tag: Option<String>,
+        plain: bool,
+    },
+    Seq(Vec<usize>),
+    Map(Vec<(usize, usize)>),
+    Alias(usize),
+}
+
+/// A value as yaml.v2 decodes it into `interface{}`.
+#[derive(Clone)]
+enum YVal {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Str(String),
+    Seq(Vec<YVal>),
+    /// Keys in first-seen order, a repeated key replacing the value.
+    Map(Vec<(YVal, YVal)>),
+}
+
+/// yaml.v2's reader error for the first byte sequence it refuses (its texts, not libyaml's).
+fn reader_problem(input: &[u8]) -> &'static str {
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        let width = match b {
+            _ if b & 0x80 == 0 => 1,
+            _ if b & 0xe0 == 0xc0 => 2,
+            _ if b & 0xf0 == 0xe0 => 3,
+            _ if b & 0xf8 == 0xf0 => 4,
+            _ => return "invalid leading UTF-8 octet",
+        };
+        if i + width > input.len() {
+            return "incomplete UTF-8 octet sequence";
+        }
+        let mut v = u32::from(match width {
+            1 => b & 0x7f,
+            2 => b & 0x1f,
+            3 => b & 0x0f,
+            _ => b & 0x07,
+        });
+        for k in 1..width {
+            let t = input[i + k];
+            if t & 0xc0 != 0x80 {
+                return "invalid trailing UTF-8 octet";
+            }
+            v = (v << 6) + u32::from(t & 0x3f);
+        }
+        let ok_len = matches!((width, v), (1, _))
+            || (width == 2 && v >= 0x80)
+            || (width == 3 && v >= 0x800)
+            || (width == 4 && v >= 0x10000);
+        if !ok_len {
+            return "invalid length of a UTF-8 sequence";
+        }
+        if (0xd800..=0xdfff).contains(&v) || v > 0x10ffff {
+            return "invalid Unicode character";
+        }
+        let printable = matches!(v, 0x09 | 0x0a | 0x0d | 0x20..=0x7e | 0x85 | 0xa0..=0xd7ff | 0xe000..=0xfffd | 0x10000..=0x10ffff)
+            // A byte-order mark is allowed at the very start.
+            || (v == 0xfeff && i == 0);
+        if !printable {
+            return "control characters are not allowed";
+        }
+        i += width;
+    }
+    "invalid input"
+}
+
+/// yaml.v2's parser error text: "yaml: line N: problem" with its own line rule (0-based
+/// problem line, +1 for scanner errors; else the context line; none for 0).
+fn parse_error(e: &libyaml_safer::Error, input: &[u8]) -> String {
+    if e.kind() == libyaml_safer::ErrorKind::Reader {
+        return format!("yaml: {}", reader_problem(input));
+    }
+    let scanner = e.kind() == libyaml_safer::ErrorKind::Scanner;
+    let pl = e.problem_mark().map_or(0, |m| m.line);
+    let cl = e.context_mark().map_or(0, |m| m.line);
+    let line = if pl != 0 { pl + u64::from(scanner) } else { cl };
+    let problem = e.problem();
+    let problem = if problem.is_empty() {
+        "unknown problem parsing YAML content"
+    } else {
+        problem
+    };
+    if line != 0 {
+        format!("yaml: line {line}: {problem}")
+    } else {
+        format!("yaml: {problem}")
+    }
+}
+
+struct Composer<'i> {
+    input: &'i [u8],
+    nodes: Vec<YNode>,
+    anchors: std::collections::HashMap<String, usize>,
+}
+
+impl Composer<'_> {
+    fn push(&mut self, n: YNode, anchor: Option<String>) -> usize {
+        self.nodes.push(n);
+        let id = self.nodes.len() - 1;
+        if let Some(a) = anchor {
+            self.anchors.insert(a, id);
+        }
+        id
+    }
+
+    /// The node starting with `ev`; None at the end of the document.
+    fn node(
+        &mut self,
+        ev: libyaml_safer::EventData,
+        events: &mut dyn Iterator<Item = Result<Event, libyaml_safer::Error>>,
+    ) -> Result<Option<usize>, String> {
+        use libyaml_safer::EventData as E;
+        let input = self.input;
+        let next =
+            |events: &mut dyn Iterator<Item = Result<Event, libyaml_safer::Error>>| match events
+                .next()
+            {
+                Some(Ok(e)) => Ok(e.data),
+                Some(Err(e)) => Err(parse_error(&e, input)),
+                None => Err("yaml: unexpected end of stream".to_string()),
+            };
+        Ok(Some(match ev {
+            E::Scalar {
+                anchor,
+                tag,
+                value,
+                plain_implicit,
+                ..
+            } => self.push(
+                YNode::Scalar {
+                    value,
+                    tag,
+                    plain: plain_implicit,
+                },
+                anchor,
+            ),
+            E::Alias { anchor } => match self.anchors.get(&anchor) {
+                Some(&id) => self.push(YNode::Alias(id), None),
+                None => return Err(format!("yaml: unknown anchor '{anchor}' referenced")),
+            },
+            E::SequenceStart { anchor, .. } => {
+                let id = self.push(YNode::Seq(Vec::new()), anchor);
+                let mut items = Vec::new();
+                loop {
+                    let ev = next(events)?;
+                    if matches!(ev, E::SequenceEnd) {
+                        break;
+                    }
+                    if let Some(c) = self.node(ev, events)? {
+                        items.push(c);
+                    }
+                }
+                self.nodes[id] = YNode::Seq(items);
+                id
+            }
+            E::MappingStart { anchor, .. } => {
+                let id = self.push(YNode::Map(Vec::new()), anchor);
+                let mut pairs = Vec::new();
+                loop {
+                    let ev = next(events)?;
+                    if matches!(ev, E::MappingEnd) {
+                        break;
+                    }
+                    let k = self.node(ev, events)?;
+                    let ev = next(events)?;
+                    let v = self.node(ev, events)?;
+                    if let (Some(k), Some(v)) = (k, v) {
+                        pairs.push((k, v));
+                    }
+                }
+                self.nodes[id] = YNode::Map(pairs);
+                id
+            }
+            _ => return Ok(None),
+        }))
+    }
+}
+
+struct Decoder<'a> {
+    nodes: &'a [YNode],
+    /// Nodes decoded so far: a bound on alias expansion ("billion laughs").
+    budget: usize,
+    active: Vec<usize>,
+}
+
+impl Decoder<'_> {
+    fn scalar(&self, value: &str, tag: Option<&str>, plain: bool) -> Result<YVal, String> {
+        let tag = tag.filter(|t| *t != "!");
+        let Some(tag) = tag else {
+            if !plain {
+                return Ok(YVal::Str(value.to_string()));
+            }
+            return Ok(match resolve(value) {
+                Resolved::Null => YVal::Null,
+                Resolved::Bool(b) => YVal::Bool(b),
+                Resolved::Int(i) => YVal::Int(i),
+                Resolved::Uint(u) => YVal::Uint(u),
+                Resolved::Float(f) => YVal::Float(f),
+                Resolved::Str | Resolved::Timestamp | Resolved::Merge => {
+                    YVal::Str(value.to_string())
+                }
+            });
+        };
+        let short = tag.strip_prefix("tag:yaml.org,2002:");
+        match short {
+            Some("str") => Ok(YVal::Str(value.to_string())),
+            Some("binary") => {
+                let clean: Vec<u8> = value
+                    .bytes()
+                    .filter(|c| !matches!(c, b'\r' | b'\n'))
+                    .collect();
+                match super::funcs::b64_decode(&clean) {
+                    Ok(b) => Ok(YVal::Str(go_json_text(&b))),
+                    Err(_) => Err("yaml: !!binary value contains invalid base64 data".into()),
+                }
+            }
+            Some(kind @ ("int" | "float" | "bool" | "null" | "timestamp")) => {
+                let r = resolve(value);
+                let ok = match (&r, kind) {
+                    (Resolved::Int(i), "float") => return Ok(YVal::Float(*i as f64)),
+                    (Resolved::Uint(u), "float") => return Ok(YVal::Float(*u as f64)),
+                    (Resolved::Int(_) | Resolved::Uint(_), "int") => true,
+                    (Resolved::Float(_), "float") => true,
+                    (Resolved::Bool(_), "bool") => true,
+                    (Resolved::Null, "null") => true,
+                    (Resolved::Timestamp, "timestamp") => true,
+                    _ => false,
+                };
+                if !ok {
+                    let rtag = match r {
+                        Resolved::Str | Resolved::Merge => "!!str",
+                        Resolved::Null => "!!null",
+                        Resolved::Bool(_) => "!!bool",
+                        Resolved::Int(_) | Resolved::Uint(_) => "!!int",
+                        Resolved::Float(_) => "!!float",
+                        Resolved::Timestamp => "!!timestamp",
+                    };
+                    // yaml.v2 quotes the scalar; fromYaml hands the text to the template.
+                    return Err(format!(
+                        "yaml: cannot decode {rtag} `{value}` as a !!{kind}"
+                    ));
+                }
+                self.scalar(value, None, true)
+            }
+            // Other tags (`!foo`, `!!map` on a scalar ...) do not resolve: the text as it is.
+            _ => Ok(YVal::Str(value.to_string())),
+        }
+    }
+
+    fn decode(&mut self, id: usize) -> Result<YVal, String> {
+        self.budget = self
+            .budget
+            .checked_sub(1)
+            .ok_or("yaml: document contains excessive aliasing")?;
+        match &self.nodes[id] {
+            YNode::Scalar { value, tag, plain } => self.scalar(value, tag.as_deref(), *plain),
+            YNode::Alias(target) => {
+                let target = *target;
+                if self.active.contains(&target) {
+                    return Err("yaml: anchor value contains itself".into());
+                }
+                self.active.push(target);
+                let v = self.decode(target);
+                self.active.pop();
+                v
+            }
+            YNode::Seq(items) => {
+                let items = items.clone();
+                let mut out = Vec::new();
+                for c in items {
+                    out.push(self.decode(c)?);
+                }
+                Ok(YVal::Seq(out))
+            }
+            YNode::Map(pairs) => {
+                let pairs = pairs.clone();
+                let mut out: Vec<(YVal, YVal)> = Vec::new();
+                for (k, v) in pairs {
+                    if self.is_merge(k) {
+                        self.merge(v, &mut out)?;
+                        continue;
+                    }
+                    let key = self.decode(k)?;
+                    if matches!(key, YVal::Seq(_) | YVal::Map(_)) {
+                        return Err(format!("yaml: invalid map key: {}", go_syntax(&key, true)));
+                    }
+                    let val = self.decode(v)?;
+                    set(&mut out, key, val);
+                }
+                Ok(YVal::Map(out))
+            }
+        }
+    }
+
+    fn is_merge(&self, id: usize) -> bool {
+        matches!(&self.nodes[id], YNode::Scalar { value, tag, plain }
+            if value == "<<" && (*plain || tag.as_deref() == Some("tag:yaml.org,2002:merge")))
+    }
+
+    /// yaml.v2's merge key: a map, or a list of maps where earlier ones win; later keys of the
+    /// mapping itself override.
+    fn merge(&mut self, id: usize, out: &mut Vec<(YVal, YVal)>) -> Result<(), String> {
+        const WANT: &str = "yaml: map merge requires map or sequence of maps as the value";
+        let resolved = |d: &Self, i: usize| match &d.nodes[i] {
+            YNode::Alias(t) => *t,
+            _ => i,
+        };
+        let target = resolved(self, id);
+        let sources: Vec<usize> = match &self.nodes[target] {
+            YNode::Map(_) => vec![id],
+            YNode::Seq(items) if !matches!(self.nodes[id], YNode::Alias(_)) => {
+                items.iter().rev().copied().collect()
+            }
+            _ => return Err(WANT.into()),
+        };
+        for s in sources {
+            if !matches!(self.nodes[resolved(self, s)], YNode::Map(_)) {
+                return Err(WANT.into());
+            }
+            if let YVal::Map(pairs) = self.decode(s)? {
+                for (k, v) in pairs {
+                    set(out, k, v);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn set(out: &mut Vec<(YVal, YVal)>, key: YVal, val: YVal) {
+    match out.iter_mut().find(|(k, _)| same_key(k, &key)) {
+        Some(slot) => slot.1 = val,
+        None => out.push((key, val)),
+    }
+}
+
+/// Go's map key equality for decoded scalars (interface values: type and value).
+fn same_key(a: &YVal, b: &YVal) -> bool {
+    match (a, b) {
+        (YVal::Null, YVal::Null) => true,
+        (YVal::Bool(x), YVal::Bool(y)) => x == y,
+        (YVal::Int(x), YVal::Int(y)) => x == y,
+        (YVal::Uint(x), YVal::Uint(y)) => x == y,
+        (YVal::Float(x), YVal::Float(y)) => x == y,
+        (YVal::Str(x), YVal::Str(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// fmt's `%#v` of a decoded value (yaml.v2 and sigs.k8s.io/yaml print keys and values so in
+/// their messages); `top`: a nil interface prints `<nil>` at the top, `interface {}(nil)` inside.
+fn go_syntax(v: &YVal, top: bool) -> String {
+    match v {
+        YVal::Null if top => "<nil>".into(),
+        YVal::Null => "interface {}(nil)".into(),
+        YVal::Bool(b) => b.to_string(),
+        YVal::Int(i) => i.to_string(),
+        YVal::Uint(u) => format!("0x{u:x}"),
+        YVal::Float(f) => format_float_g(*f, -1),
+        YVal::Str(s) => super::fmt::quote(s.as_bytes()),
+        YVal::Seq(items) => format!(
+            "[]interface {{}}{{{}}}",
+            items
+                .iter()
+                .map(|x| go_syntax(x, false))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        YVal::Map(pairs) => {
+            let mut parts: Vec<String> = pairs
+                .iter()
+                .map(|(k, x)| format!("{}:{}", go_syntax(k, false), go_syntax(x, false)))
+                .collect();
+            parts.sort();
+            format!("map[interface {{}}]interface {{}}{{{}}}", parts.join(", "))
+        }
+    }
+}
+
+/// sigs.k8s.io/yaml's JSON conversion then encoding/json into `map[string]interface{}`:
+/// keys become strings, numbers float64.
+fn to_json_value(v: YVal) -> Result<Value, String> {
+    Ok(match v {
+        YVal::Null => Value::Nil,
+        YVal::Bool(b) => Value::Bool(b),
+        YVal::Int(i) => Value::Float(i as f64),
+        YVal::Uint(u) => Value::Float(u as f64),
+        YVal::Float(f) if !f.is_finite() => {
+            return Err(format!(
+                "json: unsupported value: {}",
+                format_float_g(f, -1)
+            ));
+        }
+        YVal::Float(f) => Value::Float(f),
+        YVal::Str(s) => Value::str(s.into_bytes()),
+        YVal::Seq(items) => Value::list(
+            items
+                .into_iter()
+                .map(to_json_value)
+                .collect::<Result<_, _>>()?,
+        ),
+        YVal::Map(pairs) => {
+            let mut m = std::collections::BTreeMap::new();
+            for (k, v) in pairs {
+                let key = match k {
+                    YVal::Str(s) => s,
+                    YVal::Int(i) => i.to_string(),
+                    YVal::Bool(b) => b.to_string(),
+                    YVal::Float(f) => {
+                        let s = format_float_g(f64::from(f as f32), -1);
+                        match s.as_str() {
+                            "+Inf" => ".inf".into(),
+                            "-Inf" => "-.inf".into(),
+                            "NaN" => ".nan".into(),
+                            _ => float32_text(f as f32),
+                        }
+                    }
+                    other => {
+                        let ty = match other {
+                            YVal::Uint(_) => "uint64",
+                            _ => "%!s(<nil>)",
+                        };
+                        return Err(format!(
+                            "Unsupported map key of type: {ty}, key: {}, value: {}",
+                            go_syntax(&other, true),
+                            go_syntax(&v, true)
+                        ));
+                    }
+                };
+                // encoding/json: a repeated key (after conversion) keeps the last value.
+                m.insert(key.into_bytes(), to_json_value(v)?);
+            }
+            Value::map(m)
+        }
+    })
+}
+
+/// strconv.FormatFloat(f, 'g', -1, 32): the shortest digits that read back as the same float32.
+fn float32_text(f: f32) -> String {
+    let s = format!("{f:e}");
+    let (mant, exp) = s.split_once('e').unwrap_or((&s, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let v: f64 = format!("{mant}e{exp}").parse().unwrap_or(0.0);
+    format_float_g(v, -1)
+}
+
+/// `fromYaml TEXT`: the first YAML document as a `map[string]interface{}` (numbers float64), as
+/// sigs.k8s.io/yaml reads it; on failure a map whose "Error" holds the message, as in ESO.
+pub(crate) fn from_yaml(text: &[u8], budget: usize) -> Value {
+    match from_yaml_inner(text, budget) {
+        Ok(v) => v,
+        Err(msg) => {
+            let mut m = std::collections::BTreeMap::new();
+            m.insert(b"Error".to_vec(), Value::str(msg.into_bytes()));
+            Value::map(m)
+        }
+    }
+}
+
+fn from_yaml_inner(text: &[u8], budget: usize) -> Result<Value, String> {
+    use libyaml_safer::EventData as E;
+    let wrap_yaml = |e: String| format!("error converting YAML to JSON: {e}");
+    let input: &[u8] = if text.is_empty() { b"\n" } else { text };
+    let mut reader = input;
+    let mut parser = libyaml_safer::Parser::new();
+    parser.set_input_string(&mut reader);
+    let mut events = parser;
+    let mut composer = Composer {
+        input,
+        nodes: Vec::new(),
+        anchors: std::collections::HashMap::new(),
+    };
+    let mut root = None;
+    // Up to the first document's root node; later documents are not read.
+    while let Some(ev) = events.next() {
+        let ev = ev.map_err(|e| wrap_yaml(parse_error(&e, input)))?;
+        match ev.data {
+            E::StreamStart { .. } | E::DocumentStart { .. } => {}
+            E::StreamEnd | E::DocumentEnd { .. } => break,
+            other => {
+                root = composer.node(other, &mut events).map_err(wrap_yaml)?;
+                break;
+            }
+        }
+    }
+    let Some(root) = root else {
+        return Ok(Value::map(std::collections::BTreeMap::new()));
+    };
+    let mut d = Decoder {
+        nodes: &composer.nodes,
+        budget,
+        active: Vec::new(),
+    };
+    let v = d.decode(root).map_err(wrap_yaml)?;
+    let v = to_json_value(v).map_err(wrap_yaml)?;
+    match v {
+        Value::Map(..) => Ok(v),
+        Value::Nil => Ok(Value::map(std::collections::BTreeMap::new())),
+        other => Err(format!(
+            "error unmarshaling JSON: while decoding JSON: json: cannot unmarshal {} into Go value of type map[string]interface {{}}",
+            match other {
+                Value::List(..) => "array",
+                Value::Str(_) => "string",
+                Value::Bool(_) => "bool",
+                _ => "number",
+            }
+        )),
+    }
+}
