@@ -47,6 +47,17 @@ fn go(oracle: &mut Oracle, text: &str, data: &Data) -> Result<Vec<u8>, String> {
         })
 }
 
+/// Compares every template with Go, reports the counts under `label` and fails on a difference.
+fn assert_same_as_go(label: &str, oracle: &mut Oracle, templates: &[String], data: &Data) -> usize {
+    let (same, diff) = compare_all(oracle, templates, data);
+    support::report(&format!(
+        "[{label}] {} cases: {same} same output, {diff} different",
+        templates.len()
+    ));
+    assert_eq!(diff, 0, "differences from Go (see stderr)");
+    same
+}
+
 /// Renders each template with Go and with us: (same output, different), printing differences.
 fn compare_all(oracle: &mut Oracle, templates: &[String], data: &Data) -> (usize, usize) {
     let (mut same, mut diff) = (0, 0);
@@ -852,12 +863,7 @@ fn to_yaml_matches_go() {
         templates.push(format!("{{{{ toYaml (dict .s{i} .s{i}) }}}}"));
         templates.push(format!("{{{{ toYaml (list .s{i} (dict \"k\" .s{i})) }}}}"));
     }
-    let (same, diff) = compare_all(&mut oracle, &templates, &data);
-    support::report(&format!(
-        "[toYaml] {} cases: {same} same output, {diff} different",
-        templates.len()
-    ));
-    assert_eq!(diff, 0, "differences from Go (see stderr)");
+    let same = assert_same_as_go("toYaml", &mut oracle, &templates, &data);
     assert!(same + 2 >= templates.len(), "only {same} rendered alike");
 }
 
@@ -1025,10 +1031,170 @@ fn from_yaml_matches_go() {
         templates.push(format!("{{{{ fromYaml .y{i} }}}}"));
         templates.push(format!("{{{{ fromYaml .y{i} | toYaml }}}}"));
     }
-    let (same, diff) = compare_all(&mut oracle, &templates, &data);
-    support::report(&format!(
-        "[fromYaml] {} cases: {same} same output, {diff} different",
-        templates.len()
-    ));
-    assert_eq!(diff, 0, "differences from Go (see stderr)");
+    assert_same_as_go("fromYaml", &mut oracle, &templates, &data);
+}
+
+#[test]
+fn sprig_dates_match_go_on_fixed_times() {
+    let mut oracle = Oracle::start();
+    let mut data = Data::new();
+    data.insert("ts".into(), b"2024-03-09 17:08:09.123456789".to_vec());
+    let t = r#"(toDate "2006-01-02 15:04:05.999999999" .ts)"#;
+    let layouts = [
+        "2006-01-02T15:04:05Z07:00",
+        "Mon Jan _2 15:04:05 MST 2006",
+        "Monday, 02-Jan-06 15:04:05 MST",
+        "January 2, 2006 3:4:5 PM pm",
+        "2006-01-02 15:04:05.000 .999 ,000000 .9 .99999999999",
+        "-0700 -07:00 -07 -070000 -07:00:00 Z0700 Z07:00 Z07",
+        "__2 002 _2 2 1 01 06 3 03 4 04 5 05",
+        "Jan Janet Mon Monty MST 2006_2006 x15y",
+        "",
+        "no layout elements here",
+    ];
+    let zones = [
+        "UTC",
+        "Local",
+        "",
+        "America/New_York",
+        "Asia/Kolkata",
+        "Europe/Berlin",
+        "Australia/Lord_Howe",
+        "Nowhere/Invalid",
+    ];
+    let mut templates: Vec<String> = Vec::new();
+    for l in layouts {
+        templates.push(format!("{{{{ date {l:?} {t} }}}}"));
+        for z in zones {
+            templates.push(format!("{{{{ dateInZone {l:?} {t} {z:?} }}}}"));
+        }
+    }
+    for z in zones {
+        templates.push(format!("{{{{ htmlDateInZone {t} {z:?} }}}}"));
+        templates.push(format!(
+            "{{{{ date_in_zone \"2006-01-02 15:04 MST\" 1700000000 {z:?} }}}}"
+        ));
+    }
+    for date in [
+        "1700000000",
+        "(int64 1700000000)",
+        "-1",
+        "0",
+        "(toDate \"2006-01-02\" \"1969-07-20\")",
+    ] {
+        templates.push(format!(
+            "{{{{ date \"2006-01-02 15:04:05 -0700\" {date} }}}}"
+        ));
+        templates.push(format!("{{{{ htmlDate {date} }}}}"));
+    }
+    for m in [
+        "1h30m",
+        "-90s",
+        "1.5h",
+        "300ms",
+        "2h45m30.5s",
+        "bad",
+        "",
+        "1d",
+    ] {
+        templates.push(format!("{{{{ dateModify {m:?} {t} }}}}"));
+        templates.push(format!("{{{{ date_modify {m:?} {t} | unixEpoch }}}}"));
+        templates.push(format!("{{{{ mustDateModify {m:?} {t} }}}}"));
+    }
+    templates.push("{{ dateModify \"1h\" \"2024\" }}".to_string());
+    for d in [
+        "\"95\"",
+        "\"3661\"",
+        "\"-5\"",
+        "\"abc\"",
+        "(int64 7322)",
+        "95",
+        "1.5",
+        "\"0\"",
+    ] {
+        templates.push(format!("{{{{ duration {d} }}}}"));
+    }
+    for d in [
+        "\"2h30m\"",
+        "\"400h\"",
+        "\"9000h\"",
+        "\"-3m\"",
+        "\"1s\"",
+        "\"1.5s\"",
+        "(int64 90000000000)",
+        "\"bad\"",
+        "5",
+    ] {
+        templates.push(format!("{{{{ durationRound {d} }}}}"));
+    }
+    for (layout, value) in [
+        ("2006-01-02", "2024-02-29"),
+        ("2006-01-02", "2023-02-29"),
+        ("2006-01-02", "24-02-01"),
+        ("2006-01-02T15:04:05Z07:00", "2024-03-09T17:08:09+05:30"),
+        ("2006-01-02T15:04:05Z07:00", "2024-03-09T17:08:09Z"),
+        (
+            "2006-01-02T15:04:05.999999999Z07:00",
+            "2024-03-09T17:08:09.5-08:00",
+        ),
+        ("2006-01-02 15:04:05", "2024-03-09 17:08:09.25"),
+        ("Jan 2 2006 3:04PM", "Mar 9 2024 5:08PM"),
+        ("Jan 2 2006 3:04PM", "mar 9 2024 12:08AM"),
+        ("January 02, 2006", "March 09, 2024"),
+        ("02/01/06", "09/03/24"),
+        ("02/01/06", "09/03/70"),
+        ("2006 002", "2024 069"),
+        ("15:04", "25:00"),
+        ("2006-01-02 MST", "2024-03-09 UTC"),
+        ("2006-01-02 -0700", "2024-03-09 +0130"),
+        ("2006", "x"),
+        ("2006", "2024 trailing"),
+    ] {
+        templates.push(format!("{{{{ toDate {layout:?} {value:?} }}}}"));
+        templates.push(format!("{{{{ toDate {layout:?} {value:?} | unixEpoch }}}}"));
+        templates.push(format!(
+            "{{{{ mustToDate {layout:?} {value:?} | date \"2006-01-02T15:04:05.999999999 MST\" }}}}"
+        ));
+    }
+    templates.extend([
+        format!("{{{{ {t} | unixEpoch }}}}"),
+        format!("{{{{ {t} | typeOf }}}}"),
+        format!("{{{{ {t} | kindOf }}}}"),
+        format!("{{{{ {t} | toJson }}}}"),
+        format!("{{{{ list {t} | toJson }}}}"),
+        format!("{{{{ printf \"%v|%s|%q|%T\" {t} {t} {t} {t} }}}}"),
+        format!("{{{{ if {t} }}}}yes{{{{ end }}}}"),
+        format!("{{{{ {t} | toYaml }}}}"),
+        "{{ unixEpoch \"2024\" }}".into(),
+        "{{ now | typeOf }}".into(),
+        "{{ now | kindOf }}".into(),
+        "{{ now 1 }}".into(),
+        "{{ ago (toDate \"2006-01-02\" \"2024-03-09\") | len | lt 5 }}".into(),
+        "{{ toDate \"2006\" \"nope\" }}".into(),
+    ]);
+    assert_same_as_go("dates", &mut oracle, &templates, &data);
+}
+
+#[test]
+fn now_and_ago_have_go_shapes() {
+    let data = Data::new();
+    let now = String::from_utf8(ours("{{ now }}", &data).unwrap()).unwrap();
+    let shape = regex::Regex::new(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{1,9})? \+0000 UTC m=\+\d+\.\d{9}$",
+    )
+    .unwrap();
+    assert!(shape.is_match(&now), "{now}");
+    let year = String::from_utf8(ours("{{ now | date \"2006\" }}", &data).unwrap()).unwrap();
+    assert_eq!(now[..4], year);
+    let ago =
+        String::from_utf8(ours("{{ ago (dateModify \"-90m\" now) }}", &data).unwrap()).unwrap();
+    assert!(ago == "1h30m0s" || ago == "1h30m1s", "{ago}");
+    assert_eq!(ours("{{ ago now }}", &data).unwrap(), b"0s");
+    // Corpus 065's annotation template.
+    let mut d = Data::new();
+    d.insert("user".into(), b"alice".to_vec());
+    let out = String::from_utf8(ours("last-synced-for-user/{{ .user }}: {{ now }}", &d).unwrap())
+        .unwrap();
+    let stamp = out.strip_prefix("last-synced-for-user/alice: ").unwrap();
+    assert!(shape.is_match(stamp), "{out}");
 }

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use base64::Engine as _;
 use sha2::Digest as _;
 
+use super::date::{self, GoTime};
 use super::fmt::{quote, sprint, sprintf, sprintln};
 use super::value::{ElemTy, IntTy, Value, format_float_g, go_str};
 
@@ -27,19 +28,6 @@ fn fail<T>(m: impl Into<String>) -> Result<T, FnError> {
 /// Functions sprig has that secret-sync does not offer (yet): a template using one fails to parse
 /// with a message saying so, rather than rendering differently from ESO.
 pub(crate) const UNSUPPORTED: &[&str] = &[
-    "ago",
-    "date",
-    "dateInZone",
-    "dateModify",
-    "duration",
-    "durationRound",
-    "htmlDate",
-    "htmlDateInZone",
-    "mustDateModify",
-    "mustToDate",
-    "now",
-    "toDate",
-    "unixEpoch",
     "wrap",
     "wrapWith",
     "snakecase",
@@ -170,6 +158,22 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "fromJson",
     "toJson",
     "toYaml",
+    "ago",
+    "date",
+    "dateInZone",
+    "dateModify",
+    "duration",
+    "durationRound",
+    "htmlDate",
+    "htmlDateInZone",
+    "mustDateModify",
+    "mustToDate",
+    "now",
+    "toDate",
+    "unixEpoch",
+    "date_in_zone",
+    "date_modify",
+    "must_date_modify",
     "fromYaml",
     "bcrypt",
     "htpasswd",
@@ -754,6 +758,7 @@ fn json(
         Value::Int(n, _) => out.extend_from_slice(n.to_string().as_bytes()),
         Value::Float(f) => out.extend_from_slice(json_float(*f)?.as_bytes()),
         Value::Str(s) => json_str(out, s, escape_html),
+        Value::Time(t) => out.extend_from_slice(t.json().as_bytes()),
         Value::List(l, _) => {
             out.push(b'[');
             for (k, x) in l.iter().enumerate() {
@@ -1926,6 +1931,106 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             count(a, 1)?;
             // Each decoded node counts against the output cap (aliases can multiply a document).
             Ok(super::yaml::from_yaml(s(&a[0])?, max / 16))
+        }
+        "now" => {
+            count(a, 0)?;
+            Ok(Value::Time(GoTime::now()))
+        }
+        "date" | "htmlDate" | "htmlDateInZone" | "dateInZone" | "date_in_zone" => {
+            let (layout, date, zone): (&[u8], &Value, &[u8]) = match name {
+                "date" => {
+                    count(a, 2)?;
+                    (s(&a[0])?, &a[1], b"Local")
+                }
+                "htmlDate" => {
+                    count(a, 1)?;
+                    (b"2006-01-02", &a[0], b"Local")
+                }
+                "htmlDateInZone" => {
+                    count(a, 2)?;
+                    (b"2006-01-02", &a[0], s(&a[1])?)
+                }
+                _ => {
+                    count(a, 3)?;
+                    (s(&a[0])?, &a[1], s(&a[2])?)
+                }
+            };
+            // sprig: a time, or Unix seconds as int/int64; anything else is now.
+            let t = match date {
+                Value::Time(t) => t.clone(),
+                Value::Int(n, IntTy::Int | IntTy::Int64) => GoTime::utc(*n, 0),
+                _ => GoTime::now(),
+            };
+            let layout = String::from_utf8_lossy(layout);
+            let out = t.in_zone(&String::from_utf8_lossy(zone)).format(&layout);
+            cap(out.len(), max)?;
+            text(out.into_bytes())
+        }
+        "dateModify" | "date_modify" | "mustDateModify" | "must_date_modify" => {
+            count(a, 2)?;
+            let d = s(&a[0])?;
+            let Value::Time(t) = &a[1] else {
+                return Err(wrong("time.Time", &a[1]));
+            };
+            match go_parse_duration::parse_duration(&String::from_utf8_lossy(d)) {
+                Ok(ns) => Ok(Value::Time(t.add_nanos(ns))),
+                Err(_) if name.starts_with("must") => fail("time: invalid duration"),
+                Err(_) => Ok(Value::Time(t.clone())),
+            }
+        }
+        "duration" => {
+            count(a, 1)?;
+            let secs = match &a[0] {
+                Value::Str(x) => std::str::from_utf8(x)
+                    .ok()
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .unwrap_or(0),
+                Value::Int(n, IntTy::Int64) => *n,
+                _ => 0,
+            };
+            text(date::duration_string(secs.wrapping_mul(1_000_000_000)).into_bytes())
+        }
+        "durationRound" => {
+            count(a, 1)?;
+            let d: i64 = match &a[0] {
+                Value::Str(x) => {
+                    go_parse_duration::parse_duration(&String::from_utf8_lossy(x)).unwrap_or(0)
+                }
+                Value::Int(n, IntTy::Int64) => *n,
+                Value::Time(t) => GoTime::now().since(t),
+                _ => 0,
+            };
+            text(date::duration_round(d).into_bytes())
+        }
+        "toDate" | "mustToDate" => {
+            count(a, 2)?;
+            let (layout, v) = (s(&a[0])?, s(&a[1])?);
+            match date::parse(
+                &String::from_utf8_lossy(layout),
+                &String::from_utf8_lossy(v),
+            ) {
+                Some(t) => Ok(Value::Time(t)),
+                None if name == "mustToDate" => {
+                    fail("parsing time: the value does not match the layout")
+                }
+                None => Ok(Value::Time(GoTime::zero())),
+            }
+        }
+        "unixEpoch" => {
+            count(a, 1)?;
+            let Value::Time(t) = &a[0] else {
+                return Err(wrong("time.Time", &a[0]));
+            };
+            text(t.unix().to_string().into_bytes())
+        }
+        "ago" => {
+            count(a, 1)?;
+            let t = match &a[0] {
+                Value::Time(t) => t.clone(),
+                Value::Int(n, IntTy::Int | IntTy::Int64) => GoTime::utc(*n, 0),
+                _ => GoTime::now(),
+            };
+            text(date::duration_string(date::round_second(GoTime::now().since(&t))).into_bytes())
         }
         "toYaml" => {
             count(a, 1)?;

@@ -363,6 +363,7 @@ fn to_node(v: &Value, depth: usize) -> Option<Node> {
         Value::Bool(b) => plain(if *b { "true" } else { "false" }),
         Value::Int(n, _) => plain(n.to_string()),
         Value::Float(f) => number_node(&super::funcs::json_float(*f).ok()?),
+        Value::Time(t) => string_node(t.json().trim_matches('"').to_string()),
         Value::Str(s) => {
             let t = go_json_text(s);
             if unreadable(&t) {
