@@ -28,12 +28,9 @@ fn fail<T>(m: impl Into<String>) -> Result<T, FnError> {
 /// Functions sprig has that secret-sync does not offer (yet): a template using one fails to parse
 /// with a message saying so, rather than rendering differently from ESO.
 pub(crate) const UNSUPPORTED: &[&str] = &[
-    "wrap",
-    "wrapWith",
     "snakecase",
     "camelcase",
     "kebabcase",
-    "abbrevboth",
     "merge",
     "mergeOverwrite",
     "mustMerge",
@@ -54,7 +51,6 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "urlParse",
     "urlJoin",
     "hello",
-    "typeIsLike",
 ];
 
 /// Every name a template may call: Go's built-ins and the supported sprig functions.
@@ -158,6 +154,10 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "fromJson",
     "toJson",
     "toYaml",
+    "wrap",
+    "wrapWith",
+    "abbrevboth",
+    "typeIsLike",
     "ago",
     "date",
     "dateInZone",
@@ -1442,6 +1442,31 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             out.extend_from_slice(b"...");
             text(out)
         }
+        "abbrevboth" => {
+            count(a, 3)?;
+            let (left, right, x) = (i(&a[0])?, i(&a[1])?, s(&a[2])?);
+            if right < 4 || (left > 0 && right < 7) {
+                return text(x.to_vec());
+            }
+            text(abbreviate_full(x, left, right))
+        }
+        "wrap" => {
+            count(a, 2)?;
+            let out = wrap_custom(s(&a[1])?, i(&a[0])?, b"", false);
+            cap(out.len(), max)?;
+            text(out)
+        }
+        "wrapWith" => {
+            count(a, 3)?;
+            let out = wrap_custom(s(&a[2])?, i(&a[0])?, s(&a[1])?, true);
+            cap(out.len(), max)?;
+            text(out)
+        }
+        "typeIsLike" => {
+            count(a, 2)?;
+            let (target, t) = (s(&a[0])?, a[1].type_name().as_bytes());
+            Ok(Value::Bool(target == t || [b"*", target].concat() == t))
+        }
         "trunc" => {
             count(a, 2)?;
             let (c, x) = (i(&a[0])?, s(&a[1])?);
@@ -2380,6 +2405,74 @@ fn bcrypt(pw: &[u8]) -> Vec<u8> {
         Ok(h) => h.format_for_version(bcrypt::Version::TwoA).into_bytes(),
         Err(_) => b"failed to encrypt string with bcrypt".to_vec(),
     }
+}
+
+/// goutils' AbbreviateFull (sprig's `abbrevboth`), on bytes as Go slices strings; the width is at
+/// least 4 here (sprig checks first).
+fn abbreviate_full(x: &[u8], offset: i64, width: i64) -> Vec<u8> {
+    let len = x.len() as i64;
+    if x.is_empty() || len <= width {
+        return x.to_vec();
+    }
+    let mut offset = offset.min(len);
+    if len - offset < width - 3 {
+        offset = len - (width - 3);
+    }
+    let dots = b"...";
+    if offset <= 4 {
+        return [&x[..(width - 3) as usize], dots].concat();
+    }
+    if width < 7 {
+        return Vec::new();
+    }
+    if offset + width - 3 < len {
+        return [dots, &abbreviate_full(&x[offset as usize..], 0, width - 3)[..]].concat();
+    }
+    [dots, &x[(len - (width - 3)) as usize..]].concat()
+}
+
+/// goutils' WrapCustom (sprig's `wrap` and `wrapWith`): break at the last space within the
+/// width; a longer word is cut (`long_words`) or kept whole. Byte columns, as in Go.
+fn wrap_custom(x: &[u8], width: i64, newline: &[u8], long_words: bool) -> Vec<u8> {
+    if x.is_empty() {
+        return Vec::new();
+    }
+    let newline: &[u8] = if newline.is_empty() { b"\n" } else { newline };
+    let width = width.max(1) as usize;
+    let len = x.len();
+    let mut offset = 0;
+    let mut out = Vec::new();
+    while len - offset > width {
+        if x[offset] == b' ' {
+            offset += 1;
+            continue;
+        }
+        let end = width + offset + 1;
+        if let Some(sp) = x[offset..end].iter().rposition(|&c| c == b' ') {
+            out.extend_from_slice(&x[offset..offset + sp]);
+            out.extend_from_slice(newline);
+            offset += sp + 1;
+        } else if long_words {
+            out.extend_from_slice(&x[offset..offset + width]);
+            out.extend_from_slice(newline);
+            offset += width;
+        } else {
+            let end = width + offset;
+            match x[end..].iter().position(|&c| c == b' ') {
+                None => {
+                    out.extend_from_slice(&x[offset..]);
+                    offset = len;
+                }
+                Some(k) => {
+                    out.extend_from_slice(&x[offset..end + k]);
+                    out.extend_from_slice(newline);
+                    offset = end + k + 1;
+                }
+            }
+        }
+    }
+    out.extend_from_slice(&x[offset..]);
+    out
 }
 
 // ---- Go's path package ----
