@@ -31,10 +31,6 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "snakecase",
     "camelcase",
     "kebabcase",
-    "merge",
-    "mergeOverwrite",
-    "mustMerge",
-    "mustMergeOverwrite",
     "genPrivateKey",
     "derivePassword",
     "buildCustomCert",
@@ -154,6 +150,10 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "fromJson",
     "toJson",
     "toYaml",
+    "merge",
+    "mergeOverwrite",
+    "mustMerge",
+    "mustMergeOverwrite",
     "wrap",
     "wrapWith",
     "abbrevboth",
@@ -1462,6 +1462,15 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             cap(out.len(), max)?;
             text(out)
         }
+        "merge" | "mergeOverwrite" | "mustMerge" | "mustMergeOverwrite" => {
+            at_least(a, 1)?;
+            let overwrite = name.ends_with("Overwrite");
+            let dst = m(&a[0])?;
+            for src in &a[1..] {
+                merge_maps(&dst, &m(src)?, overwrite, 0);
+            }
+            Ok(Value::Map(dst, ElemTy::Any))
+        }
         "typeIsLike" => {
             count(a, 2)?;
             let (target, t) = (s(&a[0])?, a[1].type_name().as_bytes());
@@ -2407,6 +2416,54 @@ fn bcrypt(pw: &[u8]) -> Vec<u8> {
     }
 }
 
+/// mergo's map merge as sprig 3.2.3 uses it (`merge`: fill what dst lacks or has empty;
+/// `mergeOverwrite`: src wins), in place: Go maps are references, so `merge $a $b` changes $a.
+/// Nested maps merge recursively; a non-empty dst value is never replaced by a map or a list.
+fn merge_maps(dst: &MapRef, src: &MapRef, overwrite: bool, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    // Snapshot src first: dst and src may be the same map.
+    let entries: Vec<(Vec<u8>, Value)> = src
+        .borrow()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let src_empty = entries.is_empty();
+    for (key, sv) in entries {
+        let dv = dst.borrow().get(&key).cloned();
+        if matches!(sv, Value::Nil) {
+            if overwrite {
+                dst.borrow_mut().insert(key, Value::Nil);
+            }
+            continue;
+        }
+        match (&sv, &dv) {
+            (Value::Map(sm, _), Some(Value::Map(dm, ElemTy::Any))) => {
+                merge_maps(dm, sm, overwrite, depth + 1);
+            }
+            (Value::List(..), _) => {
+                // mergo stores a slice for the key whatever else happens below.
+                let dst_empty = dst.borrow().is_empty();
+                let slice = match &dv {
+                    _ if !src_empty && (overwrite || dst_empty) => sv.clone(),
+                    None | Some(Value::Nil) => Value::list(Vec::new()),
+                    Some(other) => other.clone(),
+                };
+                dst.borrow_mut().insert(key.clone(), slice);
+            }
+            _ => {}
+        }
+        let dst_set = dv.as_ref().is_some_and(|d| !is_empty(d));
+        if dst_set && matches!(sv, Value::Map(..) | Value::List(..)) {
+            continue;
+        }
+        if overwrite || !dst_set {
+            dst.borrow_mut().insert(key, sv);
+        }
+    }
+}
+
 /// goutils' AbbreviateFull (sprig's `abbrevboth`), on bytes as Go slices strings; the width is at
 /// least 4 here (sprig checks first).
 fn abbreviate_full(x: &[u8], offset: i64, width: i64) -> Vec<u8> {
@@ -2426,7 +2483,11 @@ fn abbreviate_full(x: &[u8], offset: i64, width: i64) -> Vec<u8> {
         return Vec::new();
     }
     if offset + width - 3 < len {
-        return [dots, &abbreviate_full(&x[offset as usize..], 0, width - 3)[..]].concat();
+        return [
+            dots,
+            &abbreviate_full(&x[offset as usize..], 0, width - 3)[..],
+        ]
+        .concat();
     }
     [dots, &x[(len - (width - 3)) as usize..]].concat()
 }
