@@ -46,7 +46,6 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "semverCompare",
     "urlParse",
     "urlJoin",
-    "hello",
 ];
 
 /// Every name a template may call: Go's built-ins and the supported sprig functions.
@@ -150,6 +149,7 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "fromJson",
     "toJson",
     "toYaml",
+    "hello",
     "merge",
     "mergeOverwrite",
     "mustMerge",
@@ -1470,6 +1470,10 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
                 merge_maps(&dst, &m(src)?, overwrite, 0);
             }
             Ok(Value::Map(dst, ElemTy::Any))
+        }
+        "hello" => {
+            count(a, 0)?;
+            text(b"Hello!".to_vec())
         }
         "typeIsLike" => {
             count(a, 2)?;
