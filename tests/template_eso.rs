@@ -1198,3 +1198,59 @@ fn now_and_ago_have_go_shapes() {
     let stamp = out.strip_prefix("last-synced-for-user/alice: ").unwrap();
     assert!(shape.is_match(stamp), "{out}");
 }
+
+#[test]
+fn aes_round_trips_with_go_both_ways() {
+    let mut oracle = Oracle::start();
+    let mut data = Data::new();
+    let mut decrypts: Vec<String> = Vec::new();
+    for (i, (pw, plain)) in [
+        ("pw", "hello"),
+        (
+            "a password longer than thirty-two bytes, truncated",
+            "exactly sixteen!",
+        ),
+        ("", "x"),
+        ("k", ""),
+        ("ключ", "données ✓ with more than one block of text in it"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        data.insert(format!("pw{i}"), pw.as_bytes().to_vec());
+        data.insert(format!("plain{i}"), plain.as_bytes().to_vec());
+        let theirs = go(
+            &mut oracle,
+            &format!("{{{{ encryptAES .pw{i} .plain{i} }}}}"),
+            &data,
+        )
+        .unwrap();
+        let mine = ours(&format!("{{{{ encryptAES .pw{i} .plain{i} }}}}"), &data).unwrap();
+        data.insert(format!("go{i}"), theirs);
+        data.insert(format!("ours{i}"), mine);
+        for ct in ["go", "ours"] {
+            let t = format!("{{{{ decryptAES .pw{i} .{ct}{i} }}}}");
+            assert_eq!(ours(&t, &data).unwrap(), plain.as_bytes(), "{t}");
+            assert_eq!(go(&mut oracle, &t, &data).unwrap(), plain.as_bytes(), "{t}");
+            decrypts.push(format!("{{{{ decryptAES \"wrong\" .{ct}{i} }}}}"));
+        }
+    }
+    // A fresh IV each time: the same plaintext encrypts differently.
+    assert_ne!(
+        ours("{{ encryptAES .pw0 .plain0 }}", &data).unwrap(),
+        ours("{{ encryptAES .pw0 .plain0 }}", &data).unwrap()
+    );
+    for raw in [
+        &b""[..],
+        b"short",
+        &[7u8; 16],
+        &[16u8; 32],
+        &[200u8; 32],
+        &[1u8; 20],
+        &[0u8; 48],
+    ] {
+        decrypts.push(format!("{{{{ decryptAES \"pw\" {:?} }}}}", b64(raw)));
+    }
+    decrypts.push("{{ decryptAES \"pw\" \"not base64!\" }}".into());
+    assert_same_as_go("decryptAES", &mut oracle, &decrypts, &data);
+}

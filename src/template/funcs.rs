@@ -40,8 +40,6 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "genSelfSignedCertWithKey",
     "genSignedCert",
     "genSignedCertWithKey",
-    "encryptAES",
-    "decryptAES",
     "semver",
     "semverCompare",
     "urlParse",
@@ -149,6 +147,8 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "fromJson",
     "toJson",
     "toYaml",
+    "encryptAES",
+    "decryptAES",
     "hello",
     "merge",
     "mergeOverwrite",
@@ -1471,6 +1471,29 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             }
             Ok(Value::Map(dst, ElemTy::Any))
         }
+        "encryptAES" => {
+            count(a, 2)?;
+            let (pw, plain) = (s(&a[0])?, s(&a[1])?);
+            if plain.is_empty() {
+                return text(Vec::new());
+            }
+            let out = base64::engine::general_purpose::STANDARD.encode(aes_cbc(pw, plain, None)?);
+            cap(out.len(), max)?;
+            text(out.into_bytes())
+        }
+        "decryptAES" => {
+            count(a, 2)?;
+            let (pw, crypt) = (s(&a[0])?, s(&a[1])?);
+            if crypt.is_empty() {
+                return text(Vec::new());
+            }
+            let raw = b64_decode(crypt).map_err(|_| FnError::Msg("illegal base64 data".into()))?;
+            if raw.len() < 16 {
+                return fail("ciphertext shorter than one block");
+            }
+            let (iv, body) = raw.split_at(16);
+            aes_cbc(pw, body, Some(iv)).map(|v| Value::Str(go_str(v)))
+        }
         "hello" => {
             count(a, 0)?;
             text(b"Hello!".to_vec())
@@ -2464,6 +2487,42 @@ fn merge_maps(dst: &MapRef, src: &MapRef, overwrite: bool, depth: usize) {
         }
         if overwrite || !dst_set {
             dst.borrow_mut().insert(key, sv);
+        }
+    }
+}
+
+/// sprig's AES-256-CBC: the key is the password's first 32 bytes (zero-filled). Encrypting
+/// (`iv` None) pads PKCS#7 and prepends a fresh IV; decrypting strips as many bytes as the last
+/// byte says, unchecked, as sprig does (a count past the length is an error, as Go's panic is).
+fn aes_cbc(pw: &[u8], data: &[u8], iv: Option<&[u8]>) -> Result<Vec<u8>, FnError> {
+    use cbc::cipher::block_padding::{NoPadding, Pkcs7};
+    use cbc::cipher::{BlockModeDecrypt as _, BlockModeEncrypt as _, KeyIvInit as _};
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    let n = pw.len().min(32);
+    key[..n].copy_from_slice(&pw[..n]);
+    let bad = |_| FnError::Msg("crypto/cipher: input not full blocks".into());
+    match iv {
+        None => {
+            let iv: [u8; 16] = rand::random();
+            let enc = cbc::Encryptor::<aes::Aes256>::new_from_slices(&key[..], &iv)
+                .map_err(|_| FnError::Msg("crypto/aes: invalid key size".into()))?;
+            let mut out = iv.to_vec();
+            out.extend(enc.encrypt_padded_vec::<Pkcs7>(data));
+            Ok(out)
+        }
+        Some(iv) => {
+            if data.is_empty() || !data.len().is_multiple_of(16) {
+                return fail("crypto/cipher: input not full blocks");
+            }
+            let dec = cbc::Decryptor::<aes::Aes256>::new_from_slices(&key[..], iv)
+                .map_err(|_| FnError::Msg("crypto/aes: invalid key size".into()))?;
+            let mut out = dec.decrypt_padded_vec::<NoPadding>(data).map_err(bad)?;
+            let pad = usize::from(out.last().copied().unwrap_or(0));
+            if pad > out.len() {
+                return fail("slice bounds out of range");
+            }
+            out.truncate(out.len() - pad);
+            Ok(out)
         }
     }
 }
