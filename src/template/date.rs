@@ -791,3 +791,45 @@ fn frac(int: u64, f: u64, prec: usize) -> String {
     }
     format!("{int}.{fs}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_layouts_format_the_reference_instant() {
+        // 2006-01-02T15:04:05.123Z, a Monday.
+        let t = GoTime::utc(1_136_214_245, 123_000_000);
+        assert_eq!(
+            t.format("Mon Jan _2 15:04:05.000 MST 2006 pm -07:00"),
+            "Mon Jan  2 15:04:05.123 UTC 2006 pm +00:00"
+        );
+        assert_eq!(
+            t.format("2006-01-02T15:04:05.999999999Z07:00"),
+            "2006-01-02T15:04:05.123Z"
+        );
+        assert_eq!(t.go_string(), "2006-01-02 15:04:05.123 +0000 UTC");
+    }
+
+    #[test]
+    fn parsing_keeps_the_written_offset() {
+        let t = parse("2006-01-02T15:04:05Z07:00", "2024-03-09T17:08:09+05:30").unwrap();
+        assert_eq!(t.unix(), 1_709_984_289);
+        assert_eq!(t.format("15:04 -0700"), "17:08 +0530");
+        assert!(
+            parse("2006-01-02", "2023-02-29").is_none(),
+            "no 29 February in 2023"
+        );
+    }
+
+    #[test]
+    fn durations_print_as_go_does() {
+        let s = 1_000_000_000;
+        assert_eq!(duration_string(90 * 60 * s), "1h30m0s");
+        assert_eq!(duration_string(1_500), "1.5µs");
+        assert_eq!(duration_string(300_000_000), "300ms");
+        assert_eq!(duration_string(-5 * s), "-5s");
+        assert_eq!(duration_round(400 * 3600 * s), "16d");
+        assert_eq!(round_second(1_500_000_000), 2 * s);
+    }
+}
