@@ -264,6 +264,18 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "regexQuoteMeta",
 ];
 
+/// Evaluation steps a call costs beyond one: PKCS#12 key derivation (up to a million PBKDF
+/// iterations per bag) and bcrypt (cost 10) take milliseconds to seconds, so a template can make
+/// only a few dozen such calls within the default budget of 1,000,000 steps.
+pub(crate) fn extra_steps(name: &str) -> u64 {
+    match name {
+        "bcrypt" | "htpasswd" => 20_000,
+        n if n.contains("kcs12") || n.contains("KCS12") => 50_000,
+        "rsaDecrypt" | "jwkPrivateKeyPem" | "jwkPublicKeyPem" => 1_000,
+        _ => 0,
+    }
+}
+
 pub(crate) fn is_supported(name: &str) -> bool {
     SUPPORTED.contains(&name) || super::eso::NAMES.contains(&name)
 }

@@ -366,6 +366,19 @@ mod tests {
     }
 
     #[test]
+    fn costly_functions_draw_on_the_step_budget() {
+        let call = "{{ rsaDecrypt \"None\" \"\" \"x\" \"\" }}";
+        let few = format!("{{{{ range until 5 }}}}{call}{{{{ end }}}}");
+        assert_eq!(out(&few, &data(&[])).unwrap(), b"xxxxx");
+        // 5,000 calls at 1,001 steps each exceed the 1,000,000-step budget.
+        let many = format!("{{{{ range until 5000 }}}}{call}{{{{ end }}}}");
+        assert_eq!(
+            out(&many, &data(&[])).unwrap_err().category(),
+            "TemplateBudget"
+        );
+    }
+
+    #[test]
     fn a_template_is_parsed_once_per_distinct_text() {
         let t = "{{ .a }} parsed once {{ 42 }}";
         let first = parsed(t, "x").unwrap();
