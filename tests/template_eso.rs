@@ -1254,3 +1254,26 @@ fn aes_round_trips_with_go_both_ways() {
     decrypts.push("{{ decryptAES \"pw\" \"not base64!\" }}".into());
     assert_same_as_go("decryptAES", &mut oracle, &decrypts, &data);
 }
+
+#[test]
+fn case_conversions_match_go_on_random_words() {
+    use rand::{Rng as _, SeedableRng as _};
+    let mut oracle = Oracle::start();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let pieces = [
+        "a", "B", "cd", "EF", "Gh", "1", "23", "_", "-", " ", ".", "!", "$", "é", "Ü", "ß", "日",
+        "²", "Ⅻ", "\t", "ǅ", "xY", "HTTP", "Server", "9z",
+    ];
+    let mut data = Data::new();
+    let mut templates = Vec::new();
+    for i in 0..300 {
+        let n = rng.random_range(0..8);
+        let s: String = (0..n)
+            .map(|_| pieces[rng.random_range(0..pieces.len())])
+            .collect();
+        data.insert(format!("w{i}"), s.into_bytes());
+        let f = ["snakecase", "kebabcase", "camelcase"][i % 3];
+        templates.push(format!("{{{{ {f} .w{i} }}}}"));
+    }
+    assert_same_as_go("case conversions", &mut oracle, &templates, &data);
+}

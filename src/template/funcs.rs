@@ -28,9 +28,6 @@ fn fail<T>(m: impl Into<String>) -> Result<T, FnError> {
 /// Functions sprig has that secret-sync does not offer (yet): a template using one fails to parse
 /// with a message saying so, rather than rendering differently from ESO.
 pub(crate) const UNSUPPORTED: &[&str] = &[
-    "snakecase",
-    "camelcase",
-    "kebabcase",
     "genPrivateKey",
     "derivePassword",
     "buildCustomCert",
@@ -147,6 +144,9 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "fromJson",
     "toJson",
     "toYaml",
+    "snakecase",
+    "camelcase",
+    "kebabcase",
     "encryptAES",
     "decryptAES",
     "hello",
@@ -1505,6 +1505,15 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             }
             let (iv, body) = raw.split_at(16);
             aes_cbc(pw, body, Some(iv)).map(|v| Value::Str(go_str(v)))
+        }
+        "snakecase" | "kebabcase" => {
+            count(a, 1)?;
+            let conn = if name == "snakecase" { '_' } else { '-' };
+            text(super::case::lower_case(s(&a[0])?, conn))
+        }
+        "camelcase" => {
+            count(a, 1)?;
+            text(super::case::camel_case(s(&a[0])?))
         }
         "hello" => {
             count(a, 0)?;

@@ -8,6 +8,7 @@
 //! Not supported yet (a template using one fails to parse with `Unsupported`): see
 //! [`UNSUPPORTED_FUNCTIONS`].
 
+mod case;
 mod date;
 mod eso;
 mod exec;
