@@ -495,6 +495,7 @@ fn deep_equal(a: &Value, b: &Value) -> bool {
         (Value::Int(x, t), Value::Int(y, u)) => x == y && t == u,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
+        (Value::Time(x), Value::Time(y)) => x == y,
         (Value::List(x, t), Value::List(y, u)) => {
             t == u && x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q))
         }
@@ -567,6 +568,8 @@ fn eq_pair(a: &Value, c: &Value) -> Result<bool, FnError> {
         (Value::Int(x, _), Value::Int(y, _)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
+        // time.Time is a comparable struct: == compares instant, zone and monotonic reading.
+        (Value::Time(x), Value::Time(y)) => x == y,
         _ if n1 || n2 => n1 && n2,
         // Slices and maps are not comparable in Go.
         _ => return fail("non-comparable types"),
