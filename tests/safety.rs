@@ -6,17 +6,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_ssm::types::ParameterType;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use secret_sync::controller;
-use secret_sync::provider::Providers;
-use secret_sync::provider::aws::AwsProviders;
 use support::cluster::{TestCluster, scaled, wait_for};
-use support::moto::{Moto, within_timeout};
+use support::moto::{Moto, cluster_on_moto, within_timeout};
 
 use support::cluster::fake_store as store;
 
@@ -260,23 +256,6 @@ async fn secrets_written_by_the_old_shared_field_manager_are_migrated_on_first_s
         wait_data(&c, "merged", &pairs(&[("theirs", "t"), ("k1b", "new"), ("stale", "s")])).await;
     })
     .await;
-}
-
-/// The controller with the AWS providers pointed at moto.
-async fn cluster_on_moto(moto: &Moto) -> TestCluster {
-    let mut c = TestCluster::without_controller().await;
-    let aws = AwsProviders::with_base_config(
-        Some(c.client.clone()),
-        c.metrics.clone(),
-        moto.config().await,
-    );
-    let providers = Providers {
-        kube: Some(c.client.clone()),
-        metrics: c.metrics.clone(),
-        aws: Arc::new(aws),
-    };
-    c.start_controller_with(controller::Config::default(), providers, None);
-    c
 }
 
 const AWS_STORES: &str = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: sm, namespace: default}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: us-east-1}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: ps, namespace: default}\nspec:\n  provider:\n    aws: {service: ParameterStore, region: us-east-1}\n";

@@ -184,10 +184,21 @@ pub struct ExternalSecretDataFromRemoteRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "open_object_list")]
     pub rewrite: Option<Vec<serde_json::Value>>,
-    /// Accepted by the schema; refused in status until implemented.
+    /// A generator (`generatorRef`) whose output becomes keys; `storeRef` is refused in status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<StoreGeneratorSourceRef>,
+}
+
+/// `dataFrom[].sourceRef`: another store (`storeRef`) or a generator (`generatorRef`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreGeneratorSourceRef {
+    /// Accepted by the schema; refused in status until implemented.
+    #[serde(default, rename = "storeRef", skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "open_object")]
-    pub source_ref: Option<serde_json::Value>,
+    pub store_ref: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_ref: Option<super::generators::GeneratorRef>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

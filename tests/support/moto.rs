@@ -185,6 +185,16 @@ impl Moto {
         self.control("POST", "/_faults", &fault).await;
     }
 
+    /// ECR tokens answered from now on expire `seconds` after the call (moto's own: 2015-01-01).
+    pub async fn ecr_token_lifetime(&self, seconds: u64) {
+        self.control(
+            "POST",
+            "/_ecr/token-lifetime",
+            &serde_json::json!({ "seconds": seconds }),
+        )
+        .await;
+    }
+
     /// Create an IAM role (trusting any principal and web identity) with one inline policy.
     pub async fn iam_role(&self, name: &str, policy: serde_json::Value) -> String {
         let answer = self
@@ -299,4 +309,21 @@ pub fn text(data: &DesiredData, key: &str) -> String {
             .to_vec(),
     )
     .expect("utf-8")
+}
+
+/// Fake API server with our CRDs and a running controller whose AWS providers point at `moto`.
+pub async fn cluster_on_moto(moto: &Moto) -> super::cluster::TestCluster {
+    let mut c = super::cluster::TestCluster::without_controller().await;
+    let aws = AwsProviders::with_base_config(
+        Some(c.client.clone()),
+        c.metrics.clone(),
+        moto.config().await,
+    );
+    let providers = Providers {
+        kube: Some(c.client.clone()),
+        metrics: c.metrics.clone(),
+        aws: Arc::new(aws),
+    };
+    c.start_controller_with(secret_sync::controller::Config::default(), providers, None);
+    c
 }
