@@ -14,6 +14,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"errors"
 	"hash"
@@ -47,6 +48,21 @@ func init() {
 	templateFuncs["pkcs12cert"] = func(in string) (string, error) { return oracleP12Cert("", in) }
 	templateFuncs["pkcs12certPass"] = oracleP12Cert
 	templateFuncs["rsaDecrypt"] = oracleRSADecrypt
+	// ESO's sprig (3.3) takes the hash algorithm as a third argument; Debian's 3.2.3 does not.
+	templateFuncs["htpasswd"] = func(user, password, algorithm string) string {
+		if strings.Contains(user, ":") {
+			return "invalid username: " + user
+		}
+		if algorithm == "sha" {
+			sum := sha1.Sum([]byte(password))
+			return user + ":{SHA}" + base64.StdEncoding.EncodeToString(sum[:])
+		}
+		hash, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
+		if err != nil {
+			return "failed to encrypt string with bcrypt: " + err.Error()
+		}
+		return user + ":" + string(hash)
+	}
 	// Not a template function of ESO's: lets tests check a bcrypt hash with Go's own bcrypt.
 	templateFuncs["oracleBcryptMatches"] = func(hash, password string) bool {
 		return bcrypt.CompareHashAndPassword([]byte(hash), []byte(password)) == nil
