@@ -385,6 +385,10 @@ impl<'t> Exec<'t> {
         if let Some(f) = fin {
             vals.push(f);
         }
+        // Key derivation and bcrypt cost far more than a step: they draw on the same budget.
+        for _ in 0..funcs::extra_steps(name) {
+            self.step()?;
+        }
         let max = self.limits.max_output;
         funcs::call(name, vals, max).map_err(|e| match e {
             funcs::FnError::TooBig => Stop::Output,

@@ -280,6 +280,11 @@ fn format_arg(out: &mut Vec<u8>, arg: &Value, verb: char, spec: Spec) {
         Value::Int(n, _) => fmt_int(out, *n, verb, spec, arg),
         Value::Float(f) => fmt_float(out, *f, verb, spec, arg),
         Value::Str(s) => fmt_str(out, s, verb, spec, arg),
+        // time.Time is a Stringer: its String() for the string verbs.
+        Value::Time(t) => match verb {
+            'v' | 's' | 'q' => fmt_str(out, t.go_string().as_bytes(), verb, spec, arg),
+            _ => bad_verb(out, arg, verb, spec),
+        },
         Value::List(items, _) => {
             out.push(b'[');
             for (k, x) in items.iter().enumerate() {

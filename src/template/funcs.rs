@@ -9,6 +9,7 @@ use std::rc::Rc;
 use base64::Engine as _;
 use sha2::Digest as _;
 
+use super::date::{self, GoTime};
 use super::fmt::{quote, sprint, sprintf, sprintln};
 use super::value::{ElemTy, IntTy, Value, format_float_g, go_str};
 
@@ -18,7 +19,7 @@ pub(crate) enum FnError {
     TooBig,
 }
 
-type R = Result<Value, FnError>;
+pub(crate) type R = Result<Value, FnError>;
 
 fn fail<T>(m: impl Into<String>) -> Result<T, FnError> {
     Err(FnError::Msg(m.into()))
@@ -27,31 +28,6 @@ fn fail<T>(m: impl Into<String>) -> Result<T, FnError> {
 /// Functions sprig has that secret-sync does not offer (yet): a template using one fails to parse
 /// with a message saying so, rather than rendering differently from ESO.
 pub(crate) const UNSUPPORTED: &[&str] = &[
-    "ago",
-    "date",
-    "dateInZone",
-    "dateModify",
-    "duration",
-    "durationRound",
-    "htmlDate",
-    "htmlDateInZone",
-    "mustDateModify",
-    "mustToDate",
-    "now",
-    "toDate",
-    "unixEpoch",
-    "wrap",
-    "wrapWith",
-    "snakecase",
-    "camelcase",
-    "kebabcase",
-    "abbrevboth",
-    "merge",
-    "mergeOverwrite",
-    "mustMerge",
-    "mustMergeOverwrite",
-    "bcrypt",
-    "htpasswd",
     "genPrivateKey",
     "derivePassword",
     "buildCustomCert",
@@ -61,31 +37,10 @@ pub(crate) const UNSUPPORTED: &[&str] = &[
     "genSelfSignedCertWithKey",
     "genSignedCert",
     "genSignedCertWithKey",
-    "encryptAES",
-    "decryptAES",
     "semver",
     "semverCompare",
     "urlParse",
     "urlJoin",
-    "hello",
-    "typeIsLike",
-    "pkcs12key",
-    "pkcs12keyPass",
-    "pkcs12cert",
-    "pkcs12certPass",
-    "pemToPkcs12",
-    "pemToPkcs12Pass",
-    "fullPemToPkcs12",
-    "fullPemToPkcs12Pass",
-    "filterPEM",
-    "jwkPublicKeyPem",
-    "jwkPrivateKeyPem",
-    "filterCertChain",
-    "pemTruststoreToPKCS12",
-    "pemTruststoreToPKCS12Pass",
-    "rsaDecrypt",
-    "toYaml",
-    "fromYaml",
 ];
 
 /// Every name a template may call: Go's built-ins and the supported sprig functions.
@@ -188,6 +143,40 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "mustCompact",
     "fromJson",
     "toJson",
+    "toYaml",
+    "snakecase",
+    "camelcase",
+    "kebabcase",
+    "encryptAES",
+    "decryptAES",
+    "hello",
+    "merge",
+    "mergeOverwrite",
+    "mustMerge",
+    "mustMergeOverwrite",
+    "wrap",
+    "wrapWith",
+    "abbrevboth",
+    "typeIsLike",
+    "ago",
+    "date",
+    "dateInZone",
+    "dateModify",
+    "duration",
+    "durationRound",
+    "htmlDate",
+    "htmlDateInZone",
+    "mustDateModify",
+    "mustToDate",
+    "now",
+    "toDate",
+    "unixEpoch",
+    "date_in_zone",
+    "date_modify",
+    "must_date_modify",
+    "fromYaml",
+    "bcrypt",
+    "htpasswd",
     "toPrettyJson",
     "toRawJson",
     "mustFromJson",
@@ -275,8 +264,20 @@ pub(crate) const SUPPORTED: &[&str] = &[
     "regexQuoteMeta",
 ];
 
+/// Evaluation steps a call costs beyond one: PKCS#12 key derivation (up to a million PBKDF
+/// iterations per bag) and bcrypt (cost 10) take milliseconds to seconds, so a template can make
+/// only a few dozen such calls within the default budget of 1,000,000 steps.
+pub(crate) fn extra_steps(name: &str) -> u64 {
+    match name {
+        "bcrypt" | "htpasswd" => 20_000,
+        n if n.contains("kcs12") || n.contains("KCS12") => 50_000,
+        "rsaDecrypt" | "jwkPrivateKeyPem" | "jwkPublicKeyPem" => 1_000,
+        _ => 0,
+    }
+}
+
 pub(crate) fn is_supported(name: &str) -> bool {
-    SUPPORTED.contains(&name)
+    SUPPORTED.contains(&name) || super::eso::NAMES.contains(&name)
 }
 
 pub(crate) fn is_unsupported(name: &str) -> bool {
@@ -409,7 +410,7 @@ fn to_i64(v: &Value) -> i64 {
 }
 
 /// strconv.ParseInt(s, 0, 64).
-fn parse_go_int(t: &str) -> Option<i64> {
+pub(crate) fn parse_go_int(t: &str) -> Option<i64> {
     let (neg, body) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
         Some(b'+') => (false, &t[1..]),
@@ -494,6 +495,7 @@ fn deep_equal(a: &Value, b: &Value) -> bool {
         (Value::Int(x, t), Value::Int(y, u)) => x == y && t == u,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
+        (Value::Time(x), Value::Time(y)) => x == y,
         (Value::List(x, t), Value::List(y, u)) => {
             t == u && x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| deep_equal(p, q))
         }
@@ -566,6 +568,8 @@ fn eq_pair(a: &Value, c: &Value) -> Result<bool, FnError> {
         (Value::Int(x, _), Value::Int(y, _)) => x == y,
         (Value::Float(x), Value::Float(y)) => x == y,
         (Value::Str(x), Value::Str(y)) => x == y,
+        // time.Time is a comparable struct: == compares instant, zone and monotonic reading.
+        (Value::Time(x), Value::Time(y)) => x == y,
         _ if n1 || n2 => n1 && n2,
         // Slices and maps are not comparable in Go.
         _ => return fail("non-comparable types"),
@@ -734,7 +738,7 @@ fn json_str(out: &mut Vec<u8>, s: &[u8], escape_html: bool) {
     out.push(b'"');
 }
 
-fn json_float(f: f64) -> Result<String, FnError> {
+pub(crate) fn json_float(f: f64) -> Result<String, FnError> {
     if !f.is_finite() {
         return fail("json: unsupported value");
     }
@@ -769,6 +773,7 @@ fn json(
         Value::Int(n, _) => out.extend_from_slice(n.to_string().as_bytes()),
         Value::Float(f) => out.extend_from_slice(json_float(*f)?.as_bytes()),
         Value::Str(s) => json_str(out, s, escape_html),
+        Value::Time(t) => out.extend_from_slice(t.json().as_bytes()),
         Value::List(l, _) => {
             out.push(b'[');
             for (k, x) in l.iter().enumerate() {
@@ -831,7 +836,7 @@ fn json_to_value(v: &serde_json::Value) -> Value {
 // ---- base64 / base32 as Go's StdEncoding ----
 
 /// base64.StdEncoding.DecodeString: CR/LF ignored, padding required, Go's error offsets.
-fn b64_decode(src: &[u8]) -> Result<Vec<u8>, usize> {
+pub(crate) fn b64_decode(src: &[u8]) -> Result<Vec<u8>, usize> {
     fn val(c: u8) -> Option<u8> {
         match c {
             b'A'..=b'Z' => Some(c - b'A'),
@@ -1452,6 +1457,76 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             out.extend_from_slice(b"...");
             text(out)
         }
+        "abbrevboth" => {
+            count(a, 3)?;
+            let (left, right, x) = (i(&a[0])?, i(&a[1])?, s(&a[2])?);
+            if right < 4 || (left > 0 && right < 7) {
+                return text(x.to_vec());
+            }
+            text(abbreviate_full(x, left, right))
+        }
+        "wrap" => {
+            count(a, 2)?;
+            let out = wrap_custom(s(&a[1])?, i(&a[0])?, b"", false);
+            cap(out.len(), max)?;
+            text(out)
+        }
+        "wrapWith" => {
+            count(a, 3)?;
+            let out = wrap_custom(s(&a[2])?, i(&a[0])?, s(&a[1])?, true);
+            cap(out.len(), max)?;
+            text(out)
+        }
+        "merge" | "mergeOverwrite" | "mustMerge" | "mustMergeOverwrite" => {
+            at_least(a, 1)?;
+            let overwrite = name.ends_with("Overwrite");
+            let dst = m(&a[0])?;
+            for src in &a[1..] {
+                merge_maps(&dst, &m(src)?, overwrite, 0);
+            }
+            Ok(Value::Map(dst, ElemTy::Any))
+        }
+        "encryptAES" => {
+            count(a, 2)?;
+            let (pw, plain) = (s(&a[0])?, s(&a[1])?);
+            if plain.is_empty() {
+                return text(Vec::new());
+            }
+            let out = base64::engine::general_purpose::STANDARD.encode(aes_cbc(pw, plain, None)?);
+            cap(out.len(), max)?;
+            text(out.into_bytes())
+        }
+        "decryptAES" => {
+            count(a, 2)?;
+            let (pw, crypt) = (s(&a[0])?, s(&a[1])?);
+            if crypt.is_empty() {
+                return text(Vec::new());
+            }
+            let raw = b64_decode(crypt).map_err(|_| FnError::Msg("illegal base64 data".into()))?;
+            if raw.len() < 16 {
+                return fail("ciphertext shorter than one block");
+            }
+            let (iv, body) = raw.split_at(16);
+            aes_cbc(pw, body, Some(iv)).map(|v| Value::Str(go_str(v)))
+        }
+        "snakecase" | "kebabcase" => {
+            count(a, 1)?;
+            let conn = if name == "snakecase" { '_' } else { '-' };
+            text(super::case::lower_case(s(&a[0])?, conn))
+        }
+        "camelcase" => {
+            count(a, 1)?;
+            text(super::case::camel_case(s(&a[0])?))
+        }
+        "hello" => {
+            count(a, 0)?;
+            text(b"Hello!".to_vec())
+        }
+        "typeIsLike" => {
+            count(a, 2)?;
+            let (target, t) = (s(&a[0])?, a[1].type_name().as_bytes());
+            Ok(Value::Bool(target == t || [b"*", target].concat() == t))
+        }
         "trunc" => {
             count(a, 2)?;
             let (c, x) = (i(&a[0])?, s(&a[1])?);
@@ -1908,6 +1983,146 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
                 Err(_) => Ok(Value::Nil),
             }
         }
+        "bcrypt" => {
+            count(a, 1)?;
+            text(bcrypt(s(&a[0])?))
+        }
+        "htpasswd" => {
+            // ESO's sprig (3.3) takes the hash algorithm as a third argument: "sha" or bcrypt.
+            count(a, 3)?;
+            let (user, pw, alg) = (s(&a[0])?, s(&a[1])?, s(&a[2])?);
+            let mut out = Vec::new();
+            if user.contains(&b':') {
+                out.extend_from_slice(b"invalid username: ");
+                out.extend_from_slice(user);
+                return text(out);
+            }
+            out.extend_from_slice(user);
+            out.push(b':');
+            if alg == b"sha" {
+                let sum = <sha1::Sha1 as sha1::Digest>::digest(pw);
+                out.extend_from_slice(b"{SHA}");
+                out.extend_from_slice(
+                    base64::engine::general_purpose::STANDARD
+                        .encode(sum)
+                        .as_bytes(),
+                );
+            } else {
+                out.extend(bcrypt(pw));
+            }
+            text(out)
+        }
+        "fromYaml" => {
+            count(a, 1)?;
+            // Each decoded node counts against the output cap (aliases can multiply a document).
+            Ok(super::yaml::from_yaml(s(&a[0])?, max / 16))
+        }
+        "now" => {
+            count(a, 0)?;
+            Ok(Value::Time(GoTime::now()))
+        }
+        "date" | "htmlDate" | "htmlDateInZone" | "dateInZone" | "date_in_zone" => {
+            let (layout, date, zone): (&[u8], &Value, &[u8]) = match name {
+                "date" => {
+                    count(a, 2)?;
+                    (s(&a[0])?, &a[1], b"Local")
+                }
+                "htmlDate" => {
+                    count(a, 1)?;
+                    (b"2006-01-02", &a[0], b"Local")
+                }
+                "htmlDateInZone" => {
+                    count(a, 2)?;
+                    (b"2006-01-02", &a[0], s(&a[1])?)
+                }
+                _ => {
+                    count(a, 3)?;
+                    (s(&a[0])?, &a[1], s(&a[2])?)
+                }
+            };
+            // sprig: a time, or Unix seconds as int/int64; anything else is now.
+            let t = match date {
+                Value::Time(t) => t.clone(),
+                Value::Int(n, IntTy::Int | IntTy::Int64) => GoTime::utc(*n, 0),
+                _ => GoTime::now(),
+            };
+            let layout = String::from_utf8_lossy(layout);
+            let out = t.in_zone(&String::from_utf8_lossy(zone)).format(&layout);
+            cap(out.len(), max)?;
+            text(out.into_bytes())
+        }
+        "dateModify" | "date_modify" | "mustDateModify" | "must_date_modify" => {
+            count(a, 2)?;
+            let d = s(&a[0])?;
+            let Value::Time(t) = &a[1] else {
+                return Err(wrong("time.Time", &a[1]));
+            };
+            match go_parse_duration::parse_duration(&String::from_utf8_lossy(d)) {
+                Ok(ns) => Ok(Value::Time(t.add_nanos(ns))),
+                Err(_) if name.starts_with("must") => fail("time: invalid duration"),
+                Err(_) => Ok(Value::Time(t.clone())),
+            }
+        }
+        "duration" => {
+            count(a, 1)?;
+            let secs = match &a[0] {
+                Value::Str(x) => std::str::from_utf8(x)
+                    .ok()
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .unwrap_or(0),
+                Value::Int(n, IntTy::Int64) => *n,
+                _ => 0,
+            };
+            text(date::duration_string(secs.wrapping_mul(1_000_000_000)).into_bytes())
+        }
+        "durationRound" => {
+            count(a, 1)?;
+            let d: i64 = match &a[0] {
+                Value::Str(x) => {
+                    go_parse_duration::parse_duration(&String::from_utf8_lossy(x)).unwrap_or(0)
+                }
+                Value::Int(n, IntTy::Int64) => *n,
+                Value::Time(t) => GoTime::now().since(t),
+                _ => 0,
+            };
+            text(date::duration_round(d).into_bytes())
+        }
+        "toDate" | "mustToDate" => {
+            count(a, 2)?;
+            let (layout, v) = (s(&a[0])?, s(&a[1])?);
+            match date::parse(
+                &String::from_utf8_lossy(layout),
+                &String::from_utf8_lossy(v),
+            ) {
+                Some(t) => Ok(Value::Time(t)),
+                None if name == "mustToDate" => {
+                    fail("parsing time: the value does not match the layout")
+                }
+                None => Ok(Value::Time(GoTime::zero())),
+            }
+        }
+        "unixEpoch" => {
+            count(a, 1)?;
+            let Value::Time(t) = &a[0] else {
+                return Err(wrong("time.Time", &a[0]));
+            };
+            text(t.unix().to_string().into_bytes())
+        }
+        "ago" => {
+            count(a, 1)?;
+            let t = match &a[0] {
+                Value::Time(t) => t.clone(),
+                Value::Int(n, IntTy::Int | IntTy::Int64) => GoTime::utc(*n, 0),
+                _ => GoTime::now(),
+            };
+            text(date::duration_string(date::round_second(GoTime::now().since(&t))).into_bytes())
+        }
+        "toYaml" => {
+            count(a, 1)?;
+            let out = super::yaml::to_yaml(&a[0]);
+            cap(out.len(), max)?;
+            text(out)
+        }
         "toJson" | "toPrettyJson" | "toRawJson" | "mustToJson" | "mustToPrettyJson"
         | "mustToRawJson" => {
             count(a, 1)?;
@@ -2235,8 +2450,177 @@ pub(crate) fn call(name: &str, args: Vec<Value>, max: usize) -> R {
             }
             text(out)
         }
-        _ => fail("function is not supported"),
+        _ => super::eso::call(name, a).unwrap_or_else(|| fail("function is not supported")),
     }
+}
+
+/// sprig's `bcrypt`: Go's x/crypto/bcrypt at its default cost 10, version `$2a$`, a fresh salt.
+/// Go refuses passwords longer than 72 bytes (and sprig returns the error as the text).
+fn bcrypt(pw: &[u8]) -> Vec<u8> {
+    if pw.len() > 72 {
+        return b"failed to encrypt string with bcrypt: bcrypt: password length exceeds 72 bytes"
+            .to_vec();
+    }
+    match bcrypt::hash_with_result(pw, 10) {
+        Ok(h) => h.format_for_version(bcrypt::Version::TwoA).into_bytes(),
+        Err(_) => b"failed to encrypt string with bcrypt".to_vec(),
+    }
+}
+
+/// mergo's map merge as sprig 3.2.3 uses it (`merge`: fill what dst lacks or has empty;
+/// `mergeOverwrite`: src wins), in place: Go maps are references, so `merge $a $b` changes $a.
+/// Nested maps merge recursively; a non-empty dst value is never replaced by a map or a list.
+fn merge_maps(dst: &MapRef, src: &MapRef, overwrite: bool, depth: usize) {
+    if depth > 64 {
+        return;
+    }
+    // Snapshot src first: dst and src may be the same map.
+    let entries: Vec<(Vec<u8>, Value)> = src
+        .borrow()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let src_empty = entries.is_empty();
+    for (key, sv) in entries {
+        let dv = dst.borrow().get(&key).cloned();
+        if matches!(sv, Value::Nil) {
+            if overwrite {
+                dst.borrow_mut().insert(key, Value::Nil);
+            }
+            continue;
+        }
+        match (&sv, &dv) {
+            (Value::Map(sm, _), Some(Value::Map(dm, ElemTy::Any))) => {
+                merge_maps(dm, sm, overwrite, depth + 1);
+            }
+            (Value::List(..), _) => {
+                // mergo stores a slice for the key whatever else happens below.
+                let dst_empty = dst.borrow().is_empty();
+                let slice = match &dv {
+                    _ if !src_empty && (overwrite || dst_empty) => sv.clone(),
+                    None | Some(Value::Nil) => Value::list(Vec::new()),
+                    Some(other) => other.clone(),
+                };
+                dst.borrow_mut().insert(key.clone(), slice);
+            }
+            _ => {}
+        }
+        let dst_set = dv.as_ref().is_some_and(|d| !is_empty(d));
+        if dst_set && matches!(sv, Value::Map(..) | Value::List(..)) {
+            continue;
+        }
+        if overwrite || !dst_set {
+            dst.borrow_mut().insert(key, sv);
+        }
+    }
+}
+
+/// sprig's AES-256-CBC: the key is the password's first 32 bytes (zero-filled). Encrypting
+/// (`iv` None) pads PKCS#7 and prepends a fresh IV; decrypting strips as many bytes as the last
+/// byte says, unchecked, as sprig does (a count past the length is an error, as Go's panic is).
+fn aes_cbc(pw: &[u8], data: &[u8], iv: Option<&[u8]>) -> Result<Vec<u8>, FnError> {
+    use cbc::cipher::block_padding::{NoPadding, Pkcs7};
+    use cbc::cipher::{BlockModeDecrypt as _, BlockModeEncrypt as _, KeyIvInit as _};
+    let mut key = zeroize::Zeroizing::new([0u8; 32]);
+    let n = pw.len().min(32);
+    key[..n].copy_from_slice(&pw[..n]);
+    let bad = |_| FnError::Msg("crypto/cipher: input not full blocks".into());
+    match iv {
+        None => {
+            let iv: [u8; 16] = rand::random();
+            let enc = cbc::Encryptor::<aes::Aes256>::new_from_slices(&key[..], &iv)
+                .map_err(|_| FnError::Msg("crypto/aes: invalid key size".into()))?;
+            let mut out = iv.to_vec();
+            out.extend(enc.encrypt_padded_vec::<Pkcs7>(data));
+            Ok(out)
+        }
+        Some(iv) => {
+            if data.is_empty() || !data.len().is_multiple_of(16) {
+                return fail("crypto/cipher: input not full blocks");
+            }
+            let dec = cbc::Decryptor::<aes::Aes256>::new_from_slices(&key[..], iv)
+                .map_err(|_| FnError::Msg("crypto/aes: invalid key size".into()))?;
+            let mut out = dec.decrypt_padded_vec::<NoPadding>(data).map_err(bad)?;
+            let pad = usize::from(out.last().copied().unwrap_or(0));
+            if pad > out.len() {
+                return fail("slice bounds out of range");
+            }
+            out.truncate(out.len() - pad);
+            Ok(out)
+        }
+    }
+}
+
+/// goutils' AbbreviateFull (sprig's `abbrevboth`), on bytes as Go slices strings; the width is at
+/// least 4 here (sprig checks first).
+fn abbreviate_full(x: &[u8], offset: i64, width: i64) -> Vec<u8> {
+    let len = x.len() as i64;
+    if x.is_empty() || len <= width {
+        return x.to_vec();
+    }
+    let mut offset = offset.min(len);
+    if len - offset < width - 3 {
+        offset = len - (width - 3);
+    }
+    let dots = b"...";
+    if offset <= 4 {
+        return [&x[..(width - 3) as usize], dots].concat();
+    }
+    if width < 7 {
+        return Vec::new();
+    }
+    if offset + width - 3 < len {
+        return [
+            dots,
+            &abbreviate_full(&x[offset as usize..], 0, width - 3)[..],
+        ]
+        .concat();
+    }
+    [dots, &x[(len - (width - 3)) as usize..]].concat()
+}
+
+/// goutils' WrapCustom (sprig's `wrap` and `wrapWith`): break at the last space within the
+/// width; a longer word is cut (`long_words`) or kept whole. Byte columns, as in Go.
+fn wrap_custom(x: &[u8], width: i64, newline: &[u8], long_words: bool) -> Vec<u8> {
+    if x.is_empty() {
+        return Vec::new();
+    }
+    let newline: &[u8] = if newline.is_empty() { b"\n" } else { newline };
+    let width = width.max(1) as usize;
+    let len = x.len();
+    let mut offset = 0;
+    let mut out = Vec::new();
+    while len - offset > width {
+        if x[offset] == b' ' {
+            offset += 1;
+            continue;
+        }
+        let end = width + offset + 1;
+        if let Some(sp) = x[offset..end].iter().rposition(|&c| c == b' ') {
+            out.extend_from_slice(&x[offset..offset + sp]);
+            out.extend_from_slice(newline);
+            offset += sp + 1;
+        } else if long_words {
+            out.extend_from_slice(&x[offset..offset + width]);
+            out.extend_from_slice(newline);
+            offset += width;
+        } else {
+            let end = width + offset;
+            match x[end..].iter().position(|&c| c == b' ') {
+                None => {
+                    out.extend_from_slice(&x[offset..]);
+                    offset = len;
+                }
+                Some(k) => {
+                    out.extend_from_slice(&x[offset..end + k]);
+                    out.extend_from_slice(newline);
+                    offset = end + k + 1;
+                }
+            }
+        }
+    }
+    out.extend_from_slice(&x[offset..]);
+    out
 }
 
 // ---- Go's path package ----

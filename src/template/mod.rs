@@ -8,11 +8,15 @@
 //! Not supported yet (a template using one fails to parse with `Unsupported`): see
 //! [`UNSUPPORTED_FUNCTIONS`].
 
+mod case;
+mod date;
+mod eso;
 mod exec;
 mod fmt;
 mod funcs;
 mod parse;
 mod value;
+mod yaml;
 
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
@@ -350,9 +354,9 @@ mod tests {
 
     #[test]
     fn unsupported_and_unknown_functions_are_parse_errors() {
-        let e = out("{{ now }}", &data(&[])).unwrap_err();
+        let e = out("{{ semver \"1.2.3\" }}", &data(&[])).unwrap_err();
         assert!(
-            matches!(&e, TemplateError::Unsupported { function, .. } if function == "now"),
+            matches!(&e, TemplateError::Unsupported { function, .. } if function == "semver"),
             "{e}"
         );
         assert_eq!(e.category(), "TemplateUnsupported");
@@ -360,6 +364,19 @@ mod tests {
         assert_eq!(e.category(), "TemplateParse", "env is removed, as in ESO");
         let e = out("{{ getHostByName \"localhost\" }}", &data(&[])).unwrap_err();
         assert_eq!(e.category(), "TemplateExecute", "never reaches the network");
+    }
+
+    #[test]
+    fn costly_functions_draw_on_the_step_budget() {
+        let call = "{{ rsaDecrypt \"None\" \"\" \"x\" \"\" }}";
+        let few = format!("{{{{ range until 5 }}}}{call}{{{{ end }}}}");
+        assert_eq!(out(&few, &data(&[])).unwrap(), b"xxxxx");
+        // 5,000 calls at 1,001 steps each exceed the 1,000,000-step budget.
+        let many = format!("{{{{ range until 5000 }}}}{call}{{{{ end }}}}");
+        assert_eq!(
+            out(&many, &data(&[])).unwrap_err().category(),
+            "TemplateBudget"
+        );
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub(crate) enum Value {
     Float(f64),
     Str(GoStr),
     List(Rc<Vec<Value>>, ElemTy),
+    /// A Go time.Time (sprig's date functions).
+    Time(super::date::GoTime),
     /// Go maps are references: sprig's `set`/`unset` change a map every holder sees.
     Map(Rc<RefCell<BTreeMap<Vec<u8>, Value>>>, ElemTy),
 }
@@ -74,6 +76,7 @@ impl Value {
             Value::List(_, ElemTy::Str) => "[]string",
             Value::List(_, ElemTy::Int) => "[]int",
             Value::Map(_, ElemTy::Str) => "map[string]string",
+            Value::Time(_) => "time.Time",
             Value::Map(_, _) => "map[string]interface {}",
         }
     }
@@ -90,6 +93,7 @@ impl Value {
             Value::Str(_) => "string",
             Value::List(..) => "slice",
             Value::Map(..) => "map",
+            Value::Time(_) => "struct",
         }
     }
 
@@ -103,6 +107,8 @@ impl Value {
             Value::Str(s) => !s.is_empty(),
             Value::List(l, _) => !l.is_empty(),
             Value::Map(m, _) => !m.borrow().is_empty(),
+            // Go's truth of a struct is always true.
+            Value::Time(_) => true,
         }
     }
 }
@@ -115,6 +121,7 @@ pub(crate) fn write_value(out: &mut Vec<u8>, v: &Value) {
         Value::Int(n, _) => out.extend_from_slice(n.to_string().as_bytes()),
         Value::Float(f) => out.extend_from_slice(format_float_g(*f, -1).as_bytes()),
         Value::Str(s) => out.extend_from_slice(s),
+        Value::Time(t) => out.extend_from_slice(t.go_string().as_bytes()),
         Value::List(items, _) => {
             out.push(b'[');
             for (i, x) in items.iter().enumerate() {

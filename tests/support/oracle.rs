@@ -38,8 +38,9 @@ fn binary() -> PathBuf {
                 .status()
                 .unwrap_or_else(|e| {
                     panic!(
-                        "the Go oracle needs Debian's golang-go, golang-github-masterminds-sprig-dev and \
-                         golang-github-tidwall-gjson-dev (./scripts/test installs them): {e}"
+                        "the Go oracle needs Debian's golang-go, golang-github-masterminds-sprig-dev, \
+                         golang-github-tidwall-gjson-dev, golang-k8s-sigs-yaml-dev and \
+                         golang-sslmate-src-go-pkcs12-dev (./scripts/test installs them): {e}"
                     )
                 });
             assert!(status.success(), "go build of tools/go-oracle failed");
