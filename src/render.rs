@@ -188,7 +188,13 @@ async fn render_one(
     let provider = providers.for_store(&store, &namespace).await?;
     let fetched =
         crate::provider::fetch_documents(provider.as_ref(), build::requests(&es.spec)).await;
-    let mut desired = build::desired_data(&es.spec, &fetched)?;
+    let found = crate::provider::find_all(
+        provider.as_ref(),
+        build::finds(&es.spec),
+        crate::controller::DEFAULT_FIND_LIMIT,
+    )
+    .await;
+    let mut desired = build::desired_data_found(&es.spec, &fetched, &found)?;
     // templateFrom ConfigMaps and Secrets come from the same files.
     let sources: Sources = TemplateSpec::of(&es.spec)
         .map_err(BuildError::from)?
@@ -215,6 +221,11 @@ async fn render_one(
         Plan::Keep(Change::NotWritten) => {
             return Ok(format!(
                 "# ExternalSecret {id}: creationPolicy None, no Secret is written\n"
+            ));
+        }
+        Plan::Keep(Change::NothingFound) => {
+            return Ok(format!(
+                "# ExternalSecret {id}: dataFrom.find matched nothing, no Secret\n"
             ));
         }
         Plan::Keep(_) | Plan::Delete => {

@@ -9,6 +9,7 @@ pub mod hash_key;
 pub mod plan;
 pub mod refresh;
 pub mod resolve;
+pub mod rewrite;
 pub mod rotation;
 pub mod runtime;
 pub mod status;
@@ -53,7 +54,12 @@ pub struct Config {
     /// Export every source's rotation dates as metrics (one date lookup per source per sync), not
     /// only for ExternalSecrets with the max-age annotation.
     pub rotation_age_metrics: bool,
+    /// Most remote secrets one `dataFrom.find` may match; more is an error (nothing is read).
+    pub find_limit: usize,
 }
+
+/// Default of `--find-limit`.
+pub const DEFAULT_FIND_LIMIT: usize = 1000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -65,6 +71,7 @@ impl Default for Config {
             concurrency: 16,
             permanent_retry: Duration::from_secs(300),
             rotation_age_metrics: false,
+            find_limit: DEFAULT_FIND_LIMIT,
         }
     }
 }
@@ -348,9 +355,15 @@ impl Context {
         let provider = self.providers.for_store(&store, &namespace).await?;
         let fetched =
             crate::provider::fetch_documents(provider.as_ref(), build::requests(spec)).await;
+        let found = crate::provider::find_all(
+            provider.as_ref(),
+            build::finds(spec),
+            self.config.find_limit,
+        )
+        .await;
 
         // 3. Build the desired data (pure), through the template if there is one.
-        let mut desired = build::desired_data(spec, &fetched)?;
+        let mut desired = build::desired_data_found(spec, &fetched, &found)?;
         let sources = self.template_sources(es).await?;
         build::apply_template(spec, &mut desired, &sources)?;
 
@@ -598,7 +611,8 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
             | Change::ImmutableKept
             | Change::Deleted
             | Change::AlreadyDeleted
-            | Change::TargetMissing)
+            | Change::TargetMissing
+            | Change::NothingFound)
     );
     ctx.metrics.condition(&namespace, &name, "Ready", ready);
     ctx.metrics.reconciled(
@@ -723,7 +737,11 @@ async fn publish_event(
             }
         }
         Ok(
-            Change::Unchanged | Change::NotWritten | Change::AlreadyDeleted | Change::TargetMissing,
+            Change::Unchanged
+            | Change::NotWritten
+            | Change::AlreadyDeleted
+            | Change::TargetMissing
+            | Change::NothingFound,
         ) => return,
         Err(err) => {
             let message = err.status_message();

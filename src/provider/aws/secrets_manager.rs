@@ -1,5 +1,6 @@
 //! Secrets Manager reads: current versions batched through BatchGetSecretValue (20 IDs per call), pinned
-//! versions through GetSecretValue, tags through DescribeSecret. Returns raw documents only; must not
+//! versions through GetSecretValue, tags through DescribeSecret, `find` through ListSecrets (100 per page)
+//! then BatchGetSecretValue. Returns raw documents only; must not
 //! parse, select or decode values, and must never put a value in an error or a log line.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,10 +13,14 @@ use futures::{StreamExt, stream};
 
 use super::{AwsIdentity, count, errors};
 use crate::admin::Metrics;
-use crate::provider::{FetchRequest, ProviderError, RotationTimes, SecretBytes, SecretProvider};
+use crate::provider::{
+    FetchRequest, FindRequest, Found, ProviderError, RotationTimes, SecretBytes, SecretProvider,
+};
 
 /// AWS's limit of secret IDs per BatchGetSecretValue call.
 const BATCH_LIMIT: usize = 20;
+/// AWS's largest ListSecrets page.
+const LIST_PAGE: i32 = 100;
 /// Calls in flight at once per fetch: enough to hide latency, few enough to stay far from AWS's TPS limits.
 const CONCURRENCY: usize = 8;
 const CURRENT_STAGE: &str = "AWSCURRENT";
@@ -227,10 +232,15 @@ impl SecretsManagerProvider {
     }
 
     async fn fetch_one(&self, client: &Client, request: &FetchRequest) -> Fetched {
+        self.fetch_id(client, request, &self.secret_id(&request.key))
+            .await
+    }
+
+    /// `request` read from the secret `id` (the prefixed key, or a name that `find` listed).
+    async fn fetch_id(&self, client: &Client, request: &FetchRequest, id: &str) -> Fetched {
         let key = request.key.as_str();
-        let id = self.secret_id(key);
         if request.metadata {
-            let described = client.describe_secret().secret_id(&id).send().await;
+            let described = client.describe_secret().secret_id(id).send().await;
             count(&self.metrics, METRIC_PROVIDER, "DescribeSecret", &described);
             let described = described.map_err(|e| errors::from_sdk(key, &e))?;
             let tags: BTreeMap<String, String> = described
@@ -245,7 +255,7 @@ impl SecretsManagerProvider {
             })?;
             return Ok(SecretBytes::new(json));
         }
-        let mut call = client.get_secret_value().secret_id(&id);
+        let mut call = client.get_secret_value().secret_id(id);
         if let Some(v) = request.version.as_deref().filter(|v| !v.is_empty()) {
             call = match v.strip_prefix(VERSION_ID_PREFIX) {
                 Some(version_id) => call.version_id(version_id),
@@ -259,8 +269,158 @@ impl SecretsManagerProvider {
     }
 }
 
+impl SecretsManagerProvider {
+    /// The names `find` matches: ListSecrets pages with the server-side filters ESO sends (`tag-key` and
+    /// `tag-value` per tag, `name` for the path; AWS matches these as prefixes, unpaired), then the
+    /// exact rules on each entry: the name starts with the path, the regexp matches, every tag is on
+    /// the secret with exactly its value, and it is not scheduled for deletion.
+    async fn find_names(
+        &self,
+        client: &Client,
+        request: &FindRequest,
+        limit: usize,
+    ) -> Result<Vec<String>, ProviderError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let matcher = crate::provider::find_matcher(request)?;
+        let mut filters = Vec::new();
+        for (k, v) in &request.tags {
+            filters.push(
+                Filter::builder()
+                    .key(FilterNameStringType::TagKey)
+                    .values(k)
+                    .build(),
+            );
+            filters.push(
+                Filter::builder()
+                    .key(FilterNameStringType::TagValue)
+                    .values(v)
+                    .build(),
+            );
+        }
+        if let Some(path) = &request.path {
+            filters.push(
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .values(path)
+                    .build(),
+            );
+        }
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let page = client
+                .list_secrets()
+                .set_filters((!filters.is_empty()).then(|| filters.clone()))
+                .max_results(LIST_PAGE)
+                .set_next_token(token)
+                .send()
+                .await;
+            count(&self.metrics, METRIC_PROVIDER, "ListSecrets", &page);
+            let page = page.map_err(|e| errors::from_sdk("ListSecrets", &e))?;
+            for entry in page.secret_list.unwrap_or_default() {
+                let Some(name) = entry.name else { continue };
+                let tags: BTreeMap<String, String> = entry
+                    .tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+                    .collect();
+                let wanted = entry.deleted_date.is_none()
+                    && request.path.as_deref().is_none_or(|p| name.starts_with(p))
+                    && matcher.as_ref().is_none_or(|m| m.is_match(&name))
+                    && request.tags.iter().all(|(k, v)| tags.get(k) == Some(v));
+                if wanted {
+                    names.push(name);
+                    if names.len() > limit {
+                        return Err(ProviderError::FindLimitExceeded { limit });
+                    }
+                }
+            }
+            token = page.next_token.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+}
+
 #[async_trait]
 impl SecretProvider for SecretsManagerProvider {
+    /// ListSecrets (ceil(N/100) pages when the filters narrow the listing to the N matches), then
+    /// BatchGetSecretValue by name, 20 per call: ceil(N/100) + ceil(N/20) calls. As in ESO, the
+    /// store's `prefix` does not apply to find; a find needs a name or tags.
+    async fn find(&self, request: &FindRequest, limit: usize) -> Result<Found, ProviderError> {
+        if request.name_regexp.is_none() && request.tags.is_empty() {
+            return Err(ProviderError::FindUnsupported {
+                detail: "a find on Secrets Manager needs name or tags".to_owned(),
+            });
+        }
+        let client = self.identity.secrets_manager();
+        let names = self.find_names(client, request, limit).await?;
+        let requests: Vec<FetchRequest> = names.iter().map(FetchRequest::current).collect();
+        let ids: Vec<(String, Vec<usize>)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), vec![i]))
+            .collect();
+        let mut results: Vec<Option<Fetched>> = vec![None; requests.len()];
+        let mut single = Vec::new();
+        if self.identity.batch_allowed() {
+            let answers: Vec<Vec<(usize, Option<Fetched>)>> =
+                stream::iter(ids.chunks(BATCH_LIMIT).map(<[_]>::to_vec))
+                    .map(|chunk| self.batch(client, &requests, chunk))
+                    .buffer_unordered(CONCURRENCY)
+                    .collect()
+                    .await;
+            for (i, answer) in answers.into_iter().flatten() {
+                match answer {
+                    Some(result) => results[i] = Some(result),
+                    None => single.push(i),
+                }
+            }
+        } else {
+            single.extend(0..requests.len());
+        }
+        let requests = &requests;
+        let answers: Vec<(usize, Fetched)> = stream::iter(single)
+            .map(|i| async move {
+                let request = &requests[i];
+                (i, self.fetch_id(client, request, &request.key).await)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (i, result) in answers {
+            results[i] = Some(result);
+        }
+        let mut found = Found::new();
+        for (name, result) in names.into_iter().zip(results) {
+            match result {
+                Some(Ok(value)) => {
+                    found.insert(name, value);
+                }
+                // Deleted, or scheduled for deletion, since it was listed: it no longer matches.
+                Some(Err(e)) if e.is_gone() => {}
+                Some(Err(ProviderError::InvalidRequest { .. }))
+                    if self
+                        .deletion_scheduled(client, &name)
+                        .await
+                        .is_ok_and(|scheduled| scheduled) => {}
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(ProviderError::Unavailable {
+                        key: name,
+                        detail: "Secrets Manager gave no answer".to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Fetched> {
         let client = self.identity.secrets_manager();
         let mut results: Vec<Option<Fetched>> = vec![None; requests.len()];
