@@ -152,7 +152,9 @@ fn extract_name(s: &str) -> Option<(&str, Option<usize>, &str)> {
     let mut num: Option<usize> = Some(0);
     for b in name.bytes() {
         num = match num {
-            Some(n) if b.is_ascii_digit() && n < 100_000_000 => Some(n * 10 + usize::from(b - b'0')),
+            Some(n) if b.is_ascii_digit() && n < 100_000_000 => {
+                Some(n * 10 + usize::from(b - b'0'))
+            }
             _ => None,
         };
     }
@@ -167,7 +169,10 @@ fn is_go_letter(c: char) -> bool {
     static LETTER: std::sync::LazyLock<Option<Regex>> =
         std::sync::LazyLock::new(|| Regex::new(r"^\p{L}$").ok());
     c.is_ascii_alphabetic()
-        || (!c.is_ascii() && LETTER.as_ref().is_some_and(|re| re.is_match(c.encode_utf8(&mut [0; 4]))))
+        || (!c.is_ascii()
+            && LETTER
+                .as_ref()
+                .is_some_and(|re| re.is_match(c.encode_utf8(&mut [0; 4]))))
 }
 
 fn is_go_digit(c: char) -> bool {
@@ -175,7 +180,10 @@ fn is_go_digit(c: char) -> bool {
     static DIGIT: std::sync::LazyLock<Option<Regex>> =
         std::sync::LazyLock::new(|| Regex::new(r"^\p{Nd}$").ok());
     c.is_ascii_digit()
-        || (!c.is_ascii() && DIGIT.as_ref().is_some_and(|re| re.is_match(c.encode_utf8(&mut [0; 4]))))
+        || (!c.is_ascii()
+            && DIGIT
+                .as_ref()
+                .is_some_and(|re| re.is_match(c.encode_utf8(&mut [0; 4]))))
 }
 
 const ASCII_DIGIT: &str = "0-9";
@@ -336,8 +344,16 @@ mod tests {
         assert_eq!(replace("(a)", "a", "$-"), "$-");
         assert_eq!(replace("(?P<k>a)", "a", "<$k>"), "<a>");
         assert_eq!(replace("(?P<k>a)", "a", "${k}s"), "as");
-        assert_eq!(replace("(a)", "a", "$01"), "", "a leading zero is a name, not 1");
-        assert_eq!(replace("(a)(b)?", "a", "[$2]"), "[]", "a group that did not match");
+        assert_eq!(
+            replace("(a)", "a", "$01"),
+            "",
+            "a leading zero is a name, not 1"
+        );
+        assert_eq!(
+            replace("(a)(b)?", "a", "[$2]"),
+            "[]",
+            "a group that did not match"
+        );
         assert_eq!(replace("(a)", "a", "$9"), "");
     }
 

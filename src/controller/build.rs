@@ -1051,7 +1051,9 @@ mod tests {
             "target: {template: {engineVersion: v1}}\ndata: [{secretKey: a, remoteRef: {key: k}}]",
         );
         assert_eq!(check_supported(&v1).unwrap_err().category(), "InvalidSpec");
-        let f = spec("dataFrom: [{find: {name: {regexp: '.*'}}, rewrite: [{regexp: {source: a, target: b}}]}]");
+        let f = spec(
+            "dataFrom: [{find: {name: {regexp: '.*'}}, rewrite: [{regexp: {source: a, target: b}}]}]",
+        );
         assert_eq!(check_supported(&f), Ok(()));
         let g = spec("dataFrom: [{sourceRef: {generatorRef: {kind: Password, name: p}}}]");
         assert_eq!(
@@ -1087,7 +1089,10 @@ mod tests {
             .collect()
     }
 
-    fn with_find(s: &ExternalSecretSpec, answer: Result<crate::provider::Found, ProviderError>) -> FoundAll {
+    fn with_find(
+        s: &ExternalSecretSpec,
+        answer: Result<crate::provider::Found, ProviderError>,
+    ) -> FoundAll {
         let requests = finds(s);
         assert_eq!(requests.len(), 1);
         requests.into_iter().map(|r| (r, answer.clone())).collect()
@@ -1098,7 +1103,10 @@ mod tests {
         let s = spec(
             "dataFrom: [{find: {name: {regexp: '^app/'}, conversionStrategy: Unicode, decodingStrategy: Base64}}]",
         );
-        let all = with_find(&s, Ok(found(&[("app/db.user", "dQ=="), ("/app/x y", "eA==")])));
+        let all = with_find(
+            &s,
+            Ok(found(&[("app/db.user", "dQ=="), ("/app/x y", "eA==")])),
+        );
         let d = desired_data_found(&s, &HashMap::new(), &all).unwrap();
         assert_eq!(text(&d, "app_U002f_db.user"), "u");
         assert_eq!(text(&d, "_U002f_app_U002f_x_U0020_y"), "x");
@@ -1121,7 +1129,10 @@ dataFrom:
         );
         let all = with_find(
             &s,
-            Ok(found(&[("path/to/my/secrets/username", "u"), ("path/to/my/secrets/password", "p")])),
+            Ok(found(&[
+                ("path/to/my/secrets/username", "u"),
+                ("path/to/my/secrets/password", "p"),
+            ])),
         );
         let d = desired_data_found(&s, &fetched(&[("dev", Ok(r#"{"password":"bar"}"#))]), &all)
             .unwrap();
@@ -1154,7 +1165,10 @@ dataFrom:
     #[test]
     fn finds_need_a_name_or_tags_and_a_valid_go_regexp() {
         let no_name = spec("dataFrom: [{find: {path: /a}}]");
-        assert_eq!(check_supported(&no_name).unwrap_err().category(), "InvalidSpec");
+        assert_eq!(
+            check_supported(&no_name).unwrap_err().category(),
+            "InvalidSpec"
+        );
         let bad = spec("dataFrom: [{find: {name: {regexp: '(?=x)'}}}]");
         assert_eq!(check_supported(&bad).unwrap_err().category(), "InvalidSpec");
         let bad_rewrite =

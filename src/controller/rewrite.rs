@@ -68,7 +68,8 @@ pub type Keys = BTreeMap<String, SecretBytes>;
 pub fn validate(ops: &[ExternalSecretRewrite]) -> Result<(), RewriteError> {
     for (index, op) in ops.iter().enumerate() {
         if let Some(re) = &op.regexp {
-            GoRegex::new(&re.source).map_err(|source| RewriteError::CompileRegexp { index, source })?;
+            GoRegex::new(&re.source)
+                .map_err(|source| RewriteError::CompileRegexp { index, source })?;
         }
         if let Some(t) = &op.transform {
             crate::template::parsed(&t.template, "rewrite.transform").map_err(|source| {
@@ -191,7 +192,9 @@ fn apply_merge(index: usize, merge: &RewriteMerge, keys: Keys) -> Result<Keys, R
                     serde_json::Value::Number(n) => {
                         crate::template::go_format_float(n.as_f64().unwrap_or(0.0)).into_bytes()
                     }
-                    other => crate::template::go_json_marshal(&other, true).ok_or_else(encode_error)?,
+                    other => {
+                        crate::template::go_json_marshal(&other, true).ok_or_else(encode_error)?
+                    }
                 };
                 out.insert(k, SecretBytes::new(bytes));
             }
@@ -233,7 +236,9 @@ mod tests {
     }
 
     fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
-        p.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        p.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
@@ -243,10 +248,16 @@ mod tests {
 - regexp: {source: "path/to/my/secrets/(.*)", target: "$1"}
 - transform: {template: 'ENV_{{ .value | upper | replace "-" "_" }}'}
 "#),
-            keys(&[("path/to/my/secrets/db-user", "u"), ("path/to/my/secrets/db-pass", "p")]),
+            keys(&[
+                ("path/to/my/secrets/db-user", "u"),
+                ("path/to/my/secrets/db-pass", "p"),
+            ]),
         )
         .unwrap();
-        assert_eq!(text(&got), pairs(&[("ENV_DB_PASS", "p"), ("ENV_DB_USER", "u")]));
+        assert_eq!(
+            text(&got),
+            pairs(&[("ENV_DB_PASS", "p"), ("ENV_DB_USER", "u")])
+        );
     }
 
     #[test]
@@ -273,7 +284,10 @@ mod tests {
             &ops("[{merge: {conflictPolicy: Ignore, priority: [a]}}]"),
             keys(&[
                 ("a", r#"{"x":"from-a","n":1e21}"#),
-                ("b", r#"{"x":"from-b","obj":{"z":1,"a":"<&>"},"t":true,"nil":null,"f":0.0000001}"#),
+                (
+                    "b",
+                    r#"{"x":"from-b","obj":{"z":1,"a":"<&>"},"t":true,"nil":null,"f":0.0000001}"#,
+                ),
             ]),
         )
         .unwrap();
@@ -301,8 +315,11 @@ mod tests {
                 keys: "x".into()
             }
         );
-        let err = apply(&ops("[{merge: {priority: [zz], conflictPolicy: Ignore}}]"), two.clone())
-            .unwrap_err();
+        let err = apply(
+            &ops("[{merge: {priority: [zz], conflictPolicy: Ignore}}]"),
+            two.clone(),
+        )
+        .unwrap_err();
         assert_eq!(err.category(), "RewriteFailed");
         let ok = apply(
             &ops("[{merge: {priority: [zz], priorityPolicy: IgnoreNotFound, conflictPolicy: Ignore}}]"),
@@ -325,7 +342,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             text(&got)[1],
-            ("all".to_string(), r#"{"n":1.5,"p":[1,"y"],"u":"<x>"}"#.to_string())
+            (
+                "all".to_string(),
+                r#"{"n":1.5,"p":[1,"y"],"u":"<x>"}"#.to_string()
+            )
         );
         assert_eq!(got.len(), 3);
         let err = apply(&ops("[{merge: {strategy: JSON}}]"), keys(&[("a", "{}")])).unwrap_err();
@@ -341,6 +361,11 @@ mod tests {
             "InvalidSpec"
         );
         assert!(validate(&ops(r#"[{transform: {template: "{{ .value "}}]"#)).is_err());
-        assert!(validate(&ops(r#"[{transform: {template: "{{ .value }}"}}, {regexp: {source: a, target: b}}]"#)).is_ok());
+        assert!(
+            validate(&ops(
+                r#"[{transform: {template: "{{ .value }}"}}, {regexp: {source: a, target: b}}]"#
+            ))
+            .is_ok()
+        );
     }
 }

@@ -143,7 +143,13 @@ mod tests {
         let keys: Vec<_> = found.keys().map(String::as_str).collect();
         assert_eq!(keys, ["_foo_bar", "_foo_baz"]);
         assert_eq!(found["_foo_bar"].expose(), b"HELLO2");
-        assert!(provider.find(&find("nothing"), 10).await.unwrap().is_empty());
+        assert!(
+            provider
+                .find(&find("nothing"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(
             provider.find(&find(".*"), 2).await,
             Err(ProviderError::FindLimitExceeded { limit: 2 })

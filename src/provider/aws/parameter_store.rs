@@ -13,7 +13,9 @@ use futures::{StreamExt, stream};
 
 use super::{AwsIdentity, count, errors};
 use crate::admin::Metrics;
-use crate::provider::{FetchRequest, FindRequest, Found, ProviderError, SecretBytes, SecretProvider};
+use crate::provider::{
+    FetchRequest, FindRequest, Found, ProviderError, SecretBytes, SecretProvider,
+};
 
 /// AWS's limit of names per GetParameters call.
 const BATCH_LIMIT: usize = 10;
@@ -343,7 +345,11 @@ impl ParameterStoreProvider {
 
     /// Current values of `names` (full parameter names, no store prefix), 10 per GetParameters call.
     /// A parameter deleted since it was listed no longer matches.
-    async fn read_values(&self, client: &Client, names: Vec<String>) -> Result<Found, ProviderError> {
+    async fn read_values(
+        &self,
+        client: &Client,
+        names: Vec<String>,
+    ) -> Result<Found, ProviderError> {
         let wanted: Vec<Wanted> = names
             .iter()
             .enumerate()
