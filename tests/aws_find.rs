@@ -306,3 +306,76 @@ async fn over_the_limit_or_matching_nothing_the_secret_is_kept_as_it_is() {
     })
     .await;
 }
+
+fn corpus(file: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
+    let dir = if dir.exists() {
+        dir
+    } else {
+        std::path::PathBuf::from("/work/shared/corpus")
+    };
+    std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("corpus {file}: {e}"))
+}
+
+/// The corpus manifests that use find and rewrite, applied unchanged (their stores adapted to moto or
+/// taken from the corpus), each giving the keys ESO gives for the same remote data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corpus_find_and_rewrite_manifests_sync_with_esos_keys() {
+    within_timeout(async {
+        let moto = Moto::start().await;
+        for (name, value) in [
+            ("path/to/my/secrets/username", "u"),
+            ("path/to/my/secrets/password", "p"),
+            ("path/to/my/other", "not-matched-by-name"),
+            ("path/to/yours/secrets/z", "not-under-path"),
+            ("my-secrets-dev", r#"{"password":"bar"}"#),
+            ("my-secrets-prod", r#"{"password":"safebar"}"#),
+            ("productA/nginx/site1", r#"{"cert":"Q0VSVC0x"}"#),
+            ("productA/nginx/site2", r#"{"cert":"Q0VSVC0y"}"#),
+            ("productB/nginx/site3", r#"{"cert":"other"}"#),
+        ] {
+            moto.put_secret_string(name, value).await;
+        }
+        let c = cluster_on_moto(&moto, controller::Config::default()).await;
+        c.apply(&SM.replace("name: sm", "name: backend")).await;
+        c.apply("apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: aws-secretsmanager}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: us-east-1}\n").await;
+        c.apply(&corpus("061-fake-clustersecretstore.yaml")).await;
+        let synced = |name: &'static str, want: &'static [(&'static str, &'static str)]| {
+            let c = &c;
+            async move {
+                let want = pairs(want);
+                wait_for(&format!("Secret {name} with ESO's keys"), std::time::Duration::from_secs(20), || async {
+                    let s = c.secret("default", name).await?;
+                    (data_of(&s) == want).then_some(())
+                })
+                .await;
+            }
+        };
+        let mut checked = 0;
+        c.apply(&corpus("067-generic-externalsecret-find-path-rewrite-remove-prefix.yaml")).await;
+        synced("secret-to-be-created", &[("password", "p"), ("username", "u")]).await;
+        checked += 1;
+        c.apply(&corpus("068-generic-externalsecret-extract-rewrite-prefix-conflict.yaml")).await;
+        synced("secret-to-be-created", &[("dev-password", "bar"), ("prod-password", "safebar")]).await;
+        checked += 1;
+        c.apply(&corpus("069-fake-externalsecret-find-all-rewrite-transform.yaml")).await;
+        synced(
+            "external-secret-transform",
+            &[("ENV__FOO_BAR", "HELLO2"), ("ENV__FOO_BAZ", r#"{"john": "doe"}"#)],
+        )
+        .await;
+        checked += 1;
+        c.apply(&corpus("074-aws-sm-externalsecret-find-rewrite-templatefrom-literal-fromjson.yaml")).await;
+        synced("nginx-certs", &[("site1", "Q0VSVC0x"), ("site2", "Q0VSVC0y")]).await;
+        checked += 1;
+        c.apply(&corpus("075-aws-sm-externalsecret-templatefrom-valuesdecodingstrategy.yaml")).await;
+        synced("nginx-certs", &[("site1", "CERT-1"), ("site2", "CERT-2")]).await;
+        checked += 1;
+        for name in ["secret-to-be-created", "external-secret-transform", "nginx-certs"] {
+            let es = if name == "secret-to-be-created" { "example" } else { name };
+            c.wait_ready("default", es, "True", "SecretSynced").await;
+        }
+        support::report(&format!("[corpus] {checked} find/rewrite manifests synced with ESO's keys"));
+    })
+    .await;
+}
