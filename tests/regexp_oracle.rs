@@ -205,7 +205,7 @@ fn well_formed(seed: u64, count: usize) -> Vec<Case> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut cases = Vec::new();
     for n in 0..count {
-        let mut part = |rng: &mut rand::rngs::StdRng| -> String {
+        let part = |rng: &mut rand::rngs::StdRng| -> String {
             (0..rng.random_range(1..4))
                 .map(|_| {
                     let atom = ATOMS[rng.random_range(0..ATOMS.len())];
