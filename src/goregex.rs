@@ -149,7 +149,7 @@ fn extract_name(s: &str) -> Option<(&str, Option<usize>, &str)> {
     // Go: unicode.IsLetter, unicode.IsDigit (Nd) or '_'.
     let len: usize = body
         .chars()
-        .take_while(|&c| c == '_' || is_go_letter(c) || is_go_digit(c))
+        .take_while(|&c| is_go_name_char(c))
         .map(char::len_utf8)
         .sum();
     if len == 0 {
@@ -175,24 +175,14 @@ fn extract_name(s: &str) -> Option<(&str, Option<usize>, &str)> {
     Some((name, num, rest))
 }
 
-fn is_go_letter(c: char) -> bool {
-    // Go's unicode.IsLetter is category L; `regex`'s \p{L} agrees on the category.
-    static LETTER: std::sync::LazyLock<Option<Regex>> =
-        std::sync::LazyLock::new(|| Regex::new(r"^\p{L}$").ok());
-    c.is_ascii_alphabetic()
+/// Go's expansion names: `unicode.IsLetter` (category L), `unicode.IsDigit` (Nd) or `_`.
+fn is_go_name_char(c: char) -> bool {
+    static NAME: std::sync::LazyLock<Option<Regex>> =
+        std::sync::LazyLock::new(|| Regex::new(r"^[\p{L}\p{Nd}_]$").ok());
+    c.is_ascii_alphanumeric()
+        || c == '_'
         || (!c.is_ascii()
-            && LETTER
-                .as_ref()
-                .is_some_and(|re| re.is_match(c.encode_utf8(&mut [0; 4]))))
-}
-
-fn is_go_digit(c: char) -> bool {
-    // Go's unicode.IsDigit is category Nd.
-    static DIGIT: std::sync::LazyLock<Option<Regex>> =
-        std::sync::LazyLock::new(|| Regex::new(r"^\p{Nd}$").ok());
-    c.is_ascii_digit()
-        || (!c.is_ascii()
-            && DIGIT
+            && NAME
                 .as_ref()
                 .is_some_and(|re| re.is_match(c.encode_utf8(&mut [0; 4]))))
 }

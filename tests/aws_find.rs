@@ -7,16 +7,13 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use aws_sdk_secretsmanager::types::Tag;
 use aws_sdk_ssm::types::ParameterType;
-use k8s_openapi::api::core::v1::Secret;
 use secret_sync::controller::{self, build};
-use secret_sync::provider::aws::AwsProviders;
-use secret_sync::provider::{self, Providers, SecretProvider};
-use support::cluster::{TestCluster, wait_for};
-use support::moto::{Moto, es_spec, store, within_timeout};
+use secret_sync::provider::{self, SecretProvider};
+use support::cluster::{data_of, pairs, wait_for};
+use support::moto::{Moto, cluster_on_moto, es_spec, store, within_timeout};
 
 const SM: &str = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: sm, namespace: default}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: us-east-1}\n";
 const PS: &str = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: ps, namespace: default}\nspec:\n  provider:\n    aws: {service: ParameterStore, region: us-east-1}\n";
@@ -50,12 +47,6 @@ async fn build_keys(
         .iter()
         .map(|(k, v)| (k.clone(), String::from_utf8(v.expose().to_vec()).unwrap()))
         .collect())
-}
-
-fn pairs(p: &[(&str, &str)]) -> BTreeMap<String, String> {
-    p.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 #[tokio::test]
@@ -159,20 +150,7 @@ async fn parameter_store_finds_by_path_recursively_and_by_tags() {
             .await;
         moto.put_parameter("/other/x", "x", ParameterType::String)
             .await;
-        let ssm = moto.ssm().await;
-        ssm.add_tags_to_resource()
-            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
-            .resource_id("/other/x")
-            .tags(
-                aws_sdk_ssm::types::Tag::builder()
-                    .key("team")
-                    .value("x")
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
+        moto.tag_parameter("/other/x", "team", "x").await;
         let providers = moto.providers(None).await;
         let ps = providers.for_store(&store(PS), "default").await.unwrap();
         let by_path = build_keys(
@@ -212,32 +190,6 @@ async fn parameter_store_finds_by_path_recursively_and_by_tags() {
         assert_eq!(over.unwrap_err().category(), "FindLimitExceeded");
     })
     .await;
-}
-
-async fn cluster_on_moto(moto: &Moto, config: controller::Config) -> TestCluster {
-    let mut c = TestCluster::without_controller().await;
-    let aws = AwsProviders::with_base_config(
-        Some(c.client.clone()),
-        c.metrics.clone(),
-        moto.config().await,
-    );
-    let providers = Providers {
-        kube: Some(c.client.clone()),
-        metrics: c.metrics.clone(),
-        aws: Arc::new(aws),
-    };
-    c.start_controller_with(config, providers, None);
-    c
-}
-
-fn data_of(secret: &Secret) -> BTreeMap<String, String> {
-    secret
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

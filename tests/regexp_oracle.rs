@@ -163,12 +163,17 @@ fn generated(seed: u64, count: usize) -> Vec<Case> {
     }
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x5eed);
     for case in &mut cases {
-        let len = rng.random_range(0..10);
-        case.1 = (0..len)
-            .map(|_| TEXT_CHARS[rng.random_range(0..TEXT_CHARS.len())])
-            .collect();
+        case.1 = random_text(&mut rng);
     }
     cases
+}
+
+/// Up to 11 characters: ASCII, non-ASCII letters and digits, whitespace Go's `\s` does and does not
+/// know, and class punctuation.
+fn random_text(rng: &mut rand::rngs::StdRng) -> String {
+    (0..rng.random_range(0..12))
+        .map(|_| TEXT_CHARS[rng.random_range(0..TEXT_CHARS.len())])
+        .collect()
 }
 
 const ATOMS: &[&str] = &[
@@ -225,9 +230,7 @@ fn well_formed(seed: u64, count: usize) -> Vec<Case> {
         let template: String = (0..rng.random_range(1..4))
             .map(|_| TEMPLATE_PIECES[rng.random_range(0..TEMPLATE_PIECES.len())])
             .collect();
-        let text: String = (0..rng.random_range(0..12))
-            .map(|_| TEXT_CHARS[rng.random_range(0..TEXT_CHARS.len())])
-            .collect();
+        let text = random_text(&mut rng);
         cases.push((pattern, text, template));
     }
     cases

@@ -6,38 +6,19 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_ssm::types::ParameterType;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use secret_sync::controller;
-use secret_sync::provider::Providers;
-use secret_sync::provider::aws::AwsProviders;
-use support::cluster::{TestCluster, scaled, wait_for};
+use support::cluster::{TestCluster, data_of, pairs, scaled, wait_for};
 use support::moto::{Moto, within_timeout};
 
 use support::cluster::fake_store as store;
 
 fn external_secret(name: &str, spec: &str) -> String {
     support::cluster::external_secret_yaml("default", name, spec)
-}
-
-fn data_of(secret: &Secret) -> BTreeMap<String, String> {
-    secret
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-        .collect()
-}
-
-fn pairs(p: &[(&str, &str)]) -> BTreeMap<String, String> {
-    p.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 /// A Secret made by hand (a plain create: an Update entry for its manager, as `kubectl create` makes).
@@ -264,19 +245,7 @@ async fn secrets_written_by_the_old_shared_field_manager_are_migrated_on_first_s
 
 /// The controller with the AWS providers pointed at moto.
 async fn cluster_on_moto(moto: &Moto) -> TestCluster {
-    let mut c = TestCluster::without_controller().await;
-    let aws = AwsProviders::with_base_config(
-        Some(c.client.clone()),
-        c.metrics.clone(),
-        moto.config().await,
-    );
-    let providers = Providers {
-        kube: Some(c.client.clone()),
-        metrics: c.metrics.clone(),
-        aws: Arc::new(aws),
-    };
-    c.start_controller_with(controller::Config::default(), providers, None);
-    c
+    support::moto::cluster_on_moto(moto, controller::Config::default()).await
 }
 
 const AWS_STORES: &str = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: sm, namespace: default}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: us-east-1}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: ps, namespace: default}\nspec:\n  provider:\n    aws: {service: ParameterStore, region: us-east-1}\n";

@@ -243,6 +243,25 @@ impl Moto {
         }
     }
 
+    /// Tag parameter `name` with `key` = `value`.
+    pub async fn tag_parameter(&self, name: &str, key: &str, value: &str) {
+        self.ssm()
+            .await
+            .add_tags_to_resource()
+            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+            .resource_id(name)
+            .tags(
+                aws_sdk_ssm::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .expect("tag"),
+            )
+            .send()
+            .await
+            .expect("tag parameter");
+    }
+
     pub async fn put_parameter(
         &self,
         name: &str,
@@ -299,4 +318,24 @@ pub fn text(data: &DesiredData, key: &str) -> String {
             .to_vec(),
     )
     .expect("utf-8")
+}
+
+/// The fake API server with a controller (`config`) whose AWS providers talk to `moto`.
+pub async fn cluster_on_moto(
+    moto: &Moto,
+    config: secret_sync::controller::Config,
+) -> super::cluster::TestCluster {
+    let mut c = super::cluster::TestCluster::without_controller().await;
+    let aws = AwsProviders::with_base_config(
+        Some(c.client.clone()),
+        c.metrics.clone(),
+        moto.config().await,
+    );
+    let providers = Providers {
+        kube: Some(c.client.clone()),
+        metrics: c.metrics.clone(),
+        aws: Arc::new(aws),
+    };
+    c.start_controller_with(config, providers, None);
+    c
 }

@@ -231,6 +231,32 @@ impl SecretsManagerProvider {
         out
     }
 
+    /// Every `ids` entry (secret id, indices of the requests wanting its current value) through
+    /// BatchGetSecretValue, 20 per call, answers stored in `results`; returns the indices no batch
+    /// could answer, for the caller to read one by one.
+    async fn batch_all(
+        &self,
+        client: &Client,
+        requests: &[FetchRequest],
+        ids: &[(String, Vec<usize>)],
+        results: &mut [Option<Fetched>],
+    ) -> Vec<usize> {
+        let answers: Vec<Vec<(usize, Option<Fetched>)>> =
+            stream::iter(ids.chunks(BATCH_LIMIT).map(<[_]>::to_vec))
+                .map(|chunk| self.batch(client, requests, chunk))
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+        let mut single = Vec::new();
+        for (i, answer) in answers.into_iter().flatten() {
+            match answer {
+                Some(result) => results[i] = Some(result),
+                None => single.push(i),
+            }
+        }
+        single
+    }
+
     async fn fetch_one(&self, client: &Client, request: &FetchRequest) -> Fetched {
         self.fetch_id(client, request, &self.secret_id(&request.key))
             .await
@@ -367,23 +393,11 @@ impl SecretProvider for SecretsManagerProvider {
             .map(|(i, name)| (name.clone(), vec![i]))
             .collect();
         let mut results: Vec<Option<Fetched>> = vec![None; requests.len()];
-        let mut single = Vec::new();
-        if self.identity.batch_allowed() {
-            let answers: Vec<Vec<(usize, Option<Fetched>)>> =
-                stream::iter(ids.chunks(BATCH_LIMIT).map(<[_]>::to_vec))
-                    .map(|chunk| self.batch(client, &requests, chunk))
-                    .buffer_unordered(CONCURRENCY)
-                    .collect()
-                    .await;
-            for (i, answer) in answers.into_iter().flatten() {
-                match answer {
-                    Some(result) => results[i] = Some(result),
-                    None => single.push(i),
-                }
-            }
+        let single = if self.identity.batch_allowed() {
+            self.batch_all(client, &requests, &ids, &mut results).await
         } else {
-            single.extend(0..requests.len());
-        }
+            (0..requests.len()).collect()
+        };
         let requests = &requests;
         let answers: Vec<(usize, Fetched)> = stream::iter(single)
             .map(|i| async move {
@@ -437,18 +451,7 @@ impl SecretProvider for SecretsManagerProvider {
                 .push(i);
         }
         let by_id: Vec<(String, Vec<usize>)> = by_id.into_iter().collect();
-        let answers: Vec<Vec<(usize, Option<Fetched>)>> =
-            stream::iter(by_id.chunks(BATCH_LIMIT).map(<[_]>::to_vec))
-                .map(|chunk| self.batch(client, requests, chunk))
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
-        for (i, answer) in answers.into_iter().flatten() {
-            match answer {
-                Some(result) => results[i] = Some(result),
-                None => single.push(i),
-            }
-        }
+        single.extend(self.batch_all(client, requests, &by_id, &mut results).await);
 
         let answers: Vec<(usize, Fetched)> = stream::iter(single)
             .map(|i| async move { (i, self.fetch_one(client, &requests[i]).await) })
