@@ -197,11 +197,12 @@ fn request_for(remote: &RemoteRef) -> FetchRequest {
 
 /// The distinct documents this spec needs, so each is fetched once per reconcile.
 pub fn requests(spec: &ExternalSecretSpec) -> Vec<FetchRequest> {
-    let refs = spec
-        .data
-        .iter()
-        .map(|d| &d.remote_ref)
-        .chain(spec.data_from.iter().filter_map(|f| f.extract.as_ref()));
+    let refs = spec.data.iter().map(|d| &d.remote_ref).chain(
+        spec.data_from
+            .iter()
+            .filter(|f| f.find.is_none())
+            .filter_map(|f| f.extract.as_ref()),
+    );
     let unique: BTreeSet<FetchRequest> = refs.map(request_for).collect();
     unique.into_iter().collect()
 }
@@ -296,27 +297,8 @@ pub fn desired_data_found(
 
     // dataFrom first, then data, so explicit `data` entries win on key collisions (as in ESO).
     for (index, from) in spec.data_from.iter().enumerate() {
-        if let Some(remote) = &from.extract {
-            let Some(doc) = document(remote)? else {
-                continue;
-            };
-            let doc = match &remote.property {
-                Some(p) if !p.is_empty() => select_property(&remote.key, p, &doc)?,
-                _ => doc,
-            };
-            let entries = values::extract(&doc).ok_or_else(|| BuildError::ExtractNonObject {
-                key: remote.key.clone(),
-            })?;
-            let entries = finish_keys(
-                index,
-                from,
-                &remote.key,
-                entries,
-                remote.conversion_strategy.unwrap_or_default(),
-                remote.decoding_strategy.unwrap_or_default(),
-            )?;
-            out.data.extend(entries);
-        } else if let Some(find) = &from.find {
+        // A find wins over an extract in the same entry, as in ESO.
+        if let Some(find) = &from.find {
             let entries = match found.get(&find_request(find)) {
                 Some(Ok(entries)) => entries.clone(),
                 Some(Err(source)) => {
@@ -346,6 +328,26 @@ pub fn desired_data_found(
                 entries,
                 find.conversion_strategy.unwrap_or_default(),
                 find.decoding_strategy.unwrap_or_default(),
+            )?;
+            out.data.extend(entries);
+        } else if let Some(remote) = &from.extract {
+            let Some(doc) = document(remote)? else {
+                continue;
+            };
+            let doc = match &remote.property {
+                Some(p) if !p.is_empty() => select_property(&remote.key, p, &doc)?,
+                _ => doc,
+            };
+            let entries = values::extract(&doc).ok_or_else(|| BuildError::ExtractNonObject {
+                key: remote.key.clone(),
+            })?;
+            let entries = finish_keys(
+                index,
+                from,
+                &remote.key,
+                entries,
+                remote.conversion_strategy.unwrap_or_default(),
+                remote.decoding_strategy.unwrap_or_default(),
             )?;
             out.data.extend(entries);
         }
