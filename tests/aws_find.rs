@@ -93,6 +93,10 @@ async fn secrets_manager_finds_by_name_tags_and_path_as_eso_names_them() {
         )
         .await;
         assert_eq!(by_path.unwrap(), pairs(&[("db", "a-db")]));
+        // A tag value AWS's ListSecrets filters refuse (non-ASCII) still finds its secret.
+        tagged(&moto, "team-c/cafe", "c", &[("place", "café")]).await;
+        let accented = build_keys(sm.as_ref(), "dataFrom: [{find: {tags: {place: café}}}]", 100).await;
+        assert_eq!(accented.unwrap(), pairs(&[("team-c_cafe", "c")]));
         let none = build_keys(sm.as_ref(), "dataFrom: [{find: {tags: {team: nobody}}}]", 100).await;
         assert_eq!(none.unwrap(), pairs(&[]), "no match is no error");
     })

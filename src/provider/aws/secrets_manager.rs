@@ -21,6 +21,8 @@ use crate::provider::{
 const BATCH_LIMIT: usize = 20;
 /// AWS's largest ListSecrets page.
 const LIST_PAGE: i32 = 100;
+/// AWS's most filters per ListSecrets call.
+const MAX_FILTERS: usize = 10;
 /// Calls in flight at once per fetch: enough to hide latency, few enough to stay far from AWS's TPS limits.
 const CONCURRENCY: usize = 8;
 const CURRENT_STAGE: &str = "AWSCURRENT";
@@ -308,29 +310,26 @@ impl SecretsManagerProvider {
     ) -> Result<Vec<String>, ProviderError> {
         use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
         let matcher = crate::provider::find_matcher(request)?;
-        let mut filters = Vec::new();
-        for (k, v) in &request.tags {
-            filters.push(
-                Filter::builder()
-                    .key(FilterNameStringType::TagKey)
-                    .values(k)
-                    .build(),
-            );
-            filters.push(
-                Filter::builder()
-                    .key(FilterNameStringType::TagValue)
-                    .values(v)
-                    .build(),
-            );
-        }
+        let filter = |key: FilterNameStringType, value: &str| {
+            Filter::builder().key(key).values(value).build()
+        };
+        let mut wanted = Vec::new();
         if let Some(path) = &request.path {
-            filters.push(
-                Filter::builder()
-                    .key(FilterNameStringType::Name)
-                    .values(path)
-                    .build(),
-            );
+            wanted.push((FilterNameStringType::Name, path.as_str()));
         }
+        for (k, v) in &request.tags {
+            wanted.push((FilterNameStringType::TagKey, k.as_str()));
+            wanted.push((FilterNameStringType::TagValue, v.as_str()));
+        }
+        // Server-side filters only narrow the listing (the exact rules run on every entry below), so
+        // a value AWS would refuse or read as a negation is left out rather than failing the find,
+        // and so is anything past AWS's 10 filters.
+        let filters: Vec<Filter> = wanted
+            .into_iter()
+            .filter(|(_, value)| is_plain_filter_value(value))
+            .take(MAX_FILTERS)
+            .map(|(key, value)| filter(key, value))
+            .collect();
         let mut names = Vec::new();
         let mut token = None;
         loop {
@@ -500,6 +499,17 @@ fn first_key<'a>(requests: &'a [FetchRequest], indices: &[usize]) -> &'a str {
         .unwrap_or_default()
 }
 
+/// A ListSecrets filter value AWS accepts as a plain prefix: its pattern
+/// `^\!?[a-zA-Z0-9 :_@\/\+\=\.\-\!]*$`, at most 512 characters, and no leading `!` (a negation).
+fn is_plain_filter_value(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 512
+        && !value.starts_with('!')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " :_@/+=.-!".contains(c))
+}
+
 /// Current values can be batched; BatchGetSecretValue cannot pin a stage or a VersionId.
 fn is_current_value(request: &FetchRequest) -> bool {
     !request.metadata
@@ -551,6 +561,17 @@ mod tests {
             version: None,
             metadata: true
         }));
+    }
+
+    #[test]
+    fn only_values_aws_reads_as_plain_prefixes_become_server_side_filters() {
+        assert!(is_plain_filter_value("kubernetes.io/cluster/prod"));
+        assert!(is_plain_filter_value("a b:c@d+e=f-g"));
+        assert!(!is_plain_filter_value("!negated"));
+        assert!(!is_plain_filter_value("comma,value"));
+        assert!(!is_plain_filter_value("é"));
+        assert!(!is_plain_filter_value(""));
+        assert!(!is_plain_filter_value(&"a".repeat(513)));
     }
 
     #[test]
