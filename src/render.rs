@@ -337,6 +337,31 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn finds_and_rewrites_render_offline_and_an_empty_find_says_so() {
+        let find = |name: &str, regexp: &str| {
+            format!(
+                "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  secretStoreRef: {{name: s}}\n  dataFrom:\n  - find: {{name: {{regexp: '{regexp}'}}}}\n    rewrite: [{{regexp: {{source: '^(h)', target: 'x-${{1}}'}}}}]\n"
+            )
+        };
+        let out = render(&format!(
+            "{STORE}{}{}",
+            find("found", "^he"),
+            find("empty", "^nothing")
+        ))
+        .await;
+        assert!(out.failures.is_empty(), "{:?}", out.failures);
+        // "v" in base64.
+        assert!(out.yaml.contains("x-here: dg=="), "{}", out.yaml);
+        assert!(
+            out.yaml.contains(
+                "# ExternalSecret default/empty: dataFrom.find matched nothing, no Secret"
+            ),
+            "{}",
+            out.yaml
+        );
+    }
+
+    #[tokio::test]
     async fn one_failing_external_secret_does_not_hide_the_others() {
         let text = format!(
             "{STORE}{}{}{}",
