@@ -2,8 +2,10 @@
 """Starts moto's server in-process for the AWS tests, with three test-only additions.
 
 Owns: request counting per service action (GET /_counts, POST /_counts/reset), fault injection
-(POST /_faults: answer the next N matching calls with an error), and IAM enforcement that works with
-web identity and matches resource ARNs (POST /_iam/enforce, POST /_iam/role, POST /_iam/user).
+(POST /_faults: answer the next N matching calls with an error), IAM enforcement that works with
+web identity and matches resource ARNs (POST /_iam/enforce, POST /_iam/role, POST /_iam/user), and the
+lifetime of ECR authorization tokens (POST /_ecr/token-lifetime {"seconds": N}: expiresAt = now + N;
+moto's own answer is fixed at 2015-01-01).
 Also answers IAM refusals to JSON-protocol calls in AWS's JSON error shape (moto sends XML there).
 Must not change moto's behaviour for anything else. It exits when its stdin closes, so a test that dies
 never leaves a server behind.
@@ -33,6 +35,7 @@ TARGET_SERVICES = {
     "AmazonSQS": "sqs",
     "AWSEvents": "events",
     "TrentService": "kms",
+    "AmazonEC2ContainerRegistry_V20150921": "ecr",
 }
 # Calls made without a signature: the web identity token is the proof (AWS does not sign these).
 UNSIGNED_ACTIONS = {"AssumeRoleWithWebIdentity", "AssumeRoleWithSAML"}
@@ -41,6 +44,7 @@ STS_ACTIONS = {"AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML", 
 _lock = threading.Lock()
 _counts = {}
 _faults = []  # dicts: action, remaining, status, code, message
+_ecr_token_lifetime = [None]  # seconds, or None for moto's fixed expiry
 
 
 def enforcing():
@@ -186,6 +190,10 @@ class Launcher:
             return json_response(start_response, iam_role(self.url_holder[0], payload))
         if path == "/_iam/user" and method == "POST":
             return json_response(start_response, iam_user(self.url_holder[0], payload))
+        if path == "/_ecr/token-lifetime" and method == "POST":
+            with _lock:
+                _ecr_token_lifetime[0] = payload.get("seconds")
+            return json_response(start_response, {})
         if path == "/_iam/enforce" and method == "POST":
             ActionAuthenticatorMixin.request_count = 0
             settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
@@ -332,6 +340,23 @@ def install_iam_patches():
     SimpleSystemManagerResponse._resources_to_authorize = ssm_resources
 
 
+def install_ecr_patch():
+    """Let a test choose the lifetime of ECR tokens (moto dates every token 2015-01-01)."""
+    from datetime import datetime, timedelta, timezone
+
+    import moto.ecr.responses as ecr_responses
+
+    class TokenClock(datetime):
+        # moto's responses module builds only the token's expiresAt with datetime(...).
+        def __new__(cls, *args, **kwargs):
+            lifetime = _ecr_token_lifetime[0]
+            if lifetime is not None:
+                return datetime.now(timezone.utc) + timedelta(seconds=lifetime)
+            return datetime(*args, **kwargs)
+
+    ecr_responses.datetime = TokenClock
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -339,6 +364,7 @@ def main():
     args = parser.parse_args()
 
     install_iam_patches()
+    install_ecr_patch()
     url_holder = [None]
     app = Launcher(DomainDispatcherApplication(create_backend_app), url_holder)
     server = make_server(args.host, args.port, app, threaded=True)

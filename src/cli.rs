@@ -79,7 +79,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Watch only this namespace (Roles instead of ClusterRoles; no ClusterSecretStores).
+    /// Watch only this namespace (Roles instead of ClusterRoles; no ClusterSecretStores and no
+    /// ClusterExternalSecrets, both cluster-scoped).
     #[arg(long, env = "SECRET_SYNC_NAMESPACE")]
     pub namespace: Option<String>,
     /// Handle only stores whose spec.controller equals this class ("" = stores without a class).

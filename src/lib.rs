@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod events;
+pub mod generators;
 pub mod goregex;
 pub mod inspect;
 pub mod leader;

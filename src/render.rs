@@ -27,6 +27,16 @@ pub enum RenderError {
         index: usize,
         source: serde_yaml_ng::Error,
     },
+    #[error(
+        "{path} document {index}: {kind} at {api_version:?} is not served; secret-sync serves \
+         external-secrets.io/v1 and external-secrets.io/v1beta1 (see docs/v1beta1.md)"
+    )]
+    UnservedVersion {
+        path: String,
+        index: usize,
+        kind: String,
+        api_version: String,
+    },
     #[error("no ExternalSecret found in the given files")]
     NothingToRender,
     #[error("{failed} of {total} ExternalSecrets could not be rendered:\n{details}")]
@@ -47,6 +57,9 @@ enum RenderOneError {
     Build(#[from] BuildError),
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// Generators make credentials or random values: an offline preview cannot stand for them.
+    #[error("render does not run generators (spec.dataFrom[{index}].sourceRef.generatorRef)")]
+    Generator { index: usize },
 }
 
 #[derive(Default)]
@@ -77,6 +90,8 @@ impl StoreLookup for FileObjects {
 struct TypeMeta {
     #[serde(default)]
     kind: String,
+    #[serde(default, rename = "apiVersion")]
+    api_version: String,
 }
 
 fn load(files: &[PathBuf]) -> Result<FileObjects, RenderError> {
@@ -98,6 +113,19 @@ fn load(files: &[PathBuf]) -> Result<FileObjects, RenderError> {
                 continue;
             }
             let meta: TypeMeta = serde_yaml_ng::from_value(value.clone()).map_err(parse_err)?;
+            let ours = matches!(
+                meta.kind.as_str(),
+                "SecretStore" | "ClusterSecretStore" | "ExternalSecret"
+            );
+            // The API server would refuse it too: never read another version's shape as v1.
+            if ours && !crate::api::is_served(&meta.api_version) {
+                return Err(RenderError::UnservedVersion {
+                    path: shown.clone(),
+                    index,
+                    kind: meta.kind,
+                    api_version: meta.api_version,
+                });
+            }
             match meta.kind.as_str() {
                 "SecretStore" => {
                     let mut store: SecretStore =
@@ -183,6 +211,14 @@ async fn render_one(
 ) -> Result<String, RenderOneError> {
     build::check_supported(&es.spec)?;
     build::refresh_interval(&es.spec)?;
+    if let Some(index) = es
+        .spec
+        .data_from
+        .iter()
+        .position(|f| build::generator_ref(f).is_some())
+    {
+        return Err(RenderOneError::Generator { index });
+    }
     let store = resolve::resolve_store(es, objects, "")?;
     let namespace = es.metadata.namespace.clone().unwrap_or_default();
     let provider = providers.for_store(&store, &namespace).await?;
@@ -362,6 +398,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_v1beta1_manifest_renders_the_same_secret_as_v1_and_v1alpha1_is_refused() {
+        let v1 = format!("{STORE}{}", es("app", "here", ""));
+        let beta = v1.replace("external-secrets.io/v1\n", "external-secrets.io/v1beta1\n");
+        assert_eq!(beta.matches("v1beta1").count(), 2);
+        // The hash salt is random offline; everything else is the same Secret.
+        let secret = |yaml: String| {
+            let mut v: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+            v["metadata"]["annotations"] = serde_json::Value::Null;
+            v
+        };
+        let (from_beta, from_v1) = (render(&beta).await.yaml, render(&v1).await.yaml);
+        assert!(from_v1.contains("k: dg=="), "{from_v1}");
+        assert_eq!(secret(from_beta), secret(from_v1));
+
+        let alpha = v1.replace("external-secrets.io/v1\n", "external-secrets.io/v1alpha1\n");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("alpha.yaml");
+        std::fs::write(&path, alpha).unwrap();
+        let err = render_files(&[path]).await.unwrap_err();
+        assert!(
+            matches!(&err, RenderError::UnservedVersion { kind, api_version, index: 0, .. }
+                if kind == "SecretStore" && api_version == "external-secrets.io/v1alpha1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn served_versions_are_v1_and_v1beta1_of_our_group() {
+        for yes in ["external-secrets.io/v1", "external-secrets.io/v1beta1"] {
+            assert!(crate::api::is_served(yes), "{yes}");
+        }
+        for no in [
+            "external-secrets.io/v1alpha1",
+            "external-secrets.io/v2",
+            "external-secrets.io",
+            "v1",
+            "",
+            "generators.external-secrets.io/v1alpha1",
+            "example.com/external-secrets.io/v1",
+        ] {
+            assert!(!crate::api::is_served(no), "{no}");
+        }
+    }
+
+    #[tokio::test]
     async fn one_failing_external_secret_does_not_hide_the_others() {
         let text = format!(
             "{STORE}{}{}{}",
@@ -414,5 +495,19 @@ mod tests {
             out.failures
         );
         assert!(out.error().is_some());
+    }
+
+    #[tokio::test]
+    async fn generators_are_not_run_offline_and_say_so() {
+        let text = format!(
+            "{STORE}---\napiVersion: generators.external-secrets.io/v1alpha1\nkind: Password\nmetadata: {{name: pw, namespace: default}}\nspec: {{length: 12}}\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: gen, namespace: default}}\nspec:\n  dataFrom:\n  - extract: {{key: here}}\n  - sourceRef: {{generatorRef: {{kind: Password, name: pw}}}}\n"
+        );
+        let out = render(&text).await;
+        assert_eq!(
+            out.failures,
+            [
+                "ExternalSecret default/gen: render does not run generators (spec.dataFrom[1].sourceRef.generatorRef)"
+            ]
+        );
     }
 }

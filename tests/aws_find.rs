@@ -13,7 +13,7 @@ use aws_sdk_ssm::types::ParameterType;
 use secret_sync::controller::{self, build};
 use secret_sync::provider::{self, SecretProvider};
 use support::cluster::{data_of, pairs, wait_for};
-use support::moto::{Moto, cluster_on_moto, es_spec, store, within_timeout};
+use support::moto::{Moto, cluster_on_moto_with, es_spec, store, within_timeout};
 
 const SM: &str = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: sm, namespace: default}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: us-east-1}\n";
 const PS: &str = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: ps, namespace: default}\nspec:\n  provider:\n    aws: {service: ParameterStore, region: us-east-1}\n";
@@ -207,7 +207,7 @@ async fn over_the_limit_or_matching_nothing_the_secret_is_kept_as_it_is() {
             find_limit: 2,
             ..controller::Config::default()
         };
-        let c = cluster_on_moto(&moto, config).await;
+        let c = cluster_on_moto_with(&moto, config).await;
         c.apply(SM).await;
         let es = |name: &str, tags: &str| {
             support::cluster::external_secret_yaml(
@@ -292,7 +292,7 @@ async fn corpus_find_and_rewrite_manifests_sync_with_esos_keys() {
         ] {
             moto.put_secret_string(name, value).await;
         }
-        let c = cluster_on_moto(&moto, controller::Config::default()).await;
+        let c = cluster_on_moto_with(&moto, controller::Config::default()).await;
         c.apply(&SM.replace("name: sm", "name: backend")).await;
         c.apply("apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: aws-secretsmanager}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: us-east-1}\n").await;
         c.apply(&corpus("061-fake-clustersecretstore.yaml")).await;

@@ -138,6 +138,49 @@ async fn a_role_limited_to_app_is_denied_other_secrets() {
     .await;
 }
 
+/// The ECRAuthorizationToken generator needs `ecr:GetAuthorizationToken` (on "*": AWS has no
+/// resource-level permission for it); a role without it gets AccessDenied, its own category.
+#[tokio::test]
+async fn ecr_tokens_need_ecr_get_authorization_token() {
+    within_timeout(async {
+        let moto = Moto::start().await;
+        let without = moto.iam_role("no-ecr", app_only_policy(true)).await;
+        let with = moto
+            .iam_role(
+                "ecr-tokens",
+                serde_json::json!({"Version": "2012-10-17", "Statement": [
+                    {"Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"}
+                ]}),
+            )
+            .await;
+        moto.enforce_iam().await;
+        let server = cluster_with_service_accounts(&[("no-ecr", &without), ("ecr", &with)]).await;
+        let providers = moto.providers(Some(server.client())).await;
+        let generator = |sa: &str| {
+            serde_yaml_ng::from_str::<secret_sync::api::generators::ECRAuthorizationTokenSpec>(
+                &format!(
+                    "{{region: us-east-1, auth: {{jwt: {{serviceAccountRef: {{name: {sa}}}}}}}}}"
+                ),
+            )
+            .unwrap()
+        };
+        let token = providers
+            .aws
+            .ecr_token(&generator("ecr"), "apps")
+            .await
+            .unwrap();
+        assert_eq!(token.username.expose(), b"AWS");
+        let err = providers
+            .aws
+            .ecr_token(&generator("no-ecr"), "apps")
+            .await
+            .unwrap_err();
+        assert_eq!(err.category(), "AccessDenied", "{err}");
+        assert!(err.is_permanent());
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_role_limited_to_app_is_denied_other_parameters() {
     within_timeout(async {

@@ -327,10 +327,28 @@ fn cluster_grants() -> BTreeSet<Grant> {
         ("", &["events"], EVENTS),
         ("events.k8s.io", &["events"], EVENTS),
         ("", &["namespaces"], READ),
+        // ClusterExternalSecrets and the ExternalSecrets they stamp out (server-side apply, delete).
+        ("external-secrets.io", &["clusterexternalsecrets"], READ),
+        (
+            "external-secrets.io",
+            &["clusterexternalsecrets/status"],
+            &["patch"],
+        ),
+        (
+            "external-secrets.io",
+            &["externalsecrets"],
+            &["create", "patch", "delete"],
+        ),
+        (
+            "generators.external-secrets.io",
+            &["ecrauthorizationtokens", "passwords", "clustergenerators"],
+            READ,
+        ),
     ])
 }
 
-/// What the operator needs in namespaced mode: no ClusterSecretStores, no Namespaces.
+/// What the operator needs in namespaced mode: no ClusterSecretStores, no ClusterExternalSecrets
+/// (and so no ExternalSecret writes), no Namespaces.
 fn namespaced_grants() -> BTreeSet<Grant> {
     grant_set(&[
         (
@@ -348,6 +366,12 @@ fn namespaced_grants() -> BTreeSet<Grant> {
         ("", &["configmaps"], READ),
         ("", &["events"], EVENTS),
         ("events.k8s.io", &["events"], EVENTS),
+        // No ClusterGenerators: they are cluster-scoped.
+        (
+            "generators.external-secrets.io",
+            &["ecrauthorizationtokens", "passwords"],
+            READ,
+        ),
     ])
 }
 
@@ -461,7 +485,7 @@ fn chart_crds_are_a_copy_of_the_generated_crds() {
 }
 
 #[tokio::test]
-async fn chart_installs_the_three_crds() {
+async fn chart_installs_the_seven_crds() {
     let rendered = render(json!({})).await;
     let names: BTreeSet<&str> = rendered
         .crds
@@ -474,6 +498,10 @@ async fn chart_installs_the_three_crds() {
             "externalsecrets.external-secrets.io",
             "secretstores.external-secrets.io",
             "clustersecretstores.external-secrets.io",
+            "clusterexternalsecrets.external-secrets.io",
+            "ecrauthorizationtokens.generators.external-secrets.io",
+            "passwords.generators.external-secrets.io",
+            "clustergenerators.generators.external-secrets.io",
         ])
     );
     assert!(

@@ -24,7 +24,17 @@ fn forms(value: &str) -> Vec<String> {
     ]
 }
 
+/// Passwords the Password generator wrote during the test.
+static GENERATED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 fn assert_clean(place: &str, text: &str) {
+    for password in GENERATED.lock().unwrap().iter() {
+        assert!(
+            !text.contains(password.as_str()),
+            "a generated password leaked into {place}"
+        );
+    }
     for canary in [CANARY, CANARY_ROTATED] {
         for form in forms(canary) {
             assert!(
@@ -68,6 +78,17 @@ async fn canary_values_never_reach_logs_events_status_or_metrics() {
         c.apply(&es("  - {secretKey: c, remoteRef: {key: plain, decodingStrategy: Base64}}")).await;
         wait_for("decode failure in status", Duration::from_secs(15), || async {
             c.ready("default", "app").await?.message?.starts_with("DecodeFailed").then_some(())
+        })
+        .await;
+        // Generated passwords, regenerated at every refresh (ESO): each one seen must stay as secret.
+        c.apply("apiVersion: generators.external-secrets.io/v1alpha1\nkind: Password\nmetadata: {name: pw, namespace: default}\nspec: {length: 32}\n").await;
+        c.apply("apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: gen, namespace: default}\nspec:\n  refreshInterval: 1s\n  dataFrom:\n  - sourceRef: {generatorRef: {kind: Password, name: pw}}\n").await;
+        wait_for("three generated passwords", Duration::from_secs(15), || async {
+            let s = c.secret("default", "gen").await?;
+            let value = s.data?.get("password")?.0.clone();
+            let mut generated = GENERATED.lock().unwrap();
+            generated.insert(String::from_utf8(value).ok()?);
+            (generated.len() >= 3).then_some(())
         })
         .await;
         // A negative (no value leaks while refreshes keep handling it): a fixed window, not scaled.

@@ -399,3 +399,41 @@ async fn kubectl_secret_sync_runs_the_binary_as_a_plugin() {
     assert_eq!(json["findings"][1]["step"], "store");
     assert_eq!(json["findings"][1]["verdict"], "problem");
 }
+
+#[tokio::test]
+async fn a_generator_only_external_secret_needs_no_store_and_a_missing_generator_is_named() {
+    let c = TestCluster::without_controller().await;
+    c.apply(&es(
+        "pull",
+        "  dataFrom:\n  - sourceRef: {generatorRef: {kind: ECRAuthorizationToken, name: ecr}}",
+    ))
+    .await;
+    ready(
+        &c,
+        "pull",
+        "False",
+        "SecretSyncedError",
+        "GeneratorNotFound: spec.dataFrom[0].sourceRef.generatorRef: ECRAuthorizationToken \"ecr\" not found in namespace \"default\"",
+    )
+    .await;
+    let findings = why(&c, "pull").await;
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.step == Step::Store && f.verdict == Verdict::Ok),
+        "{findings:#?}"
+    );
+    let p = problem(&findings, Step::Provider);
+    assert!(
+        p.what.contains("ECRAuthorizationToken \"ecr\" not found"),
+        "{p:?}"
+    );
+    assert!(p.fix.unwrap().contains("create the generator"));
+    let rows = secret_sync::inspect::status_rows(&c.client, Some("default"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (rows[0].store.as_str(), rows[0].provider.as_str()),
+        ("-", "generators")
+    );
+}

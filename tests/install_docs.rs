@@ -95,6 +95,7 @@ fn iam_policy_only_reads() {
             for action in &these {
                 assert!(
                     [
+                        "ecr:GetAuthorizationToken",
                         "secretsmanager:BatchGetSecretValue",
                         "secretsmanager:ListSecrets"
                     ]
@@ -109,6 +110,7 @@ fn iam_policy_only_reads() {
     assert_eq!(
         actions,
         [
+            "ecr:GetAuthorizationToken",
             "kms:Decrypt",
             "secretsmanager:BatchGetSecretValue",
             "secretsmanager:DescribeSecret",

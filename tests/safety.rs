@@ -11,9 +11,8 @@ use std::time::Duration;
 use aws_sdk_ssm::types::ParameterType;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use secret_sync::controller;
 use support::cluster::{TestCluster, data_of, pairs, scaled, wait_for};
-use support::moto::{Moto, within_timeout};
+use support::moto::{Moto, cluster_on_moto, within_timeout};
 
 use support::cluster::fake_store as store;
 
@@ -241,11 +240,6 @@ async fn secrets_written_by_the_old_shared_field_manager_are_migrated_on_first_s
         wait_data(&c, "merged", &pairs(&[("theirs", "t"), ("k1b", "new"), ("stale", "s")])).await;
     })
     .await;
-}
-
-/// The controller with the AWS providers pointed at moto.
-async fn cluster_on_moto(moto: &Moto) -> TestCluster {
-    support::moto::cluster_on_moto(moto, controller::Config::default()).await
 }
 
 const AWS_STORES: &str = "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: sm, namespace: default}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: us-east-1}\n---\napiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: ps, namespace: default}\nspec:\n  provider:\n    aws: {service: ParameterStore, region: us-east-1}\n";

@@ -214,18 +214,7 @@ fn corpus_data(keys: &[String]) -> Vec<Data> {
 
 #[test]
 fn corpus_templates_render_as_go_does() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let dir = if dir.exists() {
-        dir
-    } else {
-        std::path::PathBuf::from("/work/shared/corpus")
-    };
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("the corpus")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
+    let files = support::corpus_files();
     let (mut cases, mut templates, mut manifests, mut unsupported) = (Vec::new(), 0, 0, Vec::new());
     for f in &files {
         let text = std::fs::read_to_string(f).unwrap();

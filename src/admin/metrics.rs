@@ -103,6 +103,7 @@ pub struct Metrics {
     sync_calls: Family<ObjectLabels, Counter>,
     sync_errors: Family<ErrorLabels, EsoCounter>,
     status_condition: Family<ConditionLabels, Gauge>,
+    ces_status_condition: Family<ConditionLabels, Gauge>,
     reconcile_duration: Family<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     reconcile_seconds: Histogram,
     provider_calls: Family<ProviderCallLabels, EsoCounter>,
@@ -133,6 +134,7 @@ impl Metrics {
         let sync_calls = Family::<ObjectLabels, Counter>::default();
         let sync_errors = Family::<ErrorLabels, EsoCounter>::default();
         let status_condition = Family::<ConditionLabels, Gauge>::default();
+        let ces_status_condition = Family::<ConditionLabels, Gauge>::default();
         let reconcile_duration =
             Family::<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
@@ -202,6 +204,11 @@ impl Metrics {
             status_condition.clone(),
         );
         registry.register(
+            "clusterexternalsecret_status_condition",
+            "ClusterExternalSecret condition status (1 for the current status)",
+            ces_status_condition.clone(),
+        );
+        registry.register(
             "externalsecret_reconcile_duration",
             "Duration of the last reconcile of an ExternalSecret, in seconds",
             reconcile_duration.clone(),
@@ -257,6 +264,7 @@ impl Metrics {
             sync_calls,
             sync_errors,
             status_condition,
+            ces_status_condition,
             reconcile_duration,
             reconcile_seconds,
             provider_calls,
@@ -300,16 +308,18 @@ impl Metrics {
 
     /// ESO's convention: the label pair for the current status is 1, the other is 0.
     pub fn condition(&self, namespace: &str, name: &str, condition: &str, is_true: bool) {
-        for (status, value) in [("True", i64::from(is_true)), ("False", i64::from(!is_true))] {
-            self.status_condition
-                .get_or_create(&ConditionLabels {
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                    condition: condition.to_owned(),
-                    status: status.to_owned(),
-                })
-                .set(value);
-        }
+        set_condition(&self.status_condition, namespace, name, condition, is_true);
+    }
+
+    /// A ClusterExternalSecret's Ready condition (ESO's `clusterexternalsecret_status_condition`;
+    /// cluster-scoped, so `namespace` is empty).
+    pub fn ces_ready(&self, name: &str, is_true: bool) {
+        set_condition(&self.ces_status_condition, "", name, "Ready", is_true);
+    }
+
+    /// Forget a deleted ClusterExternalSecret's series.
+    pub fn forget_ces(&self, name: &str) {
+        forget_ready(&self.ces_status_condition, "", name);
     }
 
     /// Forget an ExternalSecret that was deleted, so label sets do not grow without bound.
@@ -323,14 +333,7 @@ impl Metrics {
         self.last_success.remove(&labels);
         self.refresh_interval.remove(&labels);
         self.max_age.remove(&labels);
-        for status in ["True", "False"] {
-            self.status_condition.remove(&ConditionLabels {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-                condition: "Ready".to_owned(),
-                status: status.to_owned(),
-            });
-        }
+        forget_ready(&self.status_condition, namespace, name);
     }
 
     pub fn provider_call(&self, provider: &str, call: &str, status: &str, n: u64) {
@@ -515,6 +518,36 @@ fn set_object(family: &Family<ObjectLabels, Gauge>, namespace: &str, name: &str,
         .set(value);
 }
 
+fn set_condition(
+    family: &Family<ConditionLabels, Gauge>,
+    namespace: &str,
+    name: &str,
+    condition: &str,
+    is_true: bool,
+) {
+    for (status, value) in [("True", i64::from(is_true)), ("False", i64::from(!is_true))] {
+        family
+            .get_or_create(&ConditionLabels {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                condition: condition.to_owned(),
+                status: status.to_owned(),
+            })
+            .set(value);
+    }
+}
+
+fn forget_ready(family: &Family<ConditionLabels, Gauge>, namespace: &str, name: &str) {
+    for status in ["True", "False"] {
+        family.remove(&ConditionLabels {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            condition: "Ready".to_owned(),
+            status: status.to_owned(),
+        });
+    }
+}
+
 fn unix_seconds(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -542,6 +575,17 @@ mod tests {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }
         assert!(text.contains(r#"externalsecret_status_condition{namespace="ns",name="es",condition="Ready",status="False"} 1"#), "{text}");
+    }
+
+    #[test]
+    fn cluster_external_secret_ready_is_exposed_under_esos_name_and_forgotten_on_delete() {
+        let m = Metrics::new();
+        m.ces_ready("shared", false);
+        let text = m.encode();
+        assert!(text.contains(r#"clusterexternalsecret_status_condition{namespace="",name="shared",condition="Ready",status="False"} 1"#), "{text}");
+        assert!(text.contains(r#"clusterexternalsecret_status_condition{namespace="",name="shared",condition="Ready",status="True"} 0"#), "{text}");
+        m.forget_ces("shared");
+        assert!(!m.encode().contains(r#"name="shared""#));
     }
 
     #[test]

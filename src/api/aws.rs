@@ -60,6 +60,29 @@ pub struct AwsAuth {
     pub jwt: Option<AwsJwtAuth>,
 }
 
+impl AwsAuth {
+    /// Whether the identity is named without a namespace (`jwt.serviceAccountRef`, or any selector of
+    /// `secretRef`). In a ClusterSecretStore ESO resolves such a reference in each ExternalSecret's
+    /// namespace ("referent authentication", ESO's `IsReferentSpec` in providers/v1/aws/util), so
+    /// the store alone cannot be validated.
+    pub fn is_referent(&self) -> bool {
+        let unnamed = |ns: &Option<String>| ns.as_deref().is_none_or(str::is_empty);
+        let jwt = self
+            .jwt
+            .as_ref()
+            .and_then(|j| j.service_account_ref.as_ref())
+            .is_some_and(|sa| unnamed(&sa.namespace));
+        let keys = self.secret_ref.as_ref().is_some_and(|k| {
+            unnamed(&k.access_key_id.namespace)
+                || unnamed(&k.secret_access_key.namespace)
+                || k.session_token
+                    .as_ref()
+                    .is_some_and(|t| unnamed(&t.namespace))
+        });
+        jwt || keys
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct AwsAuthSecretRef {
     #[serde(rename = "accessKeyIDSecretRef", default)]
@@ -99,4 +122,50 @@ pub struct ServiceAccountSelector {
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audiences: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn auth(yaml: &str) -> AwsAuth {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn an_identity_named_without_a_namespace_is_referent() {
+        assert!(auth("jwt: {serviceAccountRef: {name: sa}}").is_referent());
+        assert!(auth("jwt: {serviceAccountRef: {name: sa, namespace: ''}}").is_referent());
+        assert!(
+            auth(
+                "secretRef: {accessKeyIDSecretRef: {name: k, key: id, namespace: ns}, \
+                 secretAccessKeySecretRef: {name: k, key: secret}}"
+            )
+            .is_referent()
+        );
+        assert!(
+            auth(
+                "secretRef: {accessKeyIDSecretRef: {name: k, key: id, namespace: ns}, \
+                 secretAccessKeySecretRef: {name: k, key: secret, namespace: ns}, \
+                 sessionTokenSecretRef: {name: k, key: token}}"
+            )
+            .is_referent()
+        );
+    }
+
+    #[test]
+    fn an_identity_with_namespaces_or_no_auth_is_not_referent() {
+        assert!(!auth("{}").is_referent());
+        assert!(!auth("jwt: {}").is_referent());
+        assert!(!auth("jwt: {serviceAccountRef: {name: sa, namespace: ns}}").is_referent());
+        assert!(
+            !auth(
+                "secretRef: {accessKeyIDSecretRef: {name: k, key: id, namespace: ns}, \
+                 secretAccessKeySecretRef: {name: k, key: secret, namespace: ns}, \
+                 sessionTokenSecretRef: {name: k, key: token, namespace: ns}}"
+            )
+            .is_referent()
+        );
+    }
 }

@@ -182,10 +182,21 @@ pub struct ExternalSecretDataFromRemoteRef {
     /// Key rewrites applied in order to this entry's keys (extract, find), before any conversion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewrite: Option<Vec<ExternalSecretRewrite>>,
-    /// Accepted by the schema; refused in status until implemented.
+    /// A generator (`generatorRef`) whose output becomes keys; `storeRef` is refused in status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<StoreGeneratorSourceRef>,
+}
+
+/// `dataFrom[].sourceRef`: another store (`storeRef`) or a generator (`generatorRef`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreGeneratorSourceRef {
+    /// Accepted by the schema; refused in status until implemented.
+    #[serde(default, rename = "storeRef", skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "open_object")]
-    pub source_ref: Option<serde_json::Value>,
+    pub store_ref: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_ref: Option<super::generators::GeneratorRef>,
 }
 
 /// `dataFrom[].find` (ESO's ExternalSecretFind): which remote secrets to read, each becoming one key

@@ -8,6 +8,7 @@ use sha2::Sha256;
 
 use super::values::{self, KeyError, PropertyError};
 
+use crate::api::generators::{self, GeneratorRef};
 use crate::api::{
     ConversionStrategy, DecodingStrategy, ExternalSecretDataFromRemoteRef, ExternalSecretFind,
     ExternalSecretSpec, MetadataPolicy, RemoteRef,
@@ -25,6 +26,16 @@ pub enum BuildError {
     InvalidRefreshInterval { value: String },
     #[error("the ExternalSecret has no data and no dataFrom")]
     NothingToSync,
+    #[error(
+        "generator kind {kind:?} is not supported by secret-sync (supported: ECRAuthorizationToken, \
+         Password, and ClusterGenerators of those kinds)"
+    )]
+    UnsupportedGenerator { kind: String },
+    #[error(
+        "generatorRef apiVersion {api_version:?} is not {}",
+        generators::API_VERSION
+    )]
+    InvalidGeneratorRef { api_version: String },
     #[error("failed to fetch {key:?}: {source}")]
     Fetch { key: String, source: ProviderError },
     #[error("remote key {key:?} is not valid JSON, so property {property:?} cannot be read")]
@@ -72,7 +83,10 @@ impl BuildError {
                 "Unsupported"
             }
             BuildError::Template(e) => e.category(),
-            BuildError::InvalidRefreshInterval { .. } | BuildError::NothingToSync => "InvalidSpec",
+            BuildError::UnsupportedGenerator { .. } => "UnsupportedGenerator",
+            BuildError::InvalidRefreshInterval { .. }
+            | BuildError::NothingToSync
+            | BuildError::InvalidGeneratorRef { .. } => "InvalidSpec",
             BuildError::Fetch { source, .. } => source.category(),
             BuildError::PropertyOfNonJson { .. } | BuildError::ExtractNonObject { .. } => {
                 "InvalidJSON"
@@ -108,9 +122,13 @@ pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
         });
     }
     for (index, from) in spec.data_from.iter().enumerate() {
-        if from.source_ref.is_some() {
+        if from
+            .source_ref
+            .as_ref()
+            .is_some_and(|s| s.store_ref.is_some())
+        {
             return Err(BuildError::Unsupported {
-                field: "spec.dataFrom[].sourceRef",
+                field: "spec.dataFrom[].sourceRef.storeRef",
             });
         }
         if let Some(find) = &from.find {
@@ -118,12 +136,15 @@ pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
         }
         super::rewrite::validate(from.rewrite.as_deref().unwrap_or_default())
             .map_err(|source| BuildError::Rewrite { index, source })?;
+        if let Some(generator) = generator_ref(from) {
+            check_generator_ref(generator)?;
+        }
     }
     if spec.data.is_empty()
         && spec
             .data_from
             .iter()
-            .all(|f| f.extract.is_none() && f.find.is_none())
+            .all(|f| f.extract.is_none() && f.find.is_none() && generator_ref(f).is_none())
     {
         return Err(BuildError::NothingToSync);
     }
@@ -171,6 +192,41 @@ pub fn finds(spec: &ExternalSecretSpec) -> Vec<FindRequest> {
         }
     }
     out
+}
+
+/// The generator a `dataFrom` entry runs: its `sourceRef.generatorRef`, unless the entry is an
+/// `extract` or `find` (ESO reads those first and ignores the generator).
+pub fn generator_ref(from: &ExternalSecretDataFromRemoteRef) -> Option<&GeneratorRef> {
+    if from.extract.is_some() || from.find.is_some() {
+        return None;
+    }
+    from.source_ref.as_ref()?.generator_ref.as_ref()
+}
+
+/// ESO accepts only the generators group (`generators.external-secrets.io/v1alpha1`); of its kinds we
+/// run ECRAuthorizationToken and Password, directly or through a ClusterGenerator.
+fn check_generator_ref(generator: &GeneratorRef) -> Result<(), BuildError> {
+    if generator.api_version != generators::API_VERSION {
+        return Err(BuildError::InvalidGeneratorRef {
+            api_version: generator.api_version.clone(),
+        });
+    }
+    match generator.kind.as_str() {
+        "ECRAuthorizationToken" | "Password" | "ClusterGenerator" => Ok(()),
+        other => Err(BuildError::UnsupportedGenerator {
+            kind: other.to_owned(),
+        }),
+    }
+}
+
+/// Whether any `dataFrom` entry runs a generator.
+pub fn has_generators(spec: &ExternalSecretSpec) -> bool {
+    spec.data_from.iter().any(|f| generator_ref(f).is_some())
+}
+
+/// Whether the spec reads any store: an ExternalSecret made of generators alone names none (ESO).
+pub fn needs_store(spec: &ExternalSecretSpec) -> bool {
+    !spec.data.is_empty() || spec.data_from.iter().any(|f| generator_ref(f).is_none())
 }
 
 /// Parse ESO's refreshInterval (a Go duration). `None` means "never refresh" ("0").
@@ -259,16 +315,37 @@ pub fn desired_data(
     spec: &ExternalSecretSpec,
     fetched: &HashMap<FetchRequest, Result<SecretBytes, ProviderError>>,
 ) -> Result<DesiredData, BuildError> {
-    desired_data_found(spec, fetched, &FoundAll::new())
+    desired_data_all(spec, fetched, &FoundAll::new(), &BTreeMap::new())
 }
 
-/// Combine the fetched documents and what each find matched into Secret data. A NotFound document
-/// is recorded as missing and its entries are skipped; a find that matched nothing contributes
-/// nothing (`empty_find`); any other error fails the whole build so no partial Secret is written.
+/// [`desired_data_all`] for a spec without generators.
 pub fn desired_data_found(
     spec: &ExternalSecretSpec,
     fetched: &HashMap<FetchRequest, Result<SecretBytes, ProviderError>>,
     found: &FoundAll,
+) -> Result<DesiredData, BuildError> {
+    desired_data_all(spec, fetched, found, &BTreeMap::new())
+}
+
+/// [`desired_data_all`] for a spec without finds.
+pub fn desired_data_with(
+    spec: &ExternalSecretSpec,
+    fetched: &HashMap<FetchRequest, Result<SecretBytes, ProviderError>>,
+    generated: &BTreeMap<usize, BTreeMap<String, SecretBytes>>,
+) -> Result<DesiredData, BuildError> {
+    desired_data_all(spec, fetched, &FoundAll::new(), generated)
+}
+
+/// Combine the fetched documents, what each find matched and the keys each generator entry produced
+/// (by its index in `dataFrom`) into Secret data. A NotFound document is recorded as missing and its
+/// entries are skipped; a find that matched nothing contributes nothing (`empty_find`); any other
+/// error fails the whole build so no partial Secret is written. Generator keys get the entry's
+/// rewrites but, as in ESO, no conversionStrategy: only the Kubernetes key rule.
+pub fn desired_data_all(
+    spec: &ExternalSecretSpec,
+    fetched: &HashMap<FetchRequest, Result<SecretBytes, ProviderError>>,
+    found: &FoundAll,
+    generated: &BTreeMap<usize, BTreeMap<String, SecretBytes>>,
 ) -> Result<DesiredData, BuildError> {
     let mut out = DesiredData::default();
     let mut missing = BTreeSet::new();
@@ -297,6 +374,15 @@ pub fn desired_data_found(
 
     // dataFrom first, then data, so explicit `data` entries win on key collisions (as in ESO).
     for (index, from) in spec.data_from.iter().enumerate() {
+        if let Some(keys) = generated.get(&index) {
+            let rewrite = from.rewrite.as_deref().unwrap_or_default();
+            let keys = super::rewrite::apply(rewrite, keys.clone())
+                .map_err(|source| BuildError::Rewrite { index, source })?;
+            for (key, value) in keys {
+                out.data.insert(validated_key(key)?, value);
+            }
+            continue;
+        }
         // A find wins over an extract in the same entry, as in ESO.
         if let Some(find) = &from.find {
             let entries = match found.get(&find_request(find)) {
@@ -467,6 +553,30 @@ pub fn data_hash(key: &str, data: &BTreeMap<String, SecretBytes>) -> String {
         mac.update(value.expose());
     }
     hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+/// Annotation recording when the earliest generated credential in the Secret expires (RFC 3339, UTC),
+/// so its renewal is scheduled in time after an operator restart too. Not in ESO; the value is public.
+pub const EXPIRES_AT_ANNOTATION: &str = "secret-sync.io/expires-at";
+
+/// Record `expires_at` (the earliest generated expiry, if any) on the Secret we will write.
+pub fn mark_expiry(desired: &mut DesiredData, expires_at: Option<std::time::SystemTime>) {
+    let Some(at) = expires_at.and_then(|t| k8s_openapi::jiff::Timestamp::try_from(t).ok()) else {
+        return;
+    };
+    desired
+        .meta
+        .annotations
+        .insert(EXPIRES_AT_ANNOTATION.to_owned(), at.to_string());
+}
+
+/// The expiry `mark_expiry` recorded on a Secret, if any (and valid).
+pub fn recorded_expiry(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<std::time::SystemTime> {
+    let raw = meta.annotations.as_ref()?.get(EXPIRES_AT_ANNOTATION)?;
+    let at: k8s_openapi::jiff::Timestamp = raw.parse().ok()?;
+    Some(std::time::SystemTime::from(at))
 }
 
 /// Label on every Secret we create, used to watch only our Secrets (metadata only).
@@ -1057,11 +1167,11 @@ mod tests {
             "dataFrom: [{find: {name: {regexp: '.*'}}, rewrite: [{regexp: {source: a, target: b}}]}]",
         );
         assert_eq!(check_supported(&f), Ok(()));
-        let g = spec("dataFrom: [{sourceRef: {generatorRef: {kind: Password, name: p}}}]");
+        let g = spec("dataFrom: [{sourceRef: {storeRef: {name: other}}}]");
         assert_eq!(
             check_supported(&g),
             Err(BuildError::Unsupported {
-                field: "spec.dataFrom[].sourceRef"
+                field: "spec.dataFrom[].sourceRef.storeRef"
             })
         );
         let empty = ExternalSecretSpec {
@@ -1165,6 +1275,29 @@ dataFrom:
     }
 
     #[test]
+    fn generator_keys_get_their_rewrites_but_no_conversion() {
+        let s = spec(
+            "dataFrom: [{sourceRef: {generatorRef: {kind: Password, name: p}}, rewrite: [{transform: {template: 'DB_{{ .value | upper }}'}}]}]",
+        );
+        let generated: BTreeMap<usize, BTreeMap<String, SecretBytes>> = [(
+            0,
+            [("password".to_string(), SecretBytes::from_str_value("pw"))].into(),
+        )]
+        .into();
+        let d = desired_data_all(&s, &HashMap::new(), &FoundAll::new(), &generated).unwrap();
+        assert_eq!(text(&d, "DB_PASSWORD"), "pw");
+        let s = spec(
+            "dataFrom: [{sourceRef: {generatorRef: {kind: Password, name: p}}, rewrite: [{regexp: {source: pass, target: 'pass/'}}]}]",
+        );
+        let err = desired_data_all(&s, &HashMap::new(), &FoundAll::new(), &generated).unwrap_err();
+        assert_eq!(
+            err.category(),
+            "InvalidSecretKey",
+            "no conversion turns '/' into '_'"
+        );
+    }
+
+    #[test]
     fn finds_need_a_name_or_tags_and_a_valid_go_regexp() {
         let no_name = spec("dataFrom: [{find: {path: /a}}]");
         assert_eq!(
@@ -1185,6 +1318,118 @@ dataFrom:
             "dataFrom: [{find: {tags: {a: b}}}, {find: {tags: {a: b}}, rewrite: [{regexp: {source: x, target: y}}]}]",
         );
         assert_eq!(finds(&twice).len(), 1, "one listing serves both entries");
+    }
+
+    #[test]
+    fn generator_refs_are_accepted_for_served_kinds_and_refused_naming_the_kind() {
+        let with = |kind: &str| {
+            spec(&format!(
+                "dataFrom: [{{sourceRef: {{generatorRef: {{apiVersion: generators.external-secrets.io/v1alpha1, kind: {kind}, name: g}}}}}}]"
+            ))
+        };
+        for kind in ["ECRAuthorizationToken", "Password", "ClusterGenerator"] {
+            assert_eq!(check_supported(&with(kind)), Ok(()), "{kind}");
+            assert!(!needs_store(&with(kind)), "{kind} alone reads no store");
+        }
+        let err = check_supported(&with("UUID")).unwrap_err();
+        assert_eq!(err.category(), "UnsupportedGenerator");
+        assert!(err.to_string().contains("\"UUID\""), "{err}");
+        // apiVersion defaults to the generators group; another group is refused as ESO does.
+        let defaulted = spec("dataFrom: [{sourceRef: {generatorRef: {kind: Password, name: g}}}]");
+        assert_eq!(check_supported(&defaulted), Ok(()));
+        let other = spec(
+            "dataFrom: [{sourceRef: {generatorRef: {apiVersion: example.com/v1, kind: Password, name: g}}}]",
+        );
+        assert_eq!(
+            check_supported(&other).unwrap_err().category(),
+            "InvalidSpec"
+        );
+        let store_ref = spec("dataFrom: [{extract: {key: k}, sourceRef: {storeRef: {name: s}}}]");
+        assert_eq!(
+            check_supported(&store_ref),
+            Err(BuildError::Unsupported {
+                field: "spec.dataFrom[].sourceRef.storeRef"
+            })
+        );
+        let mixed = spec(
+            "dataFrom: [{sourceRef: {generatorRef: {kind: Password, name: g}}}]\ndata: [{secretKey: a, remoteRef: {key: k}}]",
+        );
+        assert!(needs_store(&mixed));
+    }
+
+    #[test]
+    fn generated_keys_merge_in_data_from_order_and_data_wins() {
+        let s = spec(
+            "dataFrom:\n- extract: {key: app}\n- sourceRef: {generatorRef: {kind: Password, name: g}}\ndata: [{secretKey: password, remoteRef: {key: pinned}}]",
+        );
+        let mut generated = BTreeMap::new();
+        generated.insert(
+            1,
+            BTreeMap::from([
+                ("password".to_owned(), SecretBytes::from("gen".to_owned())),
+                (
+                    "a".to_owned(),
+                    SecretBytes::from("from-generator".to_owned()),
+                ),
+            ]),
+        );
+        let d = desired_data_with(
+            &s,
+            &fetched(&[
+                ("app", Ok(r#"{"a":"from-extract"}"#)),
+                ("pinned", Ok("explicit")),
+            ]),
+            &generated,
+        )
+        .unwrap();
+        assert_eq!(
+            d.data["a"].expose(),
+            b"from-generator",
+            "a later dataFrom entry wins"
+        );
+        assert_eq!(
+            d.data["password"].expose(),
+            b"explicit",
+            "data wins over dataFrom"
+        );
+        // Generator keys follow the Kubernetes key rule.
+        generated.insert(
+            1,
+            BTreeMap::from([("bad key".to_owned(), SecretBytes::default())]),
+        );
+        let err = desired_data_with(
+            &s,
+            &fetched(&[("app", Ok("{}")), ("pinned", Ok("x"))]),
+            &generated,
+        )
+        .unwrap_err();
+        assert_eq!(err.category(), "InvalidSecretKey");
+    }
+
+    #[test]
+    fn the_expiry_is_recorded_on_the_secret_and_read_back() {
+        let mut d = DesiredData::default();
+        mark_expiry(&mut d, None);
+        assert!(d.meta.annotations.is_empty());
+        let at = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_798_761_600);
+        mark_expiry(&mut d, Some(at));
+        assert_eq!(
+            d.meta.annotations[EXPIRES_AT_ANNOTATION],
+            "2027-01-01T00:00:00Z"
+        );
+        let meta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            annotations: Some(d.meta.annotations.clone()),
+            ..Default::default()
+        };
+        assert_eq!(recorded_expiry(&meta), Some(at));
+        let garbled = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            annotations: Some(BTreeMap::from([(
+                EXPIRES_AT_ANNOTATION.to_owned(),
+                "soon".to_owned(),
+            )])),
+            ..Default::default()
+        };
+        assert_eq!(recorded_expiry(&garbled), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod backoff;
 pub mod build;
 pub mod caches;
+pub mod cluster_external_secret;
 pub mod hash_key;
 pub mod plan;
 pub mod refresh;
@@ -86,7 +87,51 @@ pub struct Context {
     pub recorder: Recorder,
     /// Derives the salt of every Secret we create (`hash_key.rs`).
     pub hash_key: hash_key::HashKey,
-    state: Mutex<HashMap<ObjectRef<ExternalSecret>, ObjectState>>,
+    state: ObjectStates,
+}
+
+/// Per-ExternalSecret memory between reconciles, shared with the ExternalSecret watch so that an
+/// object's entry goes when the object does (kube-runtime never reconciles a deleted object that has no
+/// finalizer, so the reconcile alone would keep it forever).
+#[derive(Clone, Default)]
+pub struct ObjectStates {
+    states: Arc<Mutex<HashMap<ObjectRef<ExternalSecret>, ObjectState>>>,
+    /// Objects seen so far in the watch's current (re-)list.
+    listing: Arc<Mutex<std::collections::HashSet<ObjectRef<ExternalSecret>>>>,
+}
+
+impl ObjectStates {
+    /// Follows the ExternalSecret watch: a deletion drops the object's entry, and the end of a
+    /// (re-)list drops the entries of objects that vanished while the watch was down.
+    pub fn observe(&self, event: &kube::runtime::watcher::Event<ExternalSecret>) {
+        use kube::runtime::watcher::Event;
+        let (Ok(mut states), Ok(mut listing)) = (self.states.lock(), self.listing.lock()) else {
+            return;
+        };
+        match event {
+            Event::Delete(es) => {
+                states.remove(&ObjectRef::from_obj(es));
+            }
+            Event::Init => listing.clear(),
+            Event::InitApply(es) => {
+                listing.insert(ObjectRef::from_obj(es));
+            }
+            Event::InitDone => {
+                let listed = std::mem::take(&mut *listing);
+                states.retain(|key, _| listed.contains(key));
+            }
+            Event::Apply(_) => {}
+        }
+    }
+
+    /// How many ExternalSecrets have state.
+    pub fn len(&self) -> usize {
+        self.states.lock().map(|s| s.len()).unwrap_or_default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// What we remember about an ExternalSecret between reconciles (lost on restart, by design:
@@ -109,6 +154,10 @@ struct ObjectState {
     retry_at: Option<Instant>,
     /// Inputs digest of the failed attempt: a user's change ends the backoff, an event does not.
     failed_inputs: Option<u64>,
+    /// When the generated credential in the Secret must be renewed (`refresh::renewal_delay`).
+    renew_at: Option<Instant>,
+    /// `renew_at` is known (from a sync, or read from the Secret after a restart), even if None.
+    renewal_known: bool,
 }
 
 /// Why a sync failed. Messages carry names and keys, never values.
@@ -120,6 +169,11 @@ pub enum SyncError {
     Resolve(#[from] ResolveError),
     #[error("failed to use the store's provider: {0}")]
     Provider(#[from] ProviderError),
+    #[error("spec.dataFrom[{index}].sourceRef.generatorRef: {source}")]
+    Generate {
+        index: usize,
+        source: crate::generators::GeneratorError,
+    },
     #[error("invalid target policy: {0}")]
     InvalidPolicy(&'static str),
     #[error(transparent)]
@@ -152,6 +206,7 @@ impl SyncError {
             SyncError::Build(e) => e.category(),
             SyncError::Resolve(e) => e.category(),
             SyncError::Provider(e) => e.category(),
+            SyncError::Generate { source, .. } => source.category(),
             SyncError::InvalidPolicy(_) => "InvalidSpec",
             SyncError::Refused(r) => r.category(),
             SyncError::Apply { .. } | SyncError::Read { .. } | SyncError::Delete { .. } => {
@@ -166,6 +221,7 @@ impl SyncError {
         match self {
             SyncError::Build(e) => e.is_permanent(),
             SyncError::Provider(e) => e.is_permanent(),
+            SyncError::Generate { source, .. } => source.is_permanent(),
             SyncError::Refused(r) => r.is_permanent(),
             SyncError::Resolve(_) | SyncError::InvalidPolicy(_) => true,
             SyncError::Apply { .. }
@@ -194,8 +250,12 @@ pub fn synced_version(es: &ExternalSecret) -> String {
     )
 }
 
-/// Identity and generation of the store: an edit of it counts as a change (Periodic only).
-fn store_digest(store: &crate::api::StoreObject) -> u64 {
+/// Identity and generation of the store: an edit of it counts as a change (Periodic only). An
+/// ExternalSecret made of generators alone has no store.
+fn store_digest(store: Option<&crate::api::StoreObject>) -> u64 {
+    let Some(store) = store else {
+        return 0;
+    };
     let mut h = std::collections::hash_map::DefaultHasher::new();
     store.uid.hash(&mut h);
     store.generation.hash(&mut h);
@@ -203,7 +263,7 @@ fn store_digest(store: &crate::api::StoreObject) -> u64 {
 }
 
 /// What a user controls, for "did they change anything since the failure" (ends a backoff).
-fn inputs_digest(es: &ExternalSecret, store: &crate::api::StoreObject) -> u64 {
+fn inputs_digest(es: &ExternalSecret, store: Option<&crate::api::StoreObject>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     synced_version(es).hash(&mut h);
     store_digest(store).hash(&mut h);
@@ -236,19 +296,26 @@ impl Context {
             metrics,
             recorder,
             hash_key,
-            state: Mutex::new(HashMap::new()),
+            state: ObjectStates::default(),
         }
+    }
+
+    /// Shares `states` with the ExternalSecret watch, which frees the entries of deleted objects.
+    pub fn with_states(mut self, states: ObjectStates) -> Self {
+        self.state = states;
+        self
     }
 
     fn state_of(&self, key: &ObjectRef<ExternalSecret>) -> ObjectState {
         self.state
+            .states
             .lock()
             .map(|s| s.get(key).cloned().unwrap_or_default())
             .unwrap_or_default()
     }
 
     fn update_state(&self, key: &ObjectRef<ExternalSecret>, f: impl FnOnce(&mut ObjectState)) {
-        if let Ok(mut s) = self.state.lock() {
+        if let Ok(mut s) = self.state.states.lock() {
             f(s.entry(key.clone()).or_default());
         }
     }
@@ -269,7 +336,7 @@ impl Context {
     }
 
     fn forget(&self, key: &ObjectRef<ExternalSecret>) {
-        if let Ok(mut s) = self.state.lock() {
+        if let Ok(mut s) = self.state.states.lock() {
             s.remove(key);
         }
     }
@@ -298,13 +365,15 @@ impl Context {
             _ => {}
         }
 
-        // 1. Resolve the store from the watch caches.
-        let store = resolve::resolve_store(es, &self.caches, &self.config.controller_class)?;
+        // 1. Resolve the store from the watch caches (none for generators alone, as in ESO).
+        let store = build::needs_store(spec)
+            .then(|| resolve::resolve_store(es, &self.caches, &self.config.controller_class))
+            .transpose()?;
         let namespace = es.metadata.namespace.clone().unwrap_or_default();
 
         // Skip the fetch unless the refresh policy says it is due (refresh.rs holds the table).
         let state = self.state_of(key);
-        let inputs = inputs_digest(es, &store);
+        let inputs = inputs_digest(es, store.as_ref());
         let version = synced_version(es);
         let cached_secret = self.caches.secret_meta(&namespace, &es.target_name());
         let managed = matches!(creation, CreationPolicy::Owner | CreationPolicy::Orphan);
@@ -324,9 +393,15 @@ impl Context {
             secret_disturbed: !secret_intact,
             retrying: state.failures > 0,
             spec_changed: last_version.as_deref() != Some(version.as_str()),
-            store_changed: state.store.is_some_and(|s| s != store_digest(&store)),
+            store_changed: state
+                .store
+                .is_some_and(|s| s != store_digest(store.as_ref())),
             event: state.force_refresh,
             elapsed: state.last_success.map(|t| t.elapsed()),
+            renew_in: self
+                .renewal(es, key, &state, cached_secret.as_ref().map(|s| &s.metadata))
+                .await,
+            generated_age: generated_age(es),
         };
         // An event bypasses the refresh timer, not the per-object backoff.
         let backing_off = state.force_refresh && state.failed_inputs == Some(inputs);
@@ -351,21 +426,35 @@ impl Context {
             }
         }
 
-        // 2. Fetch every distinct document in one batch.
-        let provider = self.providers.for_store(&store, &namespace).await?;
-        let fetched =
-            crate::provider::fetch_documents(provider.as_ref(), build::requests(spec)).await;
-        let found = crate::provider::find_all(
-            provider.as_ref(),
-            build::finds(spec),
-            self.config.find_limit,
-        )
-        .await;
+        // 2. Fetch every distinct document in one batch, list every find, and run the generators.
+        let provider = match &store {
+            Some(store) => Some(self.providers.for_store(store, &namespace).await?),
+            None => None,
+        };
+        let (fetched, found) = match &provider {
+            Some(provider) => (
+                crate::provider::fetch_documents(provider.as_ref(), build::requests(spec)).await,
+                crate::provider::find_all(
+                    provider.as_ref(),
+                    build::finds(spec),
+                    self.config.find_limit,
+                )
+                .await,
+            ),
+            None => (HashMap::new(), HashMap::new()),
+        };
+        let generated = self.generate(es).await?;
+        let expires_at = crate::generators::earliest_expiry(&generated);
+        let generated = generated
+            .into_iter()
+            .map(|(index, g)| (index, g.keys))
+            .collect();
 
         // 3. Build the desired data (pure), through the template if there is one.
-        let mut desired = build::desired_data_found(spec, &fetched, &found)?;
+        let mut desired = build::desired_data_all(spec, &fetched, &found, &generated)?;
         let sources = self.template_sources(es).await?;
         build::apply_template(spec, &mut desired, &sources)?;
+        build::mark_expiry(&mut desired, expires_at);
 
         // 4. Plan (pure) and apply: write, keep, delete or refuse.
         let (change, secret_rv) =
@@ -374,13 +463,74 @@ impl Context {
         if change != Change::TargetMissing {
             self.update_state(key, |s| {
                 s.synced_version = Some(version);
-                s.store = Some(store_digest(&store));
+                s.store = Some(store_digest(store.as_ref()));
                 s.last_success = Some(Instant::now());
                 s.secret_rv = secret_rv;
+                s.renew_at = expires_at.map(renew_at);
+                s.renewal_known = true;
             });
         }
-        let rotation = self.rotation_age(es, provider.as_ref(), &fetched).await;
+        let rotation = match &provider {
+            Some(provider) => self.rotation_age(es, provider.as_ref(), &fetched).await,
+            None => None,
+        };
         Ok(Decision::Synced(change, rotation))
+    }
+
+    /// Run the ExternalSecret's generators (ECR through the shared AWS identities).
+    async fn generate(
+        &self,
+        es: &ExternalSecret,
+    ) -> Result<std::collections::BTreeMap<usize, crate::generators::Generated>, SyncError> {
+        crate::generators::generate_all(&self.client, &self.providers.aws, es)
+            .await
+            .map_err(|(index, source)| SyncError::Generate { index, source })
+    }
+
+    /// Time left until the generated credential in the Secret must be renewed: from this process's
+    /// memory, or after a restart from the expiry recorded on the Secret (`build::EXPIRES_AT_ANNOTATION`),
+    /// read from the cache or, for a Secret the cache does not hold (Merge), once from the API server.
+    async fn renewal(
+        &self,
+        es: &ExternalSecret,
+        key: &ObjectRef<ExternalSecret>,
+        state: &ObjectState,
+        cached_secret: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+    ) -> Option<Duration> {
+        if !build::has_generators(&es.spec) {
+            return None;
+        }
+        if !state.renewal_known {
+            let expires = match cached_secret {
+                Some(meta) => build::recorded_expiry(meta),
+                None => {
+                    let namespace = es.metadata.namespace.clone().unwrap_or_default();
+                    let read = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
+                        self.client.clone(),
+                        &namespace,
+                    )
+                    .get_metadata_opt(&es.target_name())
+                    .await;
+                    match read {
+                        Ok(found) => found.and_then(|s| build::recorded_expiry(&s.metadata)),
+                        Err(e) => {
+                            // Unknown for now: asked again at the next reconcile.
+                            debug!(error = %kube_message(&e), "failed to read the Secret's recorded expiry");
+                            return None;
+                        }
+                    }
+                }
+            };
+            let at = expires.map(renew_at);
+            self.update_state(key, |s| {
+                s.renew_at = at;
+                s.renewal_known = true;
+            });
+            return at.map(|at| at.saturating_duration_since(Instant::now()));
+        }
+        state
+            .renew_at
+            .map(|at| at.saturating_duration_since(Instant::now()))
     }
 
     /// The ConfigMaps and Secrets `templateFrom` names, read from the ExternalSecret's namespace (as
@@ -547,7 +697,11 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
             if let Some(received) = event_received {
                 ctx.metrics.event_synced(received.elapsed().as_secs_f64());
             }
-            (Ok(change), next_refresh(&es))
+            let renew_in = ctx
+                .state_of(&key)
+                .renew_at
+                .map(|at| at.saturating_duration_since(Instant::now()));
+            (Ok(change), next_refresh(&es, renew_in))
         }
         // Another controller class owns this ExternalSecret's store: leave its status and Events alone.
         Err(SyncError::Resolve(ResolveError::OtherControllerClass { .. })) => {
@@ -582,7 +736,7 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
                     resolve::resolve_store(&es, &ctx.caches, &ctx.config.controller_class).ok()
                 })
                 .flatten()
-                .map(|store| inputs_digest(&es, &store));
+                .map(|store| inputs_digest(&es, Some(&store)));
             ctx.update_state(&key, |s| {
                 s.retry_at = Some(Instant::now() + delay);
                 s.failed_inputs = failed_inputs;
@@ -668,11 +822,34 @@ async fn rotation_status(
     crate::api::condition::upsert(&mut status.conditions, condition, now);
 }
 
-/// When to fetch again after a successful sync.
-fn next_refresh(es: &ExternalSecret) -> Action {
-    periodic_interval(es).map_or_else(Action::await_change, |every| {
-        Action::requeue(backoff::jittered(every))
-    })
+/// When to fetch again after a successful sync: the refresh interval, or sooner when a generated
+/// credential must be renewed first (CreatedOnce keeps what it created).
+fn next_refresh(es: &ExternalSecret, renew_in: Option<Duration>) -> Action {
+    let renew_in = renew_in.filter(|_| es.spec.refresh_policy != Some(RefreshPolicy::CreatedOnce));
+    match (periodic_interval(es).map(backoff::jittered), renew_in) {
+        (Some(every), Some(renew)) => Action::requeue(every.min(renew)),
+        (Some(wait), None) | (None, Some(wait)) => Action::requeue(wait),
+        (None, None) => Action::await_change(),
+    }
+}
+
+/// How long ago the generated values of `es` were written (`status.refreshTime`, which moves with every
+/// write of new content); None without generator entries or before the first sync.
+fn generated_age(es: &ExternalSecret) -> Option<Duration> {
+    if !build::has_generators(&es.spec) {
+        return None;
+    }
+    let written = es.status.as_ref()?.refresh_time.as_ref()?;
+    let age = k8s_openapi::jiff::Timestamp::now().duration_since(written.0);
+    Some(Duration::try_from(age).unwrap_or_default())
+}
+
+/// When a credential expiring at `expires` is renewed (`refresh::renewal_delay`), as an Instant.
+fn renew_at(expires: std::time::SystemTime) -> Instant {
+    let left = expires
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    Instant::now() + refresh::renewal_delay(left)
 }
 
 /// The interval of a periodic refresh; `None` when the ExternalSecret is not refreshed periodically.
@@ -795,5 +972,49 @@ mod tests {
             err.status_message(),
             "KubernetesAPI: failed to apply Secret \"s\": Secret \"s\" is invalid: data: Forbidden: field is immutable when `immutable` is set (422)"
         );
+    }
+
+    fn es(name: &str) -> ExternalSecret {
+        let mut es = ExternalSecret::new(name, Default::default());
+        es.metadata.namespace = Some("ns".into());
+        es
+    }
+
+    #[test]
+    fn deleted_external_secrets_leave_no_state_behind() {
+        use kube::runtime::watcher::Event;
+        let states = ObjectStates::default();
+        let touch = |name: &str| {
+            if let Ok(mut s) = states.states.lock() {
+                s.entry(ObjectRef::from_obj(&es(name)))
+                    .or_default()
+                    .failures = 1;
+            }
+        };
+        for name in ["a", "b", "c"] {
+            touch(name);
+        }
+        states.observe(&Event::Apply(es("a")));
+        assert_eq!(states.len(), 3, "an update keeps state");
+        states.observe(&Event::Delete(es("a")));
+        assert_eq!(states.len(), 2, "a deletion frees it");
+        // A re-list after a watch gap: `c` was deleted meanwhile and gets no Delete event.
+        states.observe(&Event::Init);
+        states.observe(&Event::InitApply(es("b")));
+        assert_eq!(
+            states.len(),
+            2,
+            "nothing is dropped before the listing is complete"
+        );
+        states.observe(&Event::InitDone);
+        assert_eq!(
+            states.len(),
+            1,
+            "objects missing from the listing are freed"
+        );
+        touch("d");
+        states.observe(&Event::Init);
+        states.observe(&Event::InitDone);
+        assert!(states.is_empty(), "an empty listing frees everything");
     }
 }

@@ -13,9 +13,17 @@
 //! | rotation event                    | —     | —        | —           | sync     |
 //! | interval elapsed                  | —     | —        | —           | sync     |
 //! | operator restart                  | —     | —        | —           | sync     |
+//! | generated credential to renew     | sync  | sync     | —           | sync     |
 //!
 //! `"0"` is `refreshInterval: 0` with the default policy (Periodic); with OnChange or CreatedOnce the
 //! interval plays no part.
+//!
+//! An ExternalSecret with generators differs in two Periodic cells: an operator restart or a store edit
+//! does not sync it before its interval has passed since `status.refreshTime` (each sync generates new
+//! values; ESO counts the interval from refreshTime too).
+//!
+//! Generated credentials that expire (ECR tokens: 12 hours on AWS) are renewed before they expire,
+//! whatever `refreshInterval` says ([`renewal_delay`]); CreatedOnce alone keeps what it created.
 
 use std::time::Duration;
 
@@ -40,6 +48,25 @@ pub struct Since {
     pub event: bool,
     /// Time since the last successful sync by this process.
     pub elapsed: Option<Duration>,
+    /// Time left until a generated credential in the Secret must be renewed ([`renewal_delay`]);
+    /// zero when due. None when nothing generated expires.
+    pub renew_in: Option<Duration>,
+    /// The Secret holds generated values (a generator entry), written this long ago
+    /// (`status.refreshTime`). A sync would generate new ones, so, as in ESO, Periodic waits for its
+    /// interval after an operator restart or a store edit instead of syncing at once.
+    pub generated_age: Option<Duration>,
+}
+
+/// Never renew sooner than this after a generation: an answer that is already expired (or a clock
+/// gone wrong) must not turn into a hot loop of provider calls.
+pub const MIN_RENEWAL: Duration = Duration::from_secs(5);
+
+/// How long after generating a credential that expires in `lifetime_left` it is renewed: once two
+/// thirds of that lifetime have passed, so a token is never served in its last third and a failed
+/// renewal has that third to be retried (for a 12-hour ECR token: renewed after 8 hours, 4 hours
+/// ahead of its expiry). At least [`MIN_RENEWAL`].
+pub fn renewal_delay(lifetime_left: Duration) -> Duration {
+    (lifetime_left * 2 / 3).max(MIN_RENEWAL)
 }
 
 /// The decision.
@@ -57,15 +84,35 @@ pub fn decide(policy: RefreshPolicy, interval: Option<Duration>, since: Since) -
     if !since.synced_before || since.secret_disturbed || since.retrying {
         return Due::Now;
     }
+    let renew_in = since
+        .renew_in
+        .filter(|_| policy != RefreshPolicy::CreatedOnce);
+    if renew_in == Some(Duration::ZERO) {
+        return Due::Now;
+    }
+    match (by_policy(policy, interval, since), renew_in) {
+        (due, None) | (due @ Due::Now, _) => due,
+        (Due::After(wait), Some(renew)) => Due::After(wait.min(renew)),
+        (Due::Never, Some(renew)) => Due::After(renew),
+    }
+}
+
+/// The table without the renewal row.
+fn by_policy(policy: RefreshPolicy, interval: Option<Duration>, since: Since) -> Due {
     match (policy, interval) {
         (RefreshPolicy::CreatedOnce, _) | (RefreshPolicy::Periodic, None) => Due::Never,
         (RefreshPolicy::OnChange, _) if since.spec_changed => Due::Now,
         (RefreshPolicy::OnChange, _) => Due::Never,
         (RefreshPolicy::Periodic, Some(every)) => {
-            if since.spec_changed || since.store_changed || since.event || !since.synced_by_us {
+            // A sync replaces generated values: only the interval (ESO's rule) and an edit may.
+            let (store_changed, restarted, elapsed) = match since.generated_age {
+                Some(age) => (false, false, since.elapsed.or(Some(age))),
+                None => (since.store_changed, !since.synced_by_us, since.elapsed),
+            };
+            if since.spec_changed || store_changed || since.event || restarted {
                 return Due::Now;
             }
-            match since.elapsed {
+            match elapsed {
                 Some(elapsed) if elapsed < every => Due::After(every - elapsed),
                 _ => Due::Now,
             }
@@ -102,7 +149,7 @@ mod tests {
     /// Every row of the module's table, cell by cell.
     #[test]
     fn the_policy_table_cell_by_cell() {
-        let rows: [(&str, Since, [bool; 4]); 9] = [
+        let rows: [(&str, Since, [bool; 4]); 10] = [
             ("never synced", Since::default(), [true, true, true, true]),
             (
                 "Secret deleted or edited",
@@ -161,6 +208,14 @@ mod tests {
                 },
                 [false, false, false, true],
             ),
+            (
+                "generated credential to renew",
+                Since {
+                    renew_in: Some(Duration::ZERO),
+                    ..steady()
+                },
+                [true, true, false, true],
+            ),
             ("nothing happened", steady(), [false, false, false, false]),
         ];
         for (row, since, expected) in rows {
@@ -183,7 +238,7 @@ mod tests {
             .skip(2)
             .take_while(|l| l.starts_with('|'))
             .collect();
-        assert_eq!(rows.len(), 8, "{rows:?}");
+        assert_eq!(rows.len(), 9, "{rows:?}");
         for row in rows {
             let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
             let since = match cells[0] {
@@ -217,6 +272,10 @@ mod tests {
                     elapsed: None,
                     ..steady()
                 },
+                "generated credential to renew" => Since {
+                    renew_in: Some(Duration::ZERO),
+                    ..steady()
+                },
                 other => panic!("README row {other:?} has no meaning in the code"),
             };
             for ((column, policy, interval), cell) in columns().into_iter().zip(&cells[1..]) {
@@ -242,5 +301,107 @@ mod tests {
             Due::Never,
             "OnChange never refreshes on a timer"
         );
+    }
+
+    #[test]
+    fn a_credential_is_renewed_after_two_thirds_of_its_lifetime_and_never_in_a_hot_loop() {
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        assert_eq!(renewal_delay(hours(12)), hours(8));
+        assert_eq!(
+            renewal_delay(Duration::from_secs(15)),
+            Duration::from_secs(10)
+        );
+        // Before expiry for any lifetime above the floor.
+        for secs in [8, 9, 60, 3600, 43_200, 86_400] {
+            let life = Duration::from_secs(secs);
+            assert!(renewal_delay(life) < life, "{life:?}");
+        }
+        // Already expired, or nearly: the floor, not zero.
+        assert_eq!(renewal_delay(Duration::ZERO), MIN_RENEWAL);
+        assert_eq!(renewal_delay(Duration::from_secs(1)), MIN_RENEWAL);
+    }
+
+    #[test]
+    fn renewal_comes_before_a_longer_refresh_interval_and_replaces_never() {
+        // A 24h interval half gone, a token due in 2h: wake up in 2h.
+        let day = Duration::from_secs(86_400);
+        let since = Since {
+            elapsed: Some(day / 2),
+            renew_in: Some(Duration::from_secs(7200)),
+            ..steady()
+        };
+        assert_eq!(
+            decide(RefreshPolicy::Periodic, Some(day), since),
+            Due::After(Duration::from_secs(7200))
+        );
+        // A short interval still wins.
+        let early = Since {
+            renew_in: Some(Duration::from_secs(7200)),
+            ..steady()
+        };
+        assert_eq!(
+            decide(RefreshPolicy::Periodic, Some(EVERY), early),
+            Due::After(Duration::from_secs(3))
+        );
+        // "0" and OnChange would never refresh: the renewal wakes them; CreatedOnce stays put.
+        assert_eq!(
+            decide(RefreshPolicy::Periodic, None, since),
+            Due::After(Duration::from_secs(7200))
+        );
+        assert_eq!(
+            decide(RefreshPolicy::OnChange, Some(EVERY), since),
+            Due::After(Duration::from_secs(7200))
+        );
+        assert_eq!(
+            decide(RefreshPolicy::CreatedOnce, Some(EVERY), since),
+            Due::Never
+        );
+    }
+
+    #[test]
+    fn generated_values_are_not_replaced_by_a_restart_or_a_store_edit_before_the_interval() {
+        let hour = Duration::from_secs(3600);
+        let generated = |age: u64| Since {
+            synced_by_us: false,
+            elapsed: None,
+            generated_age: Some(Duration::from_secs(age)),
+            ..steady()
+        };
+        // Restarted 20 minutes after the password was written: wait the 40 minutes left.
+        assert_eq!(
+            decide(RefreshPolicy::Periodic, Some(hour), generated(1200)),
+            Due::After(Duration::from_secs(2400))
+        );
+        // ...and sync once the interval has passed.
+        assert_eq!(
+            decide(RefreshPolicy::Periodic, Some(hour), generated(3600)),
+            Due::Now
+        );
+        let store_edit = Since {
+            store_changed: true,
+            generated_age: Some(Duration::from_secs(60)),
+            ..steady()
+        };
+        assert!(matches!(
+            decide(RefreshPolicy::Periodic, Some(hour), store_edit),
+            Due::After(_)
+        ));
+        // An edit of the ExternalSecret, a deleted Secret or a retry still sync at once.
+        for since in [
+            Since {
+                spec_changed: true,
+                ..generated(60)
+            },
+            Since {
+                secret_disturbed: true,
+                ..generated(60)
+            },
+            Since {
+                retrying: true,
+                ..generated(60)
+            },
+        ] {
+            assert_eq!(decide(RefreshPolicy::Periodic, Some(hour), since), Due::Now);
+        }
     }
 }

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use super::build::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use super::caches::Caches;
 use super::templating::SourceKind;
-use super::{Config, Context, error_policy, reconcile, stores};
+use super::{Config, Context, cluster_external_secret, error_policy, reconcile, stores};
 use crate::admin::{Health, Metrics};
 use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore, StoreKind};
 use crate::events::ChangeReceiver;
@@ -62,15 +62,17 @@ pub async fn run(
     // Status writes change neither generation, labels nor annotations, so they never re-trigger.
     // The reference index (remote name -> ExternalSecrets) follows the same watch as the cache.
     let index = Arc::new(ReferenceIndex::default());
+    let states = super::ObjectStates::default();
     let es_stream = watcher(es_api.clone(), watcher::Config::default())
         .default_backoff()
         .inspect(observe(&health))
         .modify(slim_metadata)
         .inspect({
-            let (index, metrics) = (index.clone(), metrics.clone());
+            let (index, metrics, states) = (index.clone(), metrics.clone(), states.clone());
             move |event| {
                 if let Ok(event) = event {
                     index.observe(event);
+                    states.observe(event);
                     // Deleted ExternalSecrets leave no metric series behind.
                     if let watcher::Event::Delete(es) = event {
                         let namespace = es.metadata.namespace.as_deref().unwrap_or_default();
@@ -88,7 +90,7 @@ pub async fn run(
             Default::default(),
         );
 
-    let (cluster_stores, namespaces, background) = if ns.is_none() {
+    let (cluster_stores, namespaces, ns_stream) = if ns.is_none() {
         let (css_reader, css_writer) = reflector::store::<ClusterSecretStore>();
         let (ns_reader, ns_writer) = reflector::store::<PartialObjectMeta<Namespace>>();
         let css_stream = watcher(
@@ -100,6 +102,8 @@ pub async fn run(
         .reflect(css_writer)
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
+        // Namespace labels feed ClusterSecretStore conditions (through the cache) and
+        // ClusterExternalSecret selections (through the cache and as triggers).
         let ns_stream = watcher(
             Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             watcher::Config::default(),
@@ -109,12 +113,10 @@ pub async fn run(
         .modify(slim_metadata)
         .reflect(ns_writer)
         .touched_objects();
-        // Namespace labels only feed ClusterSecretStore conditions; drain the stream to keep the cache warm.
-        let ns_task = AbortOnDrop(tokio::spawn(ns_stream.for_each(|_| future::ready(()))));
         (
             Some((css_reader, css_stream)),
             Some(ns_reader),
-            Some(ns_task),
+            Some(ns_stream),
         )
     } else {
         (None, None, None)
@@ -153,15 +155,18 @@ pub async fn run(
             }
         }
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        config.clone(),
-        providers.clone(),
-        caches.clone(),
-        metrics.clone(),
-        recorder,
-        hash_key,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            config.clone(),
+            providers.clone(),
+            caches.clone(),
+            metrics.clone(),
+            recorder,
+            hash_key,
+        )
+        .with_states(states),
+    );
 
     // Readiness: every cache has listed once.
     let _readiness = {
@@ -256,8 +261,24 @@ pub async fn run(
     );
 
     let store_status = stores::run(client.clone(), config.clone(), providers, shutdown.clone());
-    future::join(es_controller, store_status).await;
-    drop(background);
+    // ClusterExternalSecrets are cluster-scoped: with --namespace they are not served.
+    let ces_controller = match (namespaces, ns_stream) {
+        (Some(namespaces), Some(ns_stream)) => cluster_external_secret::run(
+            client.clone(),
+            &config,
+            metrics.clone(),
+            &health,
+            namespaces,
+            ns_stream,
+            shutdown.clone(),
+        )
+        .left_future(),
+        _ => {
+            info!("single-namespace mode: ClusterExternalSecrets (cluster-scoped) are not served");
+            future::ready(()).right_future()
+        }
+    };
+    future::join3(es_controller, store_status, ces_controller).await;
     if shutdown.now_or_never().is_some() {
         info!("controller stopped");
     } else {
@@ -268,7 +289,9 @@ pub async fn run(
 }
 
 /// Feeds a watch's outcomes to the API reachability report (logged slowly, shown on /readyz).
-fn observe<K>(health: &Health) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + use<K> {
+pub(super) fn observe<K>(
+    health: &Health,
+) -> impl FnMut(&Result<watcher::Event<K>, watcher::Error>) + use<K> {
     let api = health.api.clone();
     move |result| match result {
         Ok(_) => api.reached(),
@@ -285,7 +308,7 @@ fn observe<K>(health: &Health) -> impl FnMut(&Result<watcher::Event<K>, watcher:
 
 /// What the caches do not need and would hold 10,000 times over: managedFields, and kubectl's
 /// last-applied copy of the whole object. Nothing in the reconcile reads either.
-fn slim_metadata<K: kube::Resource>(obj: &mut K) {
+pub(super) fn slim_metadata<K: kube::Resource>(obj: &mut K) {
     obj.meta_mut().managed_fields = None;
     if let Some(annotations) = obj.meta_mut().annotations.as_mut() {
         annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
@@ -346,7 +369,7 @@ fn store_prefixes(caches: &Caches) -> Vec<String> {
 
 /// Tasks started by `run` end with it, also when `run` is dropped (lost leadership): nothing it
 /// started may keep running, let alone writing.
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+pub(super) struct AbortOnDrop<T>(pub(super) tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
@@ -366,7 +389,7 @@ impl Drop for NotReadyOnDrop {
 /// Wait until a cache has listed once (true), or its writer is gone (false).
 /// `Store::wait_until_ready` keeps only the last waiter's waker, and the Controller waits on the same
 /// store, so a lone long wait here could sleep forever; short, repeated waits re-register each time.
-async fn wait_ready<K: kube::Resource + Clone>(store: Option<Store<K>>) -> bool
+pub(super) async fn wait_ready<K: kube::Resource + Clone>(store: Option<Store<K>>) -> bool
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {

@@ -11,9 +11,11 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
 
 use super::Config;
+use crate::api::aws::AwsAuth;
 use crate::api::condition::{self, Condition, ConditionStatus};
 use crate::api::{
-    ClusterSecretStore, ProviderChoice, SecretStore, SecretStoreStatus, StoreObject, store_reason,
+    ClusterSecretStore, ProviderChoice, SecretStore, SecretStoreStatus, StoreKind, StoreObject,
+    store_reason,
 };
 use crate::provider::Providers;
 use crate::shutdown::{DRAIN_LIMIT, InFlight, drive};
@@ -27,6 +29,11 @@ struct StoreContext {
     providers: Providers,
 }
 
+/// Ready message of a ClusterSecretStore whose AWS identity is named without a namespace.
+pub const REFERENT_MESSAGE: &str = "store validated as far as it can be: its auth names no namespace, so \
+     each ExternalSecret uses the ServiceAccount or Secret of its own namespace (referent \
+     authentication), checked when it syncs";
+
 /// The Ready condition a store should carry, from a real validation through its provider.
 pub async fn validate(providers: &Providers, store: &StoreObject) -> Condition {
     if let ProviderChoice::Unsupported(name) = store.spec.provider.choice() {
@@ -35,6 +42,19 @@ pub async fn validate(providers: &Providers, store: &StoreObject) -> Condition {
             ConditionStatus::False,
             store_reason::INVALID_PROVIDER_CONFIG,
             format!("provider {name} is not supported by secret-sync"),
+        );
+    }
+    if store.kind == StoreKind::ClusterSecretStore
+        && let ProviderChoice::Aws(aws) = store.spec.provider.choice()
+        && aws.auth.as_ref().is_some_and(AwsAuth::is_referent)
+    {
+        // As ESO: the identity depends on the ExternalSecret's namespace, so it is checked at sync
+        // time; the store itself is Ready.
+        return Condition::new(
+            "Ready",
+            ConditionStatus::True,
+            store_reason::VALID,
+            REFERENT_MESSAGE,
         );
     }
     let namespace = store.namespace.clone().unwrap_or_default();
@@ -198,4 +218,45 @@ pub async fn run(
         async move { drive(stream, shutdown, &in_flight, DRAIN_LIMIT, |_| {}).await }
     };
     future::join(namespaced, cluster).await;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn store(kind: StoreKind, auth: &str) -> StoreObject {
+        let spec = serde_yaml_ng::from_str(&format!(
+            "provider: {{aws: {{service: SecretsManager, region: us-west-2, auth: {auth}}}}}"
+        ))
+        .unwrap();
+        StoreObject {
+            kind,
+            name: "s".into(),
+            namespace: (kind == StoreKind::SecretStore).then(|| "team".into()),
+            uid: None,
+            generation: None,
+            spec,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cluster_store_naming_a_service_account_without_namespace_is_ready_as_in_eso() {
+        let providers = Providers::new(None);
+        let auth = "{jwt: {serviceAccountRef: {name: reader}}}";
+        let ready = validate(&providers, &store(StoreKind::ClusterSecretStore, auth)).await;
+        assert_eq!(
+            (ready.status, ready.reason.as_deref()),
+            (ConditionStatus::True, Some(store_reason::VALID))
+        );
+        assert_eq!(ready.message.as_deref(), Some(REFERENT_MESSAGE));
+        // A SecretStore's ServiceAccount is always in its own namespace: really validated (and here,
+        // without an API server to read it from, refused).
+        let ready = validate(&providers, &store(StoreKind::SecretStore, auth)).await;
+        assert_eq!(ready.status, ConditionStatus::False);
+        // A ClusterSecretStore naming the namespace is validated too.
+        let named = "{jwt: {serviceAccountRef: {name: reader, namespace: ops}}}";
+        let ready = validate(&providers, &store(StoreKind::ClusterSecretStore, named)).await;
+        assert_eq!(ready.status, ConditionStatus::False);
+    }
 }

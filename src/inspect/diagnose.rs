@@ -128,6 +128,16 @@ pub const ROLE_ARN_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 pub fn diagnose(facts: &Facts) -> Vec<Finding> {
     let mut out = Vec::new();
     spec_findings(&facts.es, &mut out);
+    if !build::needs_store(&facts.es.spec) {
+        out.push(Finding::ok(
+            Step::Store,
+            "no store needed: every value comes from a generator (dataFrom[].sourceRef.generatorRef)",
+        ));
+        provider_findings(facts, &mut out);
+        target_findings(facts, &mut out);
+        event_findings(facts, &mut out);
+        return out;
+    }
     let store = match &facts.store {
         Ok(store) => store,
         Err(e) => {
@@ -352,6 +362,12 @@ fn provider_findings(facts: &Facts, out: &mut Vec<Finding>) {
         }
         "SecretOwnedByOther" | "SecretImmutable" => "see the target Secret below",
         "Unsupported" | "InvalidSpec" => "change the spec (see above)",
+        "GeneratorNotFound" => {
+            "create the generator the message names, in the ExternalSecret's namespace (or a ClusterGenerator)"
+        }
+        "UnsupportedGenerator" | "InvalidGeneratorSpec" => {
+            "use an ECRAuthorizationToken or Password generator (or a ClusterGenerator of those kinds) with a valid spec"
+        }
         "StoreNotFound" | "NamespaceNotAdmitted" => "see the store above",
         _ => "see the message; the Events below may say more",
     };

@@ -354,7 +354,9 @@ fn row(es: &ExternalSecret, provider: Option<&crate::api::SecretStoreProvider>) 
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
     let ready = crate::api::condition::find(conditions, "Ready");
+    let storeless = !crate::controller::build::needs_store(&es.spec);
     let provider = match provider.map(|p| p.choice()) {
+        None if storeless => "generators".to_owned(),
         Some(ProviderChoice::Aws(aws)) => format!("aws/{:?}", aws.service),
         Some(ProviderChoice::Fake(_)) => "fake".to_owned(),
         Some(ProviderChoice::Unsupported(name)) => format!("{name} (unsupported)"),
@@ -373,11 +375,15 @@ fn row(es: &ExternalSecret, provider: Option<&crate::api::SecretStoreProvider>) 
     StatusRow {
         namespace: es.metadata.namespace.clone().unwrap_or_default(),
         name: es.metadata.name.clone().unwrap_or_default(),
-        store: format!(
-            "{}/{}",
-            es.store_kind().as_str(),
-            es.spec.secret_store_ref.name
-        ),
+        store: if storeless {
+            "-".to_owned()
+        } else {
+            format!(
+                "{}/{}",
+                es.store_kind().as_str(),
+                es.spec.secret_store_ref.name
+            )
+        },
         provider,
         ready: ready.map_or("Unknown".to_owned(), |c| format!("{:?}", c.status)),
         reason: ready.and_then(|c| c.reason.clone()).unwrap_or_default(),

@@ -223,6 +223,35 @@ impl TestCluster {
     }
 }
 
+/// The real `kubectl` binary with a kubeconfig (and discovery cache) of its own for one fake API server.
+pub struct Kubectl {
+    dir: tempfile::TempDir,
+}
+
+impl Kubectl {
+    pub fn new(server: &FakeApiServer) -> Kubectl {
+        let dir = tempfile::tempdir().expect("tempdir");
+        server
+            .write_kubeconfig(&dir.path().join("kubeconfig"))
+            .expect("write kubeconfig");
+        Kubectl { dir }
+    }
+
+    /// Runs kubectl to completion (asynchronously, so the in-process server keeps serving).
+    pub async fn run(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.dir.path().join("kubeconfig"))
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(args)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("kubectl is installed on every machine of this kind")
+    }
+}
+
 /// The workload reload controllers, running next to the main controller; stopped on drop.
 pub struct Reload {
     stop: tokio::sync::watch::Sender<bool>,
@@ -314,6 +343,8 @@ fn is_cluster_scoped(kind: &str) -> bool {
     matches!(
         kind,
         "ClusterSecretStore"
+            | "ClusterExternalSecret"
+            | "ClusterGenerator"
             | "Namespace"
             | "CustomResourceDefinition"
             | "ClusterRole"

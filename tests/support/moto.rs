@@ -185,6 +185,16 @@ impl Moto {
         self.control("POST", "/_faults", &fault).await;
     }
 
+    /// ECR tokens answered from now on expire `seconds` after the call (moto's own: 2015-01-01).
+    pub async fn ecr_token_lifetime(&self, seconds: u64) {
+        self.control(
+            "POST",
+            "/_ecr/token-lifetime",
+            &serde_json::json!({ "seconds": seconds }),
+        )
+        .await;
+    }
+
     /// Create an IAM role (trusting any principal and web identity) with one inline policy.
     pub async fn iam_role(&self, name: &str, policy: serde_json::Value) -> String {
         let answer = self
@@ -320,8 +330,13 @@ pub fn text(data: &DesiredData, key: &str) -> String {
     .expect("utf-8")
 }
 
-/// The fake API server with a controller (`config`) whose AWS providers talk to `moto`.
-pub async fn cluster_on_moto(
+/// Fake API server with our CRDs and a running controller whose AWS providers point at `moto`.
+pub async fn cluster_on_moto(moto: &Moto) -> super::cluster::TestCluster {
+    cluster_on_moto_with(moto, secret_sync::controller::Config::default()).await
+}
+
+/// `cluster_on_moto` with a controller configured by `config`.
+pub async fn cluster_on_moto_with(
     moto: &Moto,
     config: secret_sync::controller::Config,
 ) -> super::cluster::TestCluster {

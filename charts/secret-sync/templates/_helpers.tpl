@@ -83,6 +83,10 @@ mode) and the Role (namespaced mode); the cluster-only rules are added by the ca
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+# dataFrom[].sourceRef.generatorRef: the generator objects are read at each sync.
+- apiGroups: ["generators.external-secrets.io"]
+  resources: ["ecrauthorizationtokens", "passwords"{{ if not (include "secret-sync.watchNamespace" .) }}, "clustergenerators"{{ end }}]
+  verbs: ["get", "list", "watch"]
 {{- if .Values.auth.jwt.enabled }}
 - apiGroups: [""]
   resources: ["serviceaccounts/token"]

@@ -215,6 +215,18 @@ fn normalize(def: &ResourceDef, obj: &mut Value, name: &str) -> ApiResult<()> {
     {
         m.entry("spec")
             .or_insert_with(|| json!({"finalizers": ["kubernetes"]}));
+        // The real namespace strategy sets this label on every create and update (immutable name,
+        // so selectors can match namespaces by name).
+        let md = m.entry("metadata").or_insert_with(|| json!({}));
+        if let Some(md) = md.as_object_mut() {
+            let labels = md.entry("labels").or_insert_with(|| json!({}));
+            if !labels.is_object() {
+                *labels = json!({});
+            }
+            if let Some(labels) = labels.as_object_mut() {
+                labels.insert("kubernetes.io/metadata.name".into(), json!(name));
+            }
+        }
     }
     Ok(())
 }

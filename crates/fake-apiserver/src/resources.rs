@@ -28,6 +28,8 @@ pub struct ResourceDef {
     pub printer_columns: BTreeMap<String, Vec<Value>>,
     /// Extra subresources beyond status (e.g. `token` on serviceaccounts).
     pub extra_subresources: Vec<&'static str>,
+    /// Per deprecated version: the warning every request to it gets (`Warning: 299 - "…"`).
+    pub deprecations: BTreeMap<String, String>,
 }
 
 impl ResourceDef {
@@ -174,6 +176,7 @@ pub fn builtins() -> Vec<ResourceDef> {
             } else {
                 vec![]
             },
+            deprecations: BTreeMap::new(),
         })
         .collect()
 }
@@ -198,10 +201,15 @@ pub fn from_crd(crd: &Value) -> Option<ResourceDef> {
     let mut schemas = BTreeMap::new();
     let mut printer_columns = BTreeMap::new();
     let mut has_status = false;
+    let mut deprecated = Vec::new();
     for v in spec.get("versions")?.as_array()? {
         let name = v.get("name")?.as_str()?.to_string();
         if !v.get("served").and_then(Value::as_bool).unwrap_or(false) {
             continue;
+        }
+        if v.get("deprecated").and_then(Value::as_bool) == Some(true) {
+            let custom = v.get("deprecationWarning").and_then(Value::as_str);
+            deprecated.push((name.clone(), custom.map(str::to_string)));
         }
         if v.pointer("/subresources/status").is_some() {
             has_status = true;
@@ -222,6 +230,15 @@ pub fn from_crd(crd: &Value) -> Option<ResourceDef> {
     if versions.is_empty() {
         return None;
     }
+    let deprecations = deprecated
+        .into_iter()
+        .map(|(version, custom)| {
+            let warning = custom.unwrap_or_else(|| {
+                default_deprecation_warning(&group, &kind, &version, spec.get("versions"))
+            });
+            (version, warning)
+        })
+        .collect();
     Some(ResourceDef {
         group,
         versions,
@@ -246,7 +263,57 @@ pub fn from_crd(crd: &Value) -> Option<ResourceDef> {
         schemas,
         printer_columns,
         extra_subresources: vec![],
+        deprecations,
     })
+}
+
+/// The apiextensions-apiserver's wording when a deprecated version sets no `deprecationWarning`:
+/// "GROUP/VERSION KIND is deprecated", plus "; use GROUP/NEWEST KIND" naming the highest-priority
+/// served version that is not deprecated.
+fn default_deprecation_warning(
+    group: &str,
+    kind: &str,
+    version: &str,
+    versions: Option<&Value>,
+) -> String {
+    let mut msg = format!("{group}/{version} {kind} is deprecated");
+    let replacement = versions
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|v| v.get("served").and_then(Value::as_bool) == Some(true))
+        .filter(|v| v.get("deprecated").and_then(Value::as_bool) != Some(true))
+        .filter_map(|v| v.get("name").and_then(Value::as_str))
+        .max_by_key(|name| version_priority(name));
+    if let Some(newest) = replacement {
+        msg.push_str(&format!("; use {group}/{newest} {kind}"));
+    }
+    msg
+}
+
+/// Kubernetes' version ordering (GA > beta > alpha, then the higher numbers; anything else last),
+/// as a sortable key: higher is preferred.
+fn version_priority(name: &str) -> (u8, u64, u64) {
+    let Some(rest) = name.strip_prefix('v') else {
+        return (0, 0, 0);
+    };
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    let Ok(major) = rest[..digits].parse::<u64>() else {
+        return (0, 0, 0);
+    };
+    let tail = &rest[digits..];
+    let level_of = |n: &str, level: u8| n.parse::<u64>().ok().map(|minor| (level, minor));
+    let ranked = if tail.is_empty() {
+        Some((3, 0))
+    } else if let Some(n) = tail.strip_prefix("beta") {
+        level_of(n, 2)
+    } else {
+        tail.strip_prefix("alpha").and_then(|n| level_of(n, 1))
+    };
+    let Some((level, minor)) = ranked else {
+        return (0, 0, 0);
+    };
+    (level, major, if level == 3 { 0 } else { minor })
 }
 
 /// All served resources: built-ins plus CRD-derived ones, keyed by (group, plural).
@@ -305,5 +372,86 @@ impl Registry {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn crd(versions: Value) -> Value {
+        json!({"spec": {"group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"}, "versions": versions}})
+    }
+
+    #[test]
+    fn versions_rank_as_kubernetes_orders_them() {
+        let mut names = vec![
+            "v1alpha1",
+            "v10",
+            "v11alpha2",
+            "foo1",
+            "v1",
+            "v2beta1",
+            "v12alpha1",
+            "v1beta1",
+            "v3beta1",
+            "v1beta2",
+            "v2",
+        ];
+        names.sort_by_key(|n| std::cmp::Reverse(version_priority(n)));
+        // The example order of the Kubernetes CRD versioning docs (non-kube-like names last).
+        assert_eq!(
+            names,
+            [
+                "v10",
+                "v2",
+                "v1",
+                "v3beta1",
+                "v2beta1",
+                "v1beta2",
+                "v1beta1",
+                "v12alpha1",
+                "v11alpha2",
+                "v1alpha1",
+                "foo1"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deprecated_version_gets_its_own_warning_or_the_servers_default() {
+        let def = from_crd(&crd(json!([
+            {"name": "v1", "served": true, "storage": true},
+            {"name": "v1beta1", "served": true, "storage": false, "deprecated": true},
+            {"name": "v1alpha1", "served": true, "storage": false, "deprecated": true,
+             "deprecationWarning": "alpha is gone soon"},
+            {"name": "v2beta1", "served": false, "storage": false}
+        ])))
+        .unwrap();
+        assert_eq!(def.versions, ["v1", "v1beta1", "v1alpha1"]);
+        assert_eq!(
+            def.deprecations.get("v1beta1").map(String::as_str),
+            Some("example.com/v1beta1 Widget is deprecated; use example.com/v1 Widget")
+        );
+        assert_eq!(
+            def.deprecations.get("v1alpha1").map(String::as_str),
+            Some("alpha is gone soon")
+        );
+        assert!(!def.deprecations.contains_key("v1"));
+    }
+
+    #[test]
+    fn the_default_warning_names_no_replacement_when_every_served_version_is_deprecated() {
+        let def = from_crd(&crd(json!([
+            {"name": "v1beta1", "served": true, "storage": true, "deprecated": true}
+        ])))
+        .unwrap();
+        assert_eq!(
+            def.deprecations.get("v1beta1").map(String::as_str),
+            Some("example.com/v1beta1 Widget is deprecated")
+        );
     }
 }

@@ -240,6 +240,31 @@ async fn route(
         _ => return Err(not_found_path()),
     };
     let target = resolve(shared, group, version, rest)?;
+    // A deprecated CRD version warns on every request to it, successful or not, as
+    // apiextensions-apiserver does; kubectl prints the text on stderr ("Warning: …").
+    let warning = target.def.deprecations.get(&target.version).cloned();
+    let mut resp = serve_resource(shared, method, path, &q, headers, body, target)
+        .await
+        .unwrap_or_else(IntoResponse::into_response);
+    if let Some(text) = warning {
+        let escaped = text.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = HeaderValue::from_str(&format!("299 - \"{escaped}\"")) {
+            resp.headers_mut().append(header::WARNING, value);
+        }
+    }
+    Ok(resp)
+}
+
+/// One request to a resolved resource: watch, list, get, create, update, patch, delete.
+async fn serve_resource(
+    shared: &Arc<Shared>,
+    method: &Method,
+    path: &str,
+    q: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: Bytes,
+    target: Target,
+) -> ApiResult<Response> {
     let accept = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -284,9 +309,9 @@ async fn route(
     match (method.clone(), target.name.as_deref()) {
         (Method::GET, None) if is_watch => Ok(watch::serve(
             shared.clone(),
-            watch_request(&target, &q, format)?,
+            watch_request(&target, q, format)?,
         )),
-        (Method::GET, None) => list(shared, &target, &q, &format),
+        (Method::GET, None) => list(shared, &target, q, &format),
         (Method::GET, Some(name)) => {
             let store = shared.lock();
             let obj = store
@@ -403,7 +428,7 @@ async fn route(
             Ok(respond(if gone { 200 } else { 202 }, &obj))
         }
         (Method::DELETE, None) => {
-            let selectors = parse_selectors(&q, &target.def.plural)?;
+            let selectors = parse_selectors(q, &target.def.plural)?;
             let mut store = shared.lock();
             let key = (target.def.group.clone(), target.def.plural.clone());
             let objs: Vec<Arc<Value>> = store

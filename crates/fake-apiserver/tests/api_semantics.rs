@@ -47,19 +47,51 @@ fn deployment(name: &str, image: &str) -> Deployment {
     .unwrap()
 }
 
+async fn names(api: &Api<Namespace>, params: &ListParams) -> Vec<String> {
+    let list = api.list(params).await.unwrap();
+    list.items.iter().map(|n| n.name_any()).collect()
+}
+
+#[tokio::test]
+async fn every_namespace_carries_its_name_as_a_label_that_selectors_match() {
+    within(async {
+        let server = FakeApiServer::start().await.unwrap();
+        let ns: Api<Namespace> = Api::all(server.client());
+        let created: Namespace = serde_json::from_value(
+            json!({"metadata": {"name": "team-a", "labels": {"tier": "prod"}}}),
+        )
+        .unwrap();
+        ns.create(&PostParams::default(), &created).await.unwrap();
+        // A client that tries to change or drop it gets it back, as from the real namespace strategy.
+        let patch =
+            json!({"metadata": {"labels": {"kubernetes.io/metadata.name": "other", "tier": null}}});
+        let patched = ns
+            .patch("team-a", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        assert_eq!(
+            patched.labels(),
+            &BTreeMap::from([(
+                "kubernetes.io/metadata.name".to_string(),
+                "team-a".to_string()
+            )])
+        );
+        let selected = names(
+            &ns,
+            &ListParams::default().labels("kubernetes.io/metadata.name in (team-a,default)"),
+        )
+        .await;
+        assert_eq!(selected, ["default", "team-a"]);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn default_and_kube_system_namespaces_exist_at_start() {
     within(async {
         let server = FakeApiServer::start().await.unwrap();
         let ns: Api<Namespace> = Api::all(server.client());
-        let names: Vec<String> = ns
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .iter()
-            .map(|n| n.name_any())
-            .collect();
+        let names = names(&ns, &ListParams::default()).await;
         assert!(
             names.contains(&"default".to_string()) && names.contains(&"kube-system".to_string()),
             "{names:?}"
@@ -866,6 +898,106 @@ async fn dynamic_objects_round_trip_through_kube_api() {
         let obj: &DynamicObject = &list.items[0];
         assert_eq!(obj.types.as_ref().unwrap().kind, "Widget");
         assert_eq!(obj.data["spec"]["size"], 1);
+    })
+    .await;
+}
+
+/// A raw request that also returns the response's `Warning` headers.
+async fn raw_warned(
+    client: &kube::Client,
+    method: &str,
+    uri: &str,
+    body: Value,
+) -> (u16, Value, Vec<String>) {
+    let data = if body.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(&body).unwrap()
+    };
+    let req = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(data))
+        .unwrap();
+    let resp = client.send(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let warnings = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let bytes = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        warnings,
+    )
+}
+
+#[tokio::test]
+async fn versions_without_conversion_serve_one_object_under_each_served_apiversion() {
+    within(async {
+        let server = FakeApiServer::start().await.unwrap();
+        let client = server.client();
+        let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            Api::all(client.clone());
+        crds.create(&PostParams::default(), &serde_json::from_value(multi_version_widget_crd()).unwrap())
+            .await
+            .unwrap();
+        let beta = "/apis/example.com/v1beta1/namespaces/default/widgets";
+        let ga = "/apis/example.com/v1/namespaces/default/widgets";
+        let warning = "299 - \"example.com/v1beta1 Widget is deprecated; use example.com/v1 Widget\"";
+
+        // Created at the deprecated version: answered at that version, with the server's warning.
+        let (code, created, warnings) = raw_warned(
+            &client,
+            "POST",
+            beta,
+            json!({"apiVersion": "example.com/v1beta1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1, "dropped": true}}),
+        )
+        .await;
+        assert_eq!(code, 201, "{created}");
+        assert_eq!(created["apiVersion"], "example.com/v1beta1");
+        assert_eq!(created["spec"], json!({"size": 1}), "pruned by the v1beta1 schema");
+        assert_eq!(warnings, [warning]);
+
+        // Read, listed and watched at v1: the same object, apiVersion rewritten, no warning.
+        let (_, got, warnings) = raw_warned(&client, "GET", &format!("{ga}/w"), Value::Null).await;
+        assert_eq!(got["apiVersion"], "example.com/v1");
+        assert_eq!(got["metadata"]["uid"], created["metadata"]["uid"]);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (_, list, _) = raw_warned(&client, "GET", ga, Value::Null).await;
+        assert_eq!(list["apiVersion"], "example.com/v1");
+        assert_eq!(list["items"][0]["apiVersion"], "example.com/v1");
+        let events = watch_lines(&client, &format!("{ga}?watch=true&resourceVersion=0&timeoutSeconds=1")).await;
+        assert_eq!(events[0]["type"], "ADDED");
+        assert_eq!(events[0]["object"]["apiVersion"], "example.com/v1");
+
+        // A v1 write is seen at v1beta1, and a failed request to v1beta1 warns too.
+        let widgets = Api::<DynamicObject>::namespaced_with(client.clone(), "default", &widget_resource());
+        widgets
+            .patch("w", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 2}})))
+            .await
+            .unwrap();
+        let (_, got, _) = raw_warned(&client, "GET", &format!("{beta}/w"), Value::Null).await;
+        assert_eq!((got["apiVersion"].as_str(), got["spec"]["size"].as_i64()), (Some("example.com/v1beta1"), Some(2)));
+        let (code, _, warnings) = raw_warned(&client, "GET", &format!("{beta}/missing"), Value::Null).await;
+        assert_eq!((code, warnings.as_slice()), (404, [warning.to_owned()].as_slice()));
+
+        // A version that is not served does not exist: 404, and discovery does not list it.
+        let (code, _, _) = raw_warned(&client, "GET", "/apis/example.com/v1alpha1/namespaces/default/widgets", Value::Null).await;
+        assert_eq!(code, 404);
+        let (_, group, _) = raw_warned(&client, "GET", "/apis/example.com", Value::Null).await;
+        let served: Vec<&str> = group["versions"].as_array().unwrap().iter().filter_map(|v| v["version"].as_str()).collect();
+        assert_eq!(served, ["v1", "v1beta1"]);
+        assert_eq!(group["preferredVersion"]["version"], "v1");
+        let (code, _, _) = raw_warned(&client, "GET", "/apis/example.com/v1alpha1", Value::Null).await;
+        assert_eq!(code, 404);
     })
     .await;
 }

@@ -47,6 +47,14 @@ impl Kubectl {
         cmd
     }
 
+    /// `kubectl apply` of WIDGET written at `example.com/VERSION`, whatever its exit status.
+    async fn apply_widget_at(&self, version: &str) -> std::process::Output {
+        let text = WIDGET.replace("example.com/v1", &format!("example.com/{version}"));
+        let file = self.write(&format!("w-{version}.yaml"), &text);
+        let args = ["apply", "--validate=false", "-f", file.to_str().unwrap()];
+        self.command(&args).output().await.unwrap()
+    }
+
     /// Runs kubectl to completion and returns stdout, failing the test on a non-zero exit.
     async fn run(&self, args: &[&str]) -> String {
         let out = self.command(args).output().await.unwrap();
@@ -283,6 +291,47 @@ async fn kubectl_apply_of_a_built_in_deployment_uses_strategic_merge() {
         assert!(k.server.requests().iter().any(|r| r.method == "PATCH" && r.path.ends_with("/deployments/d")));
         let image = k.run(&["get", "deploy", "d", "-o", "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}"]).await;
         assert_eq!(image, "img:2 2");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn kubectl_applies_a_manifest_of_a_deprecated_version_and_reads_it_at_the_storage_version() {
+    within(async {
+        let k = Kubectl::start().await;
+        let crd = k.write(
+            "crd.yaml",
+            &serde_yaml_ng::to_string(&multi_version_widget_crd()).unwrap(),
+        );
+        k.run(&["apply", "--validate=false", "-f", crd.to_str().unwrap()])
+            .await;
+        let out = k.apply_widget_at("v1beta1").await;
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "widget.example.com/w1 created"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(
+                "Warning: example.com/v1beta1 Widget is deprecated; use example.com/v1 Widget"
+            ),
+            "{out:?}"
+        );
+        let yaml = k
+            .run(&["get", "widgets.v1.example.com", "w1", "-o", "yaml"])
+            .await;
+        let obj: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+        assert_eq!(obj["apiVersion"], "example.com/v1");
+        assert_eq!(obj["spec"], json!({"size": 3, "color": "red"}));
+
+        // A manifest of a version the CRD does not serve is refused by kubectl itself.
+        let out = k.apply_widget_at("v1alpha1").await;
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("no matches for kind \"Widget\" in version \"example.com/v1alpha1\""),
+            "{out:?}"
+        );
     })
     .await;
 }

@@ -3,6 +3,7 @@
 //! `controller::build`'s job), and must never log, format or keep secret values outside `SecretBytes`.
 
 pub mod credentials;
+pub mod ecr;
 mod errors;
 mod parameter_store;
 mod secrets_manager;
@@ -109,6 +110,62 @@ impl AwsProviders {
                 self.metrics.clone(),
             )),
         })
+    }
+
+    /// A fresh ECR registry credential for an `ECRAuthorizationToken` generator used by an ExternalSecret
+    /// in `es_namespace`. The generator's `auth` and `role` resolve to an identity exactly as a
+    /// SecretStore's in that namespace would (shared credentials cache, same auth forms); as in ESO,
+    /// `namespace` fields of its references are ignored: a generator only reads its own namespace.
+    pub async fn ecr_token(
+        &self,
+        spec: &crate::api::generators::ECRAuthorizationTokenSpec,
+        es_namespace: &str,
+    ) -> Result<ecr::EcrToken, ProviderError> {
+        if spec.scope.as_deref().is_some_and(|s| s == "public") {
+            return Err(ProviderError::InvalidConfig {
+                detail: "ECRAuthorizationToken scope public (ECR Public) is not supported"
+                    .to_owned(),
+            });
+        }
+        let mut auth = spec.auth.clone();
+        if let Some(auth) = auth.as_mut() {
+            // ESO's generator session reads jwt first and then lets secretRef replace it: with both
+            // given (as ESO's own example shows), the static keys are used.
+            if auth.secret_ref.is_some() {
+                auth.jwt = None;
+            }
+            if let Some(keys) = auth.secret_ref.as_mut() {
+                keys.access_key_id.namespace = None;
+                keys.secret_access_key.namespace = None;
+                if let Some(token) = keys.session_token.as_mut() {
+                    token.namespace = None;
+                }
+            }
+            if let Some(sa) = auth
+                .jwt
+                .as_mut()
+                .and_then(|j| j.service_account_ref.as_mut())
+            {
+                sa.namespace = None;
+            }
+        }
+        let aws = AwsProvider {
+            region: spec.region.clone(),
+            role: spec.role.clone(),
+            auth,
+            ..AwsProvider::default()
+        };
+        // The identity rules of a SecretStore in the ExternalSecret's namespace.
+        let store = StoreObject {
+            kind: crate::api::StoreKind::SecretStore,
+            name: String::new(),
+            namespace: Some(es_namespace.to_owned()),
+            uid: None,
+            generation: None,
+            spec: crate::api::SecretStoreSpec::default(),
+        };
+        let identity = self.identity(&store, &aws, es_namespace).await?;
+        ecr::authorization_token(&identity, &self.metrics).await
     }
 
     /// The shared identity of a store: built on first use, then reused until idle for hours.
@@ -257,6 +314,7 @@ pub struct AwsIdentity {
     secrets_manager: OnceLock<aws_sdk_secretsmanager::Client>,
     ssm: OnceLock<aws_sdk_ssm::Client>,
     sts: OnceLock<aws_sdk_sts::Client>,
+    ecr: OnceLock<aws_sdk_ecr::Client>,
     validated: tokio::sync::Mutex<Option<(Instant, Result<(), ProviderError>)>>,
     batch_denied_at: Mutex<Option<Instant>>,
     last_used: Mutex<Instant>,
@@ -270,6 +328,7 @@ impl AwsIdentity {
             secrets_manager: OnceLock::new(),
             ssm: OnceLock::new(),
             sts: OnceLock::new(),
+            ecr: OnceLock::new(),
             validated: tokio::sync::Mutex::new(None),
             batch_denied_at: Mutex::new(None),
             last_used: Mutex::new(Instant::now()),
@@ -301,6 +360,11 @@ impl AwsIdentity {
     pub(crate) fn ssm(&self) -> &aws_sdk_ssm::Client {
         self.ssm
             .get_or_init(|| aws_sdk_ssm::Client::new(&self.config))
+    }
+
+    pub(crate) fn ecr(&self) -> &aws_sdk_ecr::Client {
+        self.ecr
+            .get_or_init(|| aws_sdk_ecr::Client::new(&self.config))
     }
 
     fn sts(&self) -> &aws_sdk_sts::Client {

@@ -151,3 +151,21 @@ pub fn watch_timeout(quiet_secs: u64) -> u32 {
     let secs = fake_apiserver::test_time::scaled_secs(Duration::from_secs(quiet_secs));
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
+
+/// The Widget CRD with three versions sharing one schema and no conversion: v1 (storage), v1beta1
+/// (served, deprecated, default warning) and v1alpha1 (not served).
+pub fn multi_version_widget_crd() -> Value {
+    let mut crd = widget_crd();
+    let v1 = crd["spec"]["versions"][0].clone();
+    let mut beta = v1.clone();
+    beta["name"] = json!("v1beta1");
+    beta["storage"] = json!(false);
+    beta["deprecated"] = json!(true);
+    let mut alpha = v1.clone();
+    alpha["name"] = json!("v1alpha1");
+    alpha["storage"] = json!(false);
+    alpha["served"] = json!(false);
+    crd["spec"]["versions"] = json!([v1, beta, alpha]);
+    crd["spec"]["conversion"] = json!({"strategy": "None"});
+    crd
+}
