@@ -327,6 +327,34 @@ async fn corpus_find_and_rewrite_manifests_sync_with_esos_keys() {
         c.apply(&corpus("075-aws-sm-externalsecret-templatefrom-valuesdecodingstrategy.yaml")).await;
         synced("nginx-certs", &[("site1", "CERT-1"), ("site2", "CERT-2")]).await;
         checked += 1;
+
+        // v1beta1 manifests from user reports, as written.
+        for (name, value) in [("/aaa/eks/db", "aGk="), ("/aaa/eks/plain", "not base64!"), ("/aaa/other/x", "x")] {
+            moto.put_parameter(name, value, ParameterType::String).await;
+        }
+        for (name, value) in [("/my/base/path/a", "1"), ("/my/base/path/sub/b", "2"), ("/my/other", "3")] {
+            moto.put_parameter(name, value, ParameterType::String).await;
+        }
+        let common = [("app-environment", "DEV"), ("app-platform", "k8s")];
+        let main_tags = [common[0], common[1], ("app-service", "content_delivery"), ("services.k8s.aws/namespace", "app")];
+        let int_tags = [common[0], common[1], ("app-service", "content_delivery_int"), ("services.k8s.aws/namespace", "app-secondary")];
+        tagged(&moto, "rds/content", "main-password", &main_tags).await;
+        tagged(&moto, "rds/content-int", "int-password", &int_tags).await;
+        c.apply(&PS.replace("name: ps", "name: parameterstore")).await;
+        c.apply(&PS.replace("name: ps", "name: my-store")).await;
+        c.apply("apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: clustersecretstore}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: us-east-1}\n").await;
+        c.apply(&corpus("047-aws-ps-externalsecret-find-path-regexp-rewrite-v1beta1.yaml")).await;
+        synced("pltfrmxxx", &[("db", "hi"), ("plain", "not base64!")]).await;
+        checked += 1;
+        // ESO's tag filters are AWS prefixes: "content_delivery" also matches "content_delivery_int",
+        // and both secrets fight over `credentials` (the user's report). Exact tags: one each.
+        c.apply(&corpus("048-aws-sm-externalsecret-find-tags-rewrite-v1beta1.yaml")).await;
+        synced("dev-app-content-del-rdsmasterpassword", &[("credentials", "main-password")]).await;
+        synced("dev-app-sec-content-del-rdsmasterpassword", &[("credentials", "int-password")]).await;
+        checked += 1;
+        c.apply(&corpus("049-aws-ps-externalsecret-find-all-under-path-v1beta1.yaml")).await;
+        synced("my-secret", &[("_my_base_path_a", "1"), ("_my_base_path_sub_b", "2")]).await;
+        checked += 1;
         for name in ["secret-to-be-created", "external-secret-transform", "nginx-certs"] {
             let es = if name == "secret-to-be-created" { "example" } else { name };
             c.wait_ready("default", es, "True", "SecretSynced").await;
