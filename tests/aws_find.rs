@@ -263,16 +263,6 @@ async fn over_the_limit_or_matching_nothing_the_secret_is_kept_as_it_is() {
     .await;
 }
 
-fn corpus(file: &str) -> String {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let dir = if dir.exists() {
-        dir
-    } else {
-        std::path::PathBuf::from("/work/shared/corpus")
-    };
-    std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("corpus {file}: {e}"))
-}
-
 /// The corpus manifests that use find and rewrite, applied unchanged (their stores adapted to moto or
 /// taken from the corpus), each giving the keys ESO gives for the same remote data.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,7 +285,7 @@ async fn corpus_find_and_rewrite_manifests_sync_with_esos_keys() {
         let c = cluster_on_moto_with(&moto, controller::Config::default()).await;
         c.apply(&SM.replace("name: sm", "name: backend")).await;
         c.apply("apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: aws-secretsmanager}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: us-east-1}\n").await;
-        c.apply(&corpus("061-fake-clustersecretstore.yaml")).await;
+        c.apply(&support::corpus("061-fake-clustersecretstore.yaml")).await;
         let synced = |name: &'static str, want: &'static [(&'static str, &'static str)]| {
             let c = &c;
             async move {
@@ -308,23 +298,23 @@ async fn corpus_find_and_rewrite_manifests_sync_with_esos_keys() {
             }
         };
         let mut checked = 0;
-        c.apply(&corpus("067-generic-externalsecret-find-path-rewrite-remove-prefix.yaml")).await;
+        c.apply(&support::corpus("067-generic-externalsecret-find-path-rewrite-remove-prefix.yaml")).await;
         synced("secret-to-be-created", &[("password", "p"), ("username", "u")]).await;
         checked += 1;
-        c.apply(&corpus("068-generic-externalsecret-extract-rewrite-prefix-conflict.yaml")).await;
+        c.apply(&support::corpus("068-generic-externalsecret-extract-rewrite-prefix-conflict.yaml")).await;
         synced("secret-to-be-created", &[("dev-password", "bar"), ("prod-password", "safebar")]).await;
         checked += 1;
-        c.apply(&corpus("069-fake-externalsecret-find-all-rewrite-transform.yaml")).await;
+        c.apply(&support::corpus("069-fake-externalsecret-find-all-rewrite-transform.yaml")).await;
         synced(
             "external-secret-transform",
             &[("ENV__FOO_BAR", "HELLO2"), ("ENV__FOO_BAZ", r#"{"john": "doe"}"#)],
         )
         .await;
         checked += 1;
-        c.apply(&corpus("074-aws-sm-externalsecret-find-rewrite-templatefrom-literal-fromjson.yaml")).await;
+        c.apply(&support::corpus("074-aws-sm-externalsecret-find-rewrite-templatefrom-literal-fromjson.yaml")).await;
         synced("nginx-certs", &[("site1", "Q0VSVC0x"), ("site2", "Q0VSVC0y")]).await;
         checked += 1;
-        c.apply(&corpus("075-aws-sm-externalsecret-templatefrom-valuesdecodingstrategy.yaml")).await;
+        c.apply(&support::corpus("075-aws-sm-externalsecret-templatefrom-valuesdecodingstrategy.yaml")).await;
         synced("nginx-certs", &[("site1", "CERT-1"), ("site2", "CERT-2")]).await;
         checked += 1;
 
@@ -343,16 +333,16 @@ async fn corpus_find_and_rewrite_manifests_sync_with_esos_keys() {
         c.apply(&PS.replace("name: ps", "name: parameterstore")).await;
         c.apply(&PS.replace("name: ps", "name: my-store")).await;
         c.apply("apiVersion: external-secrets.io/v1\nkind: ClusterSecretStore\nmetadata: {name: clustersecretstore}\nspec:\n  provider:\n    aws: {service: SecretsManager, region: us-east-1}\n").await;
-        c.apply(&corpus("047-aws-ps-externalsecret-find-path-regexp-rewrite-v1beta1.yaml")).await;
+        c.apply(&support::corpus("047-aws-ps-externalsecret-find-path-regexp-rewrite-v1beta1.yaml")).await;
         synced("pltfrmxxx", &[("db", "hi"), ("plain", "not base64!")]).await;
         checked += 1;
         // ESO's tag filters are AWS prefixes: "content_delivery" also matches "content_delivery_int",
         // and both secrets fight over `credentials` (the user's report). Exact tags: one each.
-        c.apply(&corpus("048-aws-sm-externalsecret-find-tags-rewrite-v1beta1.yaml")).await;
+        c.apply(&support::corpus("048-aws-sm-externalsecret-find-tags-rewrite-v1beta1.yaml")).await;
         synced("dev-app-content-del-rdsmasterpassword", &[("credentials", "main-password")]).await;
         synced("dev-app-sec-content-del-rdsmasterpassword", &[("credentials", "int-password")]).await;
         checked += 1;
-        c.apply(&corpus("049-aws-ps-externalsecret-find-all-under-path-v1beta1.yaml")).await;
+        c.apply(&support::corpus("049-aws-ps-externalsecret-find-all-under-path-v1beta1.yaml")).await;
         synced("my-secret", &[("_my_base_path_a", "1"), ("_my_base_path_sub_b", "2")]).await;
         checked += 1;
         for name in ["secret-to-be-created", "external-secret-transform", "nginx-certs"] {
