@@ -167,6 +167,8 @@ fn value_for(key: &str, texts: &[String]) -> Vec<u8> {
         .any(|t| t.trim() == format!("{{{{ .{key} }}}}"));
     if whole_literal {
         format!("corpus.example.com/{key}: v-{key}").into_bytes()
+    } else if piped("pkcs12cert") || piped("pkcs12key") {
+        pkcs12_archive()
     } else if piped("b64dec") {
         b64(format!("v-{key}").as_bytes()).into_bytes()
     } else if piped("fromJson") {
@@ -174,6 +176,61 @@ fn value_for(key: &str, texts: &[String]) -> Vec<u8> {
     } else {
         format!("v-{key}").into_bytes()
     }
+}
+
+/// A PKCS#12 archive (RSA key, self-signed certificate, empty password) made by openssl, with the
+/// legacy 3DES encryption that every PKCS#12 reader knows.
+fn pkcs12_archive() -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("corpus-p12-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "cert.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=corpus.example.com",
+    ]);
+    run(&[
+        "pkcs12",
+        "-export",
+        "-inkey",
+        "key.pem",
+        "-in",
+        "cert.pem",
+        "-out",
+        "a.p12",
+        "-passout",
+        "pass:",
+        "-keypbe",
+        "PBE-SHA1-3DES",
+        "-certpbe",
+        "PBE-SHA1-3DES",
+        "-macalg",
+        "sha1",
+    ]);
+    let archive = std::fs::read(dir.join("a.p12")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    archive
 }
 
 /// Sets `path` (a gjson path of plain names and array indexes) to `value` in a JSON document.
@@ -195,19 +252,31 @@ fn set_path(doc: &mut Value, path: &str, value: &str) {
 
 /// What the fake provider holds (remote key → document) and what the template sees (key → bytes).
 fn synthesize(
-    case: &Case,
+    es: &mut Value,
     texts: &[String],
 ) -> (BTreeMap<String, String>, BTreeMap<String, Vec<u8>>) {
-    let spec = &case.es["spec"];
+    // A binary value (a PKCS#12 archive) cannot be a fake-provider string: it is stored base64 and its
+    // remoteRef decodes it, a change outside the template.
+    let data = es.pointer_mut("/spec/data").and_then(Value::as_array_mut);
+    for d in data.into_iter().flatten() {
+        let secret_key = d["secretKey"].as_str().unwrap_or_default().to_owned();
+        if String::from_utf8(value_for(&secret_key, texts)).is_err() {
+            d["remoteRef"]["decodingStrategy"] = json!("Base64");
+        }
+    }
+    let spec = &es["spec"];
     let mut remote: BTreeMap<String, Value> = BTreeMap::new();
     let mut seen: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     for d in spec["data"].as_array().into_iter().flatten() {
         let secret_key = d["secretKey"].as_str().unwrap();
         let key = d["remoteRef"]["key"].as_str().unwrap().to_owned();
         let value = value_for(secret_key, texts);
-        let text = String::from_utf8(value.clone()).unwrap();
         let base64 = d["remoteRef"]["decodingStrategy"] == "Base64";
-        let stored = if base64 { b64(text.as_bytes()) } else { text };
+        let stored = if base64 {
+            b64(&value)
+        } else {
+            String::from_utf8(value.clone()).unwrap()
+        };
         match d["remoteRef"]["property"].as_str() {
             Some(p) => set_path(remote.entry(key).or_insert_with(|| json!({})), p, &stored),
             None => {
@@ -457,7 +526,8 @@ async fn corpus_templates_write_the_secret_go_renders() {
             c.apply(&apply_yaml(&cm)).await;
         }
         let texts = template_texts(case, &config_maps);
-        let (remote, seen) = synthesize(case, &texts);
+        let mut es = case.es.clone();
+        let (remote, seen) = synthesize(&mut es, &texts);
         let entries: Vec<Value> = remote
             .iter()
             .map(|(k, v)| json!({"key": k, "value": v}))
@@ -468,7 +538,6 @@ async fn corpus_templates_write_the_secret_go_renders() {
             "spec": {"provider": {"fake": {"data": entries}}}}),
         ))
         .await;
-        let mut es = case.es.clone();
         es["metadata"]["namespace"] = json!(ns);
         // As written: v1beta1 is served next to v1 (docs/v1beta1.md); only a stray space is trimmed.
         es["apiVersion"] = json!(es["apiVersion"].as_str().unwrap().trim());
