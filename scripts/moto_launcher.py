@@ -332,6 +332,9 @@ def install_iam_patches():
         names = body.get("Names") or ([body["Name"]] if "Name" in body else [])
         if "ResourceId" in body:
             names = [body["ResourceId"]]
+        if "Path" in body:
+            # AWS authorizes GetParametersByPath against the path's own ARN (parameter/app for /app).
+            names = [body["Path"]]
         return [parameter_arn(self, n) for n in names] or ["*"]
 
     SimpleSystemManagerResponse._resources_to_authorize = ssm_resources

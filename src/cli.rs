@@ -126,6 +126,10 @@ pub struct RunArgs {
     /// sync); without it, dates are read only for ExternalSecrets annotated with secret-sync.io/max-age.
     #[arg(long)]
     pub rotation_age_metrics: bool,
+    /// Most remote secrets one `dataFrom.find` may match. A find matching more is an error in the
+    /// ExternalSecret's status (reason FindLimitExceeded), no value is read and the Secret is kept.
+    #[arg(long, default_value_t = controller::DEFAULT_FIND_LIMIT)]
+    pub find_limit: usize,
     /// NAMESPACE/NAME of the Secret holding the key that salts every Secret's data hash (created on
     /// first start). With it, a Secret re-created with the same data keeps its hash across restarts,
     /// so workloads are not rolled; without it, the key lives only as long as the process.
@@ -413,6 +417,7 @@ impl RunArgs {
             webhook_secret,
             enable_reload,
             rotation_age_metrics,
+            find_limit,
             hash_key_secret,
             fail_fast,
             startup_timeout_seconds,
@@ -530,6 +535,7 @@ impl RunArgs {
             concurrency,
             rotation_age_metrics,
             hash_key_secret,
+            find_limit,
             ..controller::Config::default()
         };
         let providers = Providers::with_metrics(Some(client.clone()), metrics.clone());

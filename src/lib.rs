@@ -8,6 +8,7 @@ pub mod cli;
 pub mod controller;
 pub mod events;
 pub mod generators;
+pub mod goregex;
 pub mod inspect;
 pub mod leader;
 pub mod provider;

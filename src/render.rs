@@ -224,7 +224,13 @@ async fn render_one(
     let provider = providers.for_store(&store, &namespace).await?;
     let fetched =
         crate::provider::fetch_documents(provider.as_ref(), build::requests(&es.spec)).await;
-    let mut desired = build::desired_data(&es.spec, &fetched)?;
+    let found = crate::provider::find_all(
+        provider.as_ref(),
+        build::finds(&es.spec),
+        crate::controller::DEFAULT_FIND_LIMIT,
+    )
+    .await;
+    let mut desired = build::desired_data_found(&es.spec, &fetched, &found)?;
     // templateFrom ConfigMaps and Secrets come from the same files.
     let sources: Sources = TemplateSpec::of(&es.spec)
         .map_err(BuildError::from)?
@@ -251,6 +257,11 @@ async fn render_one(
         Plan::Keep(Change::NotWritten) => {
             return Ok(format!(
                 "# ExternalSecret {id}: creationPolicy None, no Secret is written\n"
+            ));
+        }
+        Plan::Keep(Change::NothingFound) => {
+            return Ok(format!(
+                "# ExternalSecret {id}: dataFrom.find matched nothing, no Secret\n"
             ));
         }
         Plan::Keep(_) | Plan::Delete => {
@@ -359,6 +370,31 @@ mod tests {
         let path = dir.path().join("all.yaml");
         std::fs::write(&path, text).unwrap();
         render_files(&[path]).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn finds_and_rewrites_render_offline_and_an_empty_find_says_so() {
+        let find = |name: &str, regexp: &str| {
+            format!(
+                "---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: default}}\nspec:\n  secretStoreRef: {{name: s}}\n  dataFrom:\n  - find: {{name: {{regexp: '{regexp}'}}}}\n    rewrite: [{{regexp: {{source: '^(h)', target: 'x-${{1}}'}}}}]\n"
+            )
+        };
+        let out = render(&format!(
+            "{STORE}{}{}",
+            find("found", "^he"),
+            find("empty", "^nothing")
+        ))
+        .await;
+        assert!(out.failures.is_empty(), "{:?}", out.failures);
+        // "v" in base64.
+        assert!(out.yaml.contains("x-here: dg=="), "{}", out.yaml);
+        assert!(
+            out.yaml.contains(
+                "# ExternalSecret default/empty: dataFrom.find matched nothing, no Secret"
+            ),
+            "{}",
+            out.yaml
+        );
     }
 
     #[tokio::test]

@@ -32,6 +32,20 @@ fn app_only_policy(with_batch: bool) -> serde_json::Value {
     serde_json::json!({"Version": "2012-10-17", "Statement": statements})
 }
 
+/// What `dataFrom.find` adds to the app-only policy (README, docs/install-eks.md): ListSecrets (no
+/// resource-level permission, so "*"), and GetParametersByPath on the path itself.
+fn finder_policy() -> serde_json::Value {
+    let mut policy = app_only_policy(true);
+    let statements = policy["Statement"].as_array_mut().unwrap();
+    statements.push(serde_json::json!({"Effect": "Allow", "Action": "secretsmanager:ListSecrets", "Resource": "*"}));
+    statements.push(serde_json::json!({
+        "Effect": "Allow",
+        "Action": "ssm:GetParametersByPath",
+        "Resource": ["arn:aws:ssm:*:*:parameter/app", "arn:aws:ssm:*:*:parameter/app/*"]
+    }));
+    policy
+}
+
 async fn cluster_with_service_accounts(roles: &[(&str, &str)]) -> FakeApiServer {
     let server = FakeApiServer::start().await.unwrap();
     let ns: Namespace =
@@ -78,12 +92,17 @@ async fn setup() -> (Moto, FakeApiServer, Providers) {
     )
     .await;
     let narrow = moto.iam_role("app-reader", app_only_policy(false)).await;
+    let finder = moto.iam_role("app-finder", finder_policy()).await;
     let batching = moto
         .iam_role("app-batch-reader", app_only_policy(true))
         .await;
     moto.enforce_iam().await;
-    let server =
-        cluster_with_service_accounts(&[("narrow", &narrow), ("batching", &batching)]).await;
+    let server = cluster_with_service_accounts(&[
+        ("narrow", &narrow),
+        ("batching", &batching),
+        ("finder", &finder),
+    ])
+    .await;
     let providers = moto.providers(Some(server.client())).await;
     (moto, server, providers)
 }
@@ -273,6 +292,56 @@ async fn access_denied_leaves_the_existing_secret_untouched_and_says_why() {
 
         let _ = stop.send(true);
         let _ = tokio::time::timeout(fake_apiserver::test_time::scaled(std::time::Duration::from_secs(10)), controller).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn find_needs_the_documented_permissions_and_is_denied_as_a_whole_outside_them() {
+    within_timeout(async {
+        let (_moto, _server, providers) = setup().await;
+        let found = |service: &str, sa: &str, spec: &str| {
+            let providers = &providers;
+            let (service, sa, spec) = (service.to_owned(), sa.to_owned(), spec.to_owned());
+            async move {
+                let provider = providers
+                    .for_store(&store(&jwt_store(&service, &sa)), "apps")
+                    .await
+                    .unwrap();
+                let spec = es_spec(&spec);
+                let found = secret_sync::provider::find_all(
+                    provider.as_ref(),
+                    secret_sync::controller::build::finds(&spec),
+                    100,
+                )
+                .await;
+                let fetched = std::collections::HashMap::new();
+                secret_sync::controller::build::desired_data_found(&spec, &fetched, &found)
+            }
+        };
+        let app = "dataFrom: [{find: {path: app/, name: {regexp: '.'}}}]";
+        let ok = found("SecretsManager", "finder", app).await.unwrap();
+        assert_eq!(ok.data["app_db"].expose(), b"app-password");
+        let err = found("SecretsManager", "narrow", app).await.unwrap_err();
+        assert_eq!(err.category(), "AccessDenied", "without ListSecrets: {err}");
+        // Matching a secret the role may not read fails the whole find: no partial Secret.
+        let all = "dataFrom: [{find: {name: {regexp: 'db$'}}}]";
+        let err = found("SecretsManager", "finder", all).await.unwrap_err();
+        assert_eq!(err.category(), "AccessDenied", "{err}");
+        assert!(!err.to_string().contains("CANARY"));
+
+        let app = "dataFrom: [{find: {path: /app, name: {regexp: '.'}}}]";
+        let ok = found("ParameterStore", "finder", app).await.unwrap();
+        assert_eq!(ok.data["_app_url"].expose(), b"https://app");
+        let err = found(
+            "ParameterStore",
+            "finder",
+            "dataFrom: [{find: {path: /, name: {regexp: '.'}}}]",
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.category(), "AccessDenied", "outside the path: {err}");
+        assert!(!err.to_string().contains("CANARY"));
     })
     .await;
 }

@@ -105,20 +105,7 @@ async fn prefix_tags_and_missing_parameters() {
         let moto = Moto::start().await;
         moto.put_parameter("/team/app/db", "value", ParameterType::String)
             .await;
-        let ssm = moto.ssm().await;
-        ssm.add_tags_to_resource()
-            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
-            .resource_id("/team/app/db")
-            .tags(
-                aws_sdk_ssm::types::Tag::builder()
-                    .key("owner")
-                    .value("team-a")
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
+        moto.tag_parameter("/team/app/db", "owner", "team-a").await;
 
         let providers = moto.providers(None).await;
         let prefixed =

@@ -77,17 +77,6 @@ spec:
     - {secretKey: password, remoteRef: {key: db-password}}
 ";
 
-/// A manifest of the shared corpus of real ESO manifests, as written.
-fn corpus(file: &str) -> String {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus");
-    let dir = if dir.exists() {
-        dir
-    } else {
-        std::path::PathBuf::from("/work/shared/corpus")
-    };
-    std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("corpus {file}: {e}"))
-}
-
 async fn ces_status(c: &TestCluster, name: &str) -> Option<ClusterExternalSecretStatus> {
     Api::<ClusterExternalSecret>::all(c.client.clone())
         .get(name)
@@ -397,7 +386,8 @@ async fn single_namespace_mode_leaves_cluster_external_secrets_alone() {
 async fn corpus_029_deprecated_namespace_selector_provisions_and_syncs() {
     within(async {
         let c = TestCluster::start().await;
-        let manifest = corpus("029-aws-sm-clusterexternalsecret-namespaceselector-template.yaml");
+        let manifest =
+            support::corpus("029-aws-sm-clusterexternalsecret-namespaceselector-template.yaml");
         c.apply(&cluster_store(
             "aws-secretsmanager",
             &[
@@ -449,7 +439,7 @@ async fn corpus_029_deprecated_namespace_selector_provisions_and_syncs() {
 async fn corpus_064_fan_out_is_accepted_and_provisions_the_labelled_namespaces() {
     within(async {
         let c = TestCluster::start().await;
-        let manifest = corpus("064-kubernetes-clusterexternalsecret-fanout.yaml");
+        let manifest = support::corpus("064-kubernetes-clusterexternalsecret-fanout.yaml");
         c.apply(&namespace("eso-fanout-source", "")).await;
         c.apply(&namespace("team-x", "shared-credentials: 'true'"))
             .await;
@@ -569,8 +559,8 @@ async fn corpus_029_syncs_from_moto_through_the_corpus_cluster_secret_store() {
             support::moto::ACCOUNT
         ))
         .await;
-        c.apply(&corpus("025-aws-sm-clustersecretstore-jwt-irsa.yaml")).await;
-        c.apply(&corpus("029-aws-sm-clusterexternalsecret-namespaceselector-template.yaml")).await;
+        c.apply(&support::corpus("025-aws-sm-clustersecretstore-jwt-irsa.yaml")).await;
+        c.apply(&support::corpus("029-aws-sm-clusterexternalsecret-namespaceselector-template.yaml")).await;
         let providers = moto.providers(Some(c.client.clone())).await;
         c.start_controller_with(controller::Config::default(), providers, None);
 

@@ -341,10 +341,10 @@ async fn failures_leave_the_existing_secret_untouched() {
         .await;
         assert_eq!(c.secret("default", "es").await.unwrap().data, good.data);
         // Fields we do not implement yet are refused, not ignored.
-        c.apply(&external_secret("default", "es", &format!("{}  dataFrom:\n  - find: {{name: {{regexp: '.*'}}}}", spec("")))).await;
-        wait_for("Ready=False Unsupported", Duration::from_secs(15), || async {
+        c.apply(&external_secret("default", "es", &format!("{}  target:\n    template: {{engineVersion: v1}}", spec("")))).await;
+        wait_for("Ready=False InvalidSpec engineVersion", Duration::from_secs(15), || async {
             let m = c.ready("default", "es").await?.message?;
-            (m.starts_with("Unsupported") && m.contains("spec.dataFrom[].find")).then_some(())
+            (m.starts_with("InvalidSpec") && m.contains("engineVersion \"v1\"")).then_some(())
         })
         .await;
         assert_eq!(c.secret("default", "es").await.unwrap().data, good.data);

@@ -11,29 +11,13 @@ use std::time::Duration;
 use aws_sdk_ssm::types::ParameterType;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use support::cluster::{TestCluster, scaled, wait_for};
+use support::cluster::{TestCluster, data_of, pairs, scaled, wait_for};
 use support::moto::{Moto, cluster_on_moto, within_timeout};
 
 use support::cluster::fake_store as store;
 
 fn external_secret(name: &str, spec: &str) -> String {
     support::cluster::external_secret_yaml("default", name, spec)
-}
-
-fn data_of(secret: &Secret) -> BTreeMap<String, String> {
-    secret
-        .data
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-        .collect()
-}
-
-fn pairs(p: &[(&str, &str)]) -> BTreeMap<String, String> {
-    p.iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 /// A Secret made by hand (a plain create: an Update entry for its manager, as `kubectl create` makes).

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::condition::Condition;
-use super::schema::{go_duration, open_object, open_object_list};
+use super::schema::{go_duration, open_object};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -176,14 +176,12 @@ pub enum MetadataPolicy {
 pub struct ExternalSecretDataFromRemoteRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extract: Option<RemoteRef>,
-    /// Accepted by the schema; refused in status until implemented.
+    /// Every remote secret matching a name pattern, path and tags, one key per secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "open_object")]
-    pub find: Option<serde_json::Value>,
-    /// Accepted by the schema; refused in status until implemented.
+    pub find: Option<ExternalSecretFind>,
+    /// Key rewrites applied in order to this entry's keys (extract, find), before any conversion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "open_object_list")]
-    pub rewrite: Option<Vec<serde_json::Value>>,
+    pub rewrite: Option<Vec<ExternalSecretRewrite>>,
     /// A generator (`generatorRef`) whose output becomes keys; `storeRef` is refused in status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ref: Option<StoreGeneratorSourceRef>,
@@ -199,6 +197,97 @@ pub struct StoreGeneratorSourceRef {
     pub store_ref: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generator_ref: Option<super::generators::GeneratorRef>,
+}
+
+/// `dataFrom[].find` (ESO's ExternalSecretFind): which remote secrets to read, each becoming one key
+/// named after the secret (then `conversionStrategy`, unless the entry has a `rewrite`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretFind {
+    /// A root path: a name prefix (Secrets Manager), a parameter hierarchy (Parameter Store).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<FindName>,
+    /// Every tag must be on the secret with exactly this value.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_strategy: Option<ConversionStrategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decoding_strategy: Option<DecodingStrategy>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FindName {
+    /// A Go (RE2) regular expression matched anywhere in the remote name.
+    #[serde(default)]
+    pub regexp: String,
+}
+
+/// One `dataFrom[].rewrite[]` operation (ESO's ExternalSecretRewrite): exactly one of the three.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretRewrite {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merge: Option<RewriteMerge>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regexp: Option<RewriteRegexp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<RewriteTransform>,
+}
+
+/// Every key replaced by Go's `regexp.ReplaceAllString(key, target)`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RewriteRegexp {
+    pub source: String,
+    pub target: String,
+}
+
+/// Every key replaced by the template's output; `.value` is the key.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RewriteTransform {
+    pub template: String,
+}
+
+/// Values read as JSON objects and merged (ESO's ExternalSecretRewriteMerge).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RewriteMerge {
+    /// The key receiving the merged JSON (strategy JSON; required there).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub into: String,
+    /// Keys merged last, in this order (later wins); the others go first in byte order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priority: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_policy: Option<MergePriorityPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict_policy: Option<MergeConflictPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<MergeStrategy>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MergePriorityPolicy {
+    IgnoreNotFound,
+    #[default]
+    Strict,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MergeConflictPolicy {
+    Ignore,
+    #[default]
+    Error,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MergeStrategy {
+    #[default]
+    Extract,
+    #[serde(rename = "JSON")]
+    Json,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

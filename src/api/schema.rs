@@ -11,13 +11,6 @@ pub fn open_object(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
-pub fn open_object_list(_: &mut SchemaGenerator) -> Schema {
-    json_schema!({
-        "type": "array",
-        "items": { "type": "object", "x-kubernetes-preserve-unknown-fields": true }
-    })
-}
-
 /// A Go duration string, as ESO's metav1.Duration fields are written.
 pub fn go_duration(_: &mut SchemaGenerator) -> Schema {
     json_schema!({

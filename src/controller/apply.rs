@@ -32,6 +32,9 @@ pub enum Change {
     NotWritten,
     /// creationPolicy Merge and the Secret does not exist (yet): nothing written, Ready (as ESO).
     TargetMissing,
+    /// A `dataFrom.find` matched nothing and nothing else is left to write: the Secret (if any) is
+    /// kept as it is, whatever the deletion policy; Ready.
+    NothingFound,
 }
 
 /// A Secret body whose payload is wiped once the request is done.

@@ -10,10 +10,10 @@ use super::values::{self, KeyError, PropertyError};
 
 use crate::api::generators::{self, GeneratorRef};
 use crate::api::{
-    DecodingStrategy, ExternalSecretDataFromRemoteRef, ExternalSecretSpec, MetadataPolicy,
-    RemoteRef,
+    ConversionStrategy, DecodingStrategy, ExternalSecretDataFromRemoteRef, ExternalSecretFind,
+    ExternalSecretSpec, MetadataPolicy, RemoteRef,
 };
-use crate::provider::{FetchRequest, ProviderError, SecretBytes};
+use crate::provider::{FetchRequest, FindRequest, FoundAll, ProviderError, SecretBytes};
 
 /// Everything that can make the desired data impossible to compute. Never carries a value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -64,6 +64,15 @@ pub enum BuildError {
         "two keys of remote key {key:?} convert to the same secret key {secret_key:?} (conversionStrategy)"
     )]
     KeyCollision { key: String, secret_key: String },
+    #[error("spec.dataFrom[{index}]: {source}")]
+    Rewrite {
+        index: usize,
+        source: super::rewrite::RewriteError,
+    },
+    #[error("spec.dataFrom[{index}].find: {detail}")]
+    InvalidFind { index: usize, detail: String },
+    #[error("spec.dataFrom[{index}].find failed: {source}")]
+    Find { index: usize, source: ProviderError },
 }
 
 impl BuildError {
@@ -87,13 +96,18 @@ impl BuildError {
             BuildError::InvalidSecretKey { .. } | BuildError::KeyCollision { .. } => {
                 "InvalidSecretKey"
             }
+            BuildError::Rewrite { source, .. } => source.category(),
+            BuildError::InvalidFind { .. } => "InvalidSpec",
+            BuildError::Find { source, .. } => source.category(),
         }
     }
 
     /// Errors that only a change to the ExternalSecret, the store or the remote value can fix.
     pub fn is_permanent(&self) -> bool {
         match self {
-            BuildError::Fetch { source, .. } => source.is_permanent(),
+            BuildError::Fetch { source, .. } | BuildError::Find { source, .. } => {
+                source.is_permanent()
+            }
             _ => true,
         }
     }
@@ -107,17 +121,7 @@ pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
             field: "spec.data[].sourceRef",
         });
     }
-    for from in &spec.data_from {
-        if from.find.is_some() {
-            return Err(BuildError::Unsupported {
-                field: "spec.dataFrom[].find",
-            });
-        }
-        if from.rewrite.as_ref().is_some_and(|r| !r.is_empty()) {
-            return Err(BuildError::Unsupported {
-                field: "spec.dataFrom[].rewrite",
-            });
-        }
+    for (index, from) in spec.data_from.iter().enumerate() {
         if from
             .source_ref
             .as_ref()
@@ -127,6 +131,11 @@ pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
                 field: "spec.dataFrom[].sourceRef.storeRef",
             });
         }
+        if let Some(find) = &from.find {
+            check_find(index, find)?;
+        }
+        super::rewrite::validate(from.rewrite.as_deref().unwrap_or_default())
+            .map_err(|source| BuildError::Rewrite { index, source })?;
         if let Some(generator) = generator_ref(from) {
             check_generator_ref(generator)?;
         }
@@ -135,11 +144,54 @@ pub fn check_supported(spec: &ExternalSecretSpec) -> Result<(), BuildError> {
         && spec
             .data_from
             .iter()
-            .all(|f| f.extract.is_none() && generator_ref(f).is_none())
+            .all(|f| f.extract.is_none() && f.find.is_none() && generator_ref(f).is_none())
     {
         return Err(BuildError::NothingToSync);
     }
     Ok(())
+}
+
+/// A find needs a name or tags (as ESO's AWS providers require), and its regexp must compile.
+fn check_find(index: usize, find: &ExternalSecretFind) -> Result<(), BuildError> {
+    if find.name.is_none() && find.tags.is_empty() {
+        return Err(BuildError::InvalidFind {
+            index,
+            detail: "needs name.regexp or tags".to_owned(),
+        });
+    }
+    if let Some(name) = &find.name {
+        crate::goregex::GoRegex::new(&name.regexp).map_err(|e| BuildError::InvalidFind {
+            index,
+            detail: e.to_string(),
+        })?;
+    }
+    Ok(())
+}
+
+/// The provider's view of a `dataFrom[].find`.
+pub fn find_request(find: &ExternalSecretFind) -> FindRequest {
+    FindRequest {
+        name_regexp: find.name.as_ref().map(|n| n.regexp.clone()),
+        path: find.path.clone(),
+        tags: find.tags.clone(),
+        conversion: find.conversion_strategy.unwrap_or_default(),
+    }
+}
+
+/// The distinct finds of this spec, each listed once per reconcile.
+pub fn finds(spec: &ExternalSecretSpec) -> Vec<FindRequest> {
+    let mut out: Vec<FindRequest> = Vec::new();
+    for request in spec
+        .data_from
+        .iter()
+        .filter_map(|f| f.find.as_ref())
+        .map(find_request)
+    {
+        if !out.contains(&request) {
+            out.push(request);
+        }
+    }
+    out
 }
 
 /// The generator a `dataFrom` entry runs: its `sourceRef.generatorRef`, unless the entry is an
@@ -201,11 +253,12 @@ fn request_for(remote: &RemoteRef) -> FetchRequest {
 
 /// The distinct documents this spec needs, so each is fetched once per reconcile.
 pub fn requests(spec: &ExternalSecretSpec) -> Vec<FetchRequest> {
-    let refs = spec
-        .data
-        .iter()
-        .map(|d| &d.remote_ref)
-        .chain(spec.data_from.iter().filter_map(|f| f.extract.as_ref()));
+    let refs = spec.data.iter().map(|d| &d.remote_ref).chain(
+        spec.data_from
+            .iter()
+            .filter(|f| f.find.is_none())
+            .filter_map(|f| f.extract.as_ref()),
+    );
     let unique: BTreeSet<FetchRequest> = refs.map(request_for).collect();
     unique.into_iter().collect()
 }
@@ -216,6 +269,9 @@ pub fn requests(spec: &ExternalSecretSpec) -> Vec<FetchRequest> {
 pub struct DesiredData {
     pub data: BTreeMap<String, SecretBytes>,
     pub missing_remote_keys: Vec<String>,
+    /// A `dataFrom[].find` matched nothing. Not evidence that anything is gone: with no data at all,
+    /// the planner keeps the Secret as it is.
+    pub empty_find: bool,
     /// What `target.template` asks for besides data (empty without a template).
     pub meta: TemplateMeta,
 }
@@ -238,7 +294,7 @@ pub fn apply_template(
     let Some(tpl) = super::templating::TemplateSpec::of(spec)? else {
         return Ok(());
     };
-    if !desired.missing_remote_keys.is_empty() && desired.data.is_empty() {
+    if (!desired.missing_remote_keys.is_empty() || desired.empty_find) && desired.data.is_empty() {
         return Ok(());
     }
     let rendered = super::templating::apply(&tpl, &desired.data, sources)?;
@@ -254,21 +310,41 @@ pub fn apply_template(
     Ok(())
 }
 
-/// Combine the fetched documents into Secret data. A NotFound document is recorded as missing and
-/// its entries are skipped; any other fetch error fails the whole build so no partial Secret is written.
+/// [`desired_data_found`] for a spec without `find` entries.
 pub fn desired_data(
     spec: &ExternalSecretSpec,
     fetched: &HashMap<FetchRequest, Result<SecretBytes, ProviderError>>,
 ) -> Result<DesiredData, BuildError> {
-    desired_data_with(spec, fetched, &BTreeMap::new())
+    desired_data_all(spec, fetched, &FoundAll::new(), &BTreeMap::new())
 }
 
-/// `desired_data` with the keys each generator entry produced, by its index in `dataFrom`. Generator
-/// keys take the same path as extracted ones (order, then `data` winning), but, as in ESO, get no
-/// conversionStrategy: only the Kubernetes key rule.
+/// [`desired_data_all`] for a spec without generators.
+pub fn desired_data_found(
+    spec: &ExternalSecretSpec,
+    fetched: &HashMap<FetchRequest, Result<SecretBytes, ProviderError>>,
+    found: &FoundAll,
+) -> Result<DesiredData, BuildError> {
+    desired_data_all(spec, fetched, found, &BTreeMap::new())
+}
+
+/// [`desired_data_all`] for a spec without finds.
 pub fn desired_data_with(
     spec: &ExternalSecretSpec,
     fetched: &HashMap<FetchRequest, Result<SecretBytes, ProviderError>>,
+    generated: &BTreeMap<usize, BTreeMap<String, SecretBytes>>,
+) -> Result<DesiredData, BuildError> {
+    desired_data_all(spec, fetched, &FoundAll::new(), generated)
+}
+
+/// Combine the fetched documents, what each find matched and the keys each generator entry produced
+/// (by its index in `dataFrom`) into Secret data. A NotFound document is recorded as missing and its
+/// entries are skipped; a find that matched nothing contributes nothing (`empty_find`); any other
+/// error fails the whole build so no partial Secret is written. Generator keys get the entry's
+/// rewrites but, as in ESO, no conversionStrategy: only the Kubernetes key rule.
+pub fn desired_data_all(
+    spec: &ExternalSecretSpec,
+    fetched: &HashMap<FetchRequest, Result<SecretBytes, ProviderError>>,
+    found: &FoundAll,
     generated: &BTreeMap<usize, BTreeMap<String, SecretBytes>>,
 ) -> Result<DesiredData, BuildError> {
     let mut out = DesiredData::default();
@@ -299,39 +375,67 @@ pub fn desired_data_with(
     // dataFrom first, then data, so explicit `data` entries win on key collisions (as in ESO).
     for (index, from) in spec.data_from.iter().enumerate() {
         if let Some(keys) = generated.get(&index) {
+            let rewrite = from.rewrite.as_deref().unwrap_or_default();
+            let keys = super::rewrite::apply(rewrite, keys.clone())
+                .map_err(|source| BuildError::Rewrite { index, source })?;
             for (key, value) in keys {
-                out.data.insert(validated_key(key.clone())?, value.clone());
+                out.data.insert(validated_key(key)?, value);
             }
             continue;
         }
-        let Some(remote) = &from.extract else {
-            continue;
-        };
-        let Some(doc) = document(remote)? else {
-            continue;
-        };
-        let doc = match &remote.property {
-            Some(p) if !p.is_empty() => select_property(&remote.key, p, &doc)?,
-            _ => doc,
-        };
-        let entries = values::extract(&doc).ok_or_else(|| BuildError::ExtractNonObject {
-            key: remote.key.clone(),
-        })?;
-        let entries = values::convert_keys(entries, remote.conversion_strategy.unwrap_or_default())
-            .map_err(|e| match e {
-                KeyError::Collision { key } => BuildError::KeyCollision {
-                    key: remote.key.clone(),
-                    secret_key: key,
-                },
-                KeyError::Invalid { key } => BuildError::InvalidSecretKey { secret_key: key },
-            })?;
-        for (key, value) in entries {
-            let value = decode(
-                &remote.key,
-                remote.decoding_strategy.unwrap_or_default(),
-                value,
+        // A find wins over an extract in the same entry, as in ESO.
+        if let Some(find) = &from.find {
+            let entries = match found.get(&find_request(find)) {
+                Some(Ok(entries)) => entries.clone(),
+                Some(Err(source)) => {
+                    return Err(BuildError::Find {
+                        index,
+                        source: source.clone(),
+                    });
+                }
+                None => {
+                    return Err(BuildError::Find {
+                        index,
+                        source: ProviderError::Unavailable {
+                            key: format!("dataFrom[{index}].find"),
+                            detail: "no answer for this find".into(),
+                        },
+                    });
+                }
+            };
+            if entries.is_empty() {
+                out.empty_find = true;
+                continue;
+            }
+            let entries = finish_keys(
+                index,
+                from,
+                &format!("dataFrom[{index}].find"),
+                entries,
+                find.conversion_strategy.unwrap_or_default(),
+                find.decoding_strategy.unwrap_or_default(),
             )?;
-            out.data.insert(key, value);
+            out.data.extend(entries);
+        } else if let Some(remote) = &from.extract {
+            let Some(doc) = document(remote)? else {
+                continue;
+            };
+            let doc = match &remote.property {
+                Some(p) if !p.is_empty() => select_property(&remote.key, p, &doc)?,
+                _ => doc,
+            };
+            let entries = values::extract(&doc).ok_or_else(|| BuildError::ExtractNonObject {
+                key: remote.key.clone(),
+            })?;
+            let entries = finish_keys(
+                index,
+                from,
+                &remote.key,
+                entries,
+                remote.conversion_strategy.unwrap_or_default(),
+                remote.decoding_strategy.unwrap_or_default(),
+            )?;
+            out.data.extend(entries);
         }
     }
     for entry in &spec.data {
@@ -353,6 +457,40 @@ pub fn desired_data_with(
     }
     out.missing_remote_keys = missing.into_iter().collect();
     Ok(out)
+}
+
+/// The keys of one dataFrom entry, as ESO finishes them: the entry's rewrites in order, else the
+/// conversion strategy (ESO converts only when there is no rewrite); then Kubernetes' key rule, then
+/// the decoding strategy on every value.
+fn finish_keys(
+    index: usize,
+    from: &ExternalSecretDataFromRemoteRef,
+    source: &str,
+    entries: BTreeMap<String, SecretBytes>,
+    conversion: ConversionStrategy,
+    decoding: DecodingStrategy,
+) -> Result<BTreeMap<String, SecretBytes>, BuildError> {
+    let rewrite = from.rewrite.as_deref().unwrap_or_default();
+    let entries = if rewrite.is_empty() {
+        values::convert_keys(entries, conversion).map_err(|e| match e {
+            KeyError::Collision { key } => BuildError::KeyCollision {
+                key: source.to_owned(),
+                secret_key: key,
+            },
+            KeyError::Invalid { key } => BuildError::InvalidSecretKey { secret_key: key },
+        })?
+    } else {
+        let entries = super::rewrite::apply(rewrite, entries)
+            .map_err(|source| BuildError::Rewrite { index, source })?;
+        for key in entries.keys() {
+            validated_key(key.clone())?;
+        }
+        entries
+    };
+    entries
+        .into_iter()
+        .map(|(key, value)| Ok((key, decode(source, decoding, value)?)))
+        .collect()
 }
 
 fn select_property(
@@ -1025,11 +1163,15 @@ mod tests {
             "target: {template: {engineVersion: v1}}\ndata: [{secretKey: a, remoteRef: {key: k}}]",
         );
         assert_eq!(check_supported(&v1).unwrap_err().category(), "InvalidSpec");
-        let f = spec("dataFrom: [{find: {name: {regexp: '.*'}}}]");
+        let f = spec(
+            "dataFrom: [{find: {name: {regexp: '.*'}}, rewrite: [{regexp: {source: a, target: b}}]}]",
+        );
+        assert_eq!(check_supported(&f), Ok(()));
+        let g = spec("dataFrom: [{sourceRef: {storeRef: {name: other}}}]");
         assert_eq!(
-            check_supported(&f),
+            check_supported(&g),
             Err(BuildError::Unsupported {
-                field: "spec.dataFrom[].find"
+                field: "spec.dataFrom[].sourceRef.storeRef"
             })
         );
         let empty = ExternalSecretSpec {
@@ -1050,6 +1192,132 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(check_supported(&ok), Ok(()));
+    }
+
+    fn found(entries: &[(&str, &str)]) -> crate::provider::Found {
+        entries
+            .iter()
+            .map(|(k, v)| (k.to_string(), SecretBytes::from_str_value(v)))
+            .collect()
+    }
+
+    fn with_find(
+        s: &ExternalSecretSpec,
+        answer: Result<crate::provider::Found, ProviderError>,
+    ) -> FoundAll {
+        let requests = finds(s);
+        assert_eq!(requests.len(), 1);
+        requests.into_iter().map(|r| (r, answer.clone())).collect()
+    }
+
+    #[test]
+    fn found_secrets_are_named_by_remote_name_then_converted_then_decoded() {
+        let s = spec(
+            "dataFrom: [{find: {name: {regexp: '^app/'}, conversionStrategy: Unicode, decodingStrategy: Base64}}]",
+        );
+        let all = with_find(
+            &s,
+            Ok(found(&[("app/db.user", "dQ=="), ("/app/x y", "eA==")])),
+        );
+        let d = desired_data_found(&s, &HashMap::new(), &all).unwrap();
+        assert_eq!(text(&d, "app_U002f_db.user"), "u");
+        assert_eq!(text(&d, "_U002f_app_U002f_x_U0020_y"), "x");
+        let s = spec("dataFrom: [{find: {path: /team, tags: {a: b}}}]");
+        let all = with_find(&s, Ok(found(&[("/team/db", "v")])));
+        let d = desired_data_found(&s, &HashMap::new(), &all).unwrap();
+        assert_eq!(text(&d, "_team_db"), "v", "Default replaces '/' with '_'");
+    }
+
+    #[test]
+    fn rewrite_replaces_conversion_and_applies_to_extract_and_find() {
+        let s = spec(
+            r#"
+dataFrom:
+  - extract: {key: dev}
+    rewrite: [{regexp: {source: "(.*)", target: "dev-$1"}}]
+  - find: {name: {regexp: "^path/to/my/secrets/"}}
+    rewrite: [{regexp: {source: "path/to/my/secrets/(.*)", target: "$1"}}]
+"#,
+        );
+        let all = with_find(
+            &s,
+            Ok(found(&[
+                ("path/to/my/secrets/username", "u"),
+                ("path/to/my/secrets/password", "p"),
+            ])),
+        );
+        let d = desired_data_found(&s, &fetched(&[("dev", Ok(r#"{"password":"bar"}"#))]), &all)
+            .unwrap();
+        let keys: Vec<_> = d.data.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["dev-password", "password", "username"]);
+        // Without conversion, a rewritten key must already be a valid Secret key.
+        let s = spec(
+            r#"dataFrom: [{find: {name: {regexp: "."}}, rewrite: [{regexp: {source: "^x", target: "y"}}]}]"#,
+        );
+        let all = with_find(&s, Ok(found(&[("x/a", "v")])));
+        let err = desired_data_found(&s, &HashMap::new(), &all).unwrap_err();
+        assert_eq!(err.category(), "InvalidSecretKey");
+    }
+
+    #[test]
+    fn a_find_matching_nothing_contributes_nothing_and_errors_fail_the_build() {
+        let s = spec(
+            "data: [{secretKey: a, remoteRef: {key: k}}]\ndataFrom: [{find: {name: {regexp: nothing}}}]",
+        );
+        let all = with_find(&s, Ok(found(&[])));
+        let d = desired_data_found(&s, &fetched(&[("k", Ok("v"))]), &all).unwrap();
+        assert!(d.empty_find);
+        assert_eq!(d.data.keys().collect::<Vec<_>>(), ["a"]);
+        let all = with_find(&s, Err(ProviderError::FindLimitExceeded { limit: 3 }));
+        let err = desired_data_found(&s, &fetched(&[("k", Ok("v"))]), &all).unwrap_err();
+        assert_eq!(err.category(), "FindLimitExceeded");
+        assert!(err.to_string().contains("dataFrom[0].find"), "{err}");
+    }
+
+    #[test]
+    fn generator_keys_get_their_rewrites_but_no_conversion() {
+        let s = spec(
+            "dataFrom: [{sourceRef: {generatorRef: {kind: Password, name: p}}, rewrite: [{transform: {template: 'DB_{{ .value | upper }}'}}]}]",
+        );
+        let generated: BTreeMap<usize, BTreeMap<String, SecretBytes>> = [(
+            0,
+            [("password".to_string(), SecretBytes::from_str_value("pw"))].into(),
+        )]
+        .into();
+        let d = desired_data_all(&s, &HashMap::new(), &FoundAll::new(), &generated).unwrap();
+        assert_eq!(text(&d, "DB_PASSWORD"), "pw");
+        let s = spec(
+            "dataFrom: [{sourceRef: {generatorRef: {kind: Password, name: p}}, rewrite: [{regexp: {source: pass, target: 'pass/'}}]}]",
+        );
+        let err = desired_data_all(&s, &HashMap::new(), &FoundAll::new(), &generated).unwrap_err();
+        assert_eq!(
+            err.category(),
+            "InvalidSecretKey",
+            "no conversion turns '/' into '_'"
+        );
+    }
+
+    #[test]
+    fn finds_need_a_name_or_tags_and_a_valid_go_regexp() {
+        let no_name = spec("dataFrom: [{find: {path: /a}}]");
+        assert_eq!(
+            check_supported(&no_name).unwrap_err().category(),
+            "InvalidSpec"
+        );
+        let bad = spec("dataFrom: [{find: {name: {regexp: '(?=x)'}}}]");
+        assert_eq!(check_supported(&bad).unwrap_err().category(), "InvalidSpec");
+        let bad_rewrite =
+            spec("dataFrom: [{extract: {key: k}, rewrite: [{regexp: {source: '[', target: x}}]}]");
+        assert!(
+            check_supported(&bad_rewrite)
+                .unwrap_err()
+                .to_string()
+                .contains("dataFrom[0]: rewrite[0].regexp")
+        );
+        let twice = spec(
+            "dataFrom: [{find: {tags: {a: b}}}, {find: {tags: {a: b}}, rewrite: [{regexp: {source: x, target: y}}]}]",
+        );
+        assert_eq!(finds(&twice).len(), 1, "one listing serves both entries");
     }
 
     #[test]

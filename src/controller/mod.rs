@@ -10,6 +10,7 @@ pub mod hash_key;
 pub mod plan;
 pub mod refresh;
 pub mod resolve;
+pub mod rewrite;
 pub mod rotation;
 pub mod runtime;
 pub mod status;
@@ -54,7 +55,12 @@ pub struct Config {
     /// Export every source's rotation dates as metrics (one date lookup per source per sync), not
     /// only for ExternalSecrets with the max-age annotation.
     pub rotation_age_metrics: bool,
+    /// Most remote secrets one `dataFrom.find` may match; more is an error (nothing is read).
+    pub find_limit: usize,
 }
+
+/// Default of `--find-limit`.
+pub const DEFAULT_FIND_LIMIT: usize = 1000;
 
 impl Default for Config {
     fn default() -> Self {
@@ -66,6 +72,7 @@ impl Default for Config {
             concurrency: 16,
             permanent_retry: Duration::from_secs(300),
             rotation_age_metrics: false,
+            find_limit: DEFAULT_FIND_LIMIT,
         }
     }
 }
@@ -419,16 +426,22 @@ impl Context {
             }
         }
 
-        // 2. Fetch every distinct document in one batch, and run the generators.
+        // 2. Fetch every distinct document in one batch, list every find, and run the generators.
         let provider = match &store {
             Some(store) => Some(self.providers.for_store(store, &namespace).await?),
             None => None,
         };
-        let fetched = match &provider {
-            Some(provider) => {
-                crate::provider::fetch_documents(provider.as_ref(), build::requests(spec)).await
-            }
-            None => HashMap::new(),
+        let (fetched, found) = match &provider {
+            Some(provider) => (
+                crate::provider::fetch_documents(provider.as_ref(), build::requests(spec)).await,
+                crate::provider::find_all(
+                    provider.as_ref(),
+                    build::finds(spec),
+                    self.config.find_limit,
+                )
+                .await,
+            ),
+            None => (HashMap::new(), HashMap::new()),
         };
         let generated = self.generate(es).await?;
         let expires_at = crate::generators::earliest_expiry(&generated);
@@ -438,7 +451,7 @@ impl Context {
             .collect();
 
         // 3. Build the desired data (pure), through the template if there is one.
-        let mut desired = build::desired_data_with(spec, &fetched, &generated)?;
+        let mut desired = build::desired_data_all(spec, &fetched, &found, &generated)?;
         let sources = self.template_sources(es).await?;
         build::apply_template(spec, &mut desired, &sources)?;
         build::mark_expiry(&mut desired, expires_at);
@@ -752,7 +765,8 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
             | Change::ImmutableKept
             | Change::Deleted
             | Change::AlreadyDeleted
-            | Change::TargetMissing)
+            | Change::TargetMissing
+            | Change::NothingFound)
     );
     ctx.metrics.condition(&namespace, &name, "Ready", ready);
     ctx.metrics.reconciled(
@@ -900,7 +914,11 @@ async fn publish_event(
             }
         }
         Ok(
-            Change::Unchanged | Change::NotWritten | Change::AlreadyDeleted | Change::TargetMissing,
+            Change::Unchanged
+            | Change::NotWritten
+            | Change::AlreadyDeleted
+            | Change::TargetMissing
+            | Change::NothingFound,
         ) => return,
         Err(err) => {
             let message = err.status_message();

@@ -4,6 +4,8 @@
 //! The rules (ESO's "Secret ownership and deletion" guide, plus our safety rules):
 //! - A Secret is deleted, or keys removed, only on positive evidence that their source is gone
 //!   (`ProviderError::is_gone`); fetch errors never reach this step, they fail the sync before it.
+//!   A `dataFrom.find` matching nothing is not such evidence: when nothing else is left to write,
+//!   the Secret is kept as it is (ESO would delete it under deletionPolicy Delete).
 //! - `Owner` and `Orphan` own the whole `data`: keys they do not produce are removed (`prune`).
 //! - `Merge` owns only its keys (one field manager per ExternalSecret) and coexists with other writers.
 //! - A Secret held by another ExternalSecret is never written: the conflict is reported, not fought.
@@ -132,6 +134,11 @@ pub fn plan(policy: Policy, name: &str, desired: &DesiredData, current: Option<C
     }
     if policy.creation == CreationPolicy::None {
         return Plan::Keep(Change::NotWritten);
+    }
+    // A find that matched nothing is no proof that a source is gone (a renamed tag or path would
+    // look the same): with nothing else to write, the Secret stays as it is under every policy.
+    if desired.empty_find && desired.data.is_empty() {
+        return Plan::Keep(Change::NothingFound);
     }
     let merge = policy.creation == CreationPolicy::Merge;
     let Some(current) = current else {
@@ -266,6 +273,7 @@ mod tests {
                 DesiredData {
                     data: bytes(&[("k1", "new")]),
                     missing_remote_keys: vec![],
+                    empty_find: false,
                     meta: Default::default(),
                 },
             ),
@@ -274,6 +282,7 @@ mod tests {
                 DesiredData {
                     data: bytes(&[("k1", "new")]),
                     missing_remote_keys: vec!["gone".into()],
+                    empty_find: false,
                     meta: Default::default(),
                 },
             ),
@@ -282,6 +291,25 @@ mod tests {
                 DesiredData {
                     data: BTreeMap::new(),
                     missing_remote_keys: vec!["gone".into()],
+                    empty_find: false,
+                    meta: Default::default(),
+                },
+            ),
+            (
+                "find matched nothing",
+                DesiredData {
+                    data: BTreeMap::new(),
+                    missing_remote_keys: vec![],
+                    empty_find: true,
+                    meta: Default::default(),
+                },
+            ),
+            (
+                "find matched nothing, a key gone",
+                DesiredData {
+                    data: BTreeMap::new(),
+                    missing_remote_keys: vec!["gone".into()],
+                    empty_find: true,
                     meta: Default::default(),
                 },
             ),
@@ -420,7 +448,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(cases, 4 * 3 * 2 * 3 * 10);
+        assert_eq!(cases, 4 * 3 * 2 * 5 * 10);
     }
 
     fn check_rules(
@@ -433,6 +461,14 @@ mod tests {
         let any_gone = !desired.missing_remote_keys.is_empty();
         let all_gone = any_gone && desired.data.is_empty();
         let writes = matches!(got, Plan::Write { .. } | Plan::Delete);
+        // A find matching nothing is never evidence: with nothing to write, nothing is touched.
+        if desired.empty_find && desired.data.is_empty() {
+            assert!(!writes, "{case}: an empty find never deletes or empties");
+            if !any_gone_retain(policy, desired) && policy.creation != CreationPolicy::None {
+                assert_eq!(got, &Plan::Keep(Change::NothingFound), "{case}");
+            }
+            return;
+        }
         // Deletion and key removal need positive evidence, and a policy that asks for them.
         if matches!(got, Plan::Delete) {
             assert!(
@@ -562,6 +598,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("username", "u"), ("password", "p")]),
             missing_remote_keys: vec![],
+            empty_find: false,
             meta: Default::default(),
         };
         let s = server(&[("username", "old"), ("access-key", "ak")], Holder::Nobody);
@@ -590,6 +627,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("k", "v")]),
             missing_remote_keys: vec![],
+            empty_find: false,
             meta: Default::default(),
         };
         let s = server(&[("k", "v"), ("extra", "x")], Holder::Us);
@@ -613,6 +651,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("k1", "remote-1")]),
             missing_remote_keys: vec![],
+            empty_find: false,
             meta: Default::default(),
         };
         let mut s = server(
@@ -626,6 +665,7 @@ mod tests {
         let renamed = DesiredData {
             data: bytes(&[("k1b", "remote-1")]),
             missing_remote_keys: vec![],
+            empty_find: false,
             meta: Default::default(),
         };
         assert!(matches!(
@@ -643,6 +683,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("k", "v")]),
             missing_remote_keys: vec![],
+            empty_find: false,
             meta: Default::default(),
         };
         let s = server(
@@ -665,6 +706,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("password", "new")]),
             missing_remote_keys: vec![],
+            empty_find: false,
             meta: Default::default(),
         };
         let s = server(&[("password", "old-value")], Holder::Nobody);
@@ -684,6 +726,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("password", "rotated")]),
             missing_remote_keys: vec![],
+            empty_find: false,
             meta: Default::default(),
         };
         let mut s = server(&[("password", "first")], Holder::Us);
@@ -701,6 +744,7 @@ mod tests {
         let all_gone = DesiredData {
             data: BTreeMap::new(),
             missing_remote_keys: vec!["db".into()],
+            empty_find: false,
             meta: Default::default(),
         };
         let delete = policy(CreationPolicy::Owner, DeletionPolicy::Delete, false);
@@ -729,6 +773,7 @@ mod tests {
         let desired = DesiredData {
             data: bytes(&[("k", "v")]),
             missing_remote_keys: vec![],
+            empty_find: false,
             meta: Default::default(),
         };
         let mut s = server(&[("k", "v")], Holder::Us);

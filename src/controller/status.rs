@@ -54,6 +54,10 @@ pub fn desired_status(
                     "values fetched; creationPolicy None writes no Secret".to_owned()
                 }
                 Change::ImmutableKept => immutable_kept_message(es),
+                Change::NothingFound => format!(
+                    "dataFrom.find matched no remote secret and nothing else is left to write; \
+                     Secret {target:?} is kept as it is"
+                ),
                 _ => format!("Secret {target:?} is synced"),
             };
             Condition::new(

@@ -60,6 +60,9 @@ pub struct TemplateFrom {
     pub literal: Option<String>,
     #[serde(default)]
     pub target: Option<Target>,
+    /// Decodes each value this entry renders (ESO's `valuesDecodingStrategy`, applied after rendering).
+    #[serde(default)]
+    pub values_decoding_strategy: Option<crate::api::DecodingStrategy>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
@@ -116,6 +119,8 @@ pub enum TemplatingError {
     NotAMap { name: String, detail: String },
     #[error("the rendered {target} key {key:?} is not valid")]
     InvalidKey { target: &'static str, key: String },
+    #[error("the rendered value of key {key:?} is not valid {strategy} (valuesDecodingStrategy)")]
+    DecodeValue { key: String, strategy: &'static str },
 }
 
 impl TemplatingError {
@@ -129,6 +134,7 @@ impl TemplatingError {
             TemplatingError::NotAMap { .. } | TemplatingError::InvalidKey { .. } => {
                 "TemplateExecute"
             }
+            TemplatingError::DecodeValue { .. } => "DecodeFailed",
         }
     }
 }
@@ -207,6 +213,7 @@ pub fn apply(
     }
     for from in &tpl.template_from {
         let target = from.target.unwrap_or(Target::Data);
+        let decoding = from.values_decoding_strategy.unwrap_or_default();
         for (kind, reference) in [
             (SourceKind::ConfigMap, from.config_map.as_ref()),
             (SourceKind::Secret, from.secret.as_ref()),
@@ -232,16 +239,17 @@ pub fn apply(
                 match item.template_as.unwrap_or(TemplateScope::Values) {
                     TemplateScope::Values => {
                         let value = template::render(&text, &item.key, data)?;
+                        let value = decode_value(decoding, &item.key, value)?;
                         set(&mut out, target, item.key.clone(), value)?;
                     }
                     TemplateScope::KeysAndValues => {
-                        keys_and_values(&mut out, target, &text, &item.key, data)?
+                        keys_and_values(&mut out, target, &text, &item.key, data, decoding)?
                     }
                 }
             }
         }
         if let Some(literal) = &from.literal {
-            keys_and_values(&mut out, target, literal, literal, data)?;
+            keys_and_values(&mut out, target, literal, literal, data, decoding)?;
         }
     }
     for (key, text) in &tpl.data {
@@ -271,6 +279,7 @@ fn keys_and_values(
     text: &str,
     name: &str,
     data: &BTreeMap<String, SecretBytes>,
+    decoding: crate::api::DecodingStrategy,
 ) -> Result<(), TemplatingError> {
     let rendered = template::render(text, name, data)?;
     let not_a_map = |detail: String| TemplatingError::NotAMap {
@@ -289,9 +298,25 @@ fn keys_and_values(
         Err(_) => return Err(not_a_map("not UTF-8".to_owned())),
     };
     for (k, v) in parsed {
-        set(out, target, k, SecretBytes::from(v))?;
+        let value = decode_value(decoding, &k, SecretBytes::from(v))?;
+        set(out, target, k, value)?;
     }
     Ok(())
+}
+
+/// ESO's `templateFrom[].valuesDecodingStrategy`: the rendered value decoded as the strategy says.
+fn decode_value(
+    strategy: crate::api::DecodingStrategy,
+    key: &str,
+    value: SecretBytes,
+) -> Result<SecretBytes, TemplatingError> {
+    super::values::decode(strategy, value).map_err(|_| TemplatingError::DecodeValue {
+        key: key.to_owned(),
+        strategy: match strategy {
+            crate::api::DecodingStrategy::Base64Url => "Base64URL",
+            _ => "Base64",
+        },
+    })
 }
 
 fn set(
@@ -365,6 +390,29 @@ mod tests {
             BTreeMap::from([("url".into(), "postgres://u:p@db".into())])
         );
         assert_eq!(out.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    }
+
+    #[test]
+    fn values_decoding_strategy_decodes_each_rendered_value_of_its_entry() {
+        let t = tpl(
+            "templateFrom:\n- valuesDecodingStrategy: Base64\n  literal: 'a: {{ (.a | fromJson).cert }}'\n- literal: 'raw: {{ .b }}'\n",
+        );
+        let out = apply(
+            &t,
+            &data(&[("a", r#"{"cert":"Q0VSVA=="}"#), ("b", "Q0VSVA==")]),
+            &Sources::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            text(&out.data),
+            BTreeMap::from([
+                ("a".into(), "CERT".into()),
+                ("raw".into(), "Q0VSVA==".into())
+            ])
+        );
+        let bad = tpl("templateFrom:\n- valuesDecodingStrategy: Base64\n  literal: 'k: \"%%\"'\n");
+        let err = apply(&bad, &data(&[]), &Sources::new()).unwrap_err();
+        assert_eq!(err.category(), "DecodeFailed");
     }
 
     #[test]

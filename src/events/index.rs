@@ -51,7 +51,7 @@ pub fn name_forms(raw: &str) -> Vec<String> {
     forms
 }
 
-/// Every remote name an ExternalSecret reads through `data` and `dataFrom.extract`.
+/// Every remote name an ExternalSecret reads through `data` and `dataFrom.extract` (finds: `Finder`).
 fn referenced_names(es: &ExternalSecret) -> HashSet<String> {
     let refs = es
         .spec
@@ -68,16 +68,49 @@ fn referenced_names(es: &ExternalSecret) -> HashSet<String> {
     refs.flat_map(name_forms).collect()
 }
 
+/// A `dataFrom.find` with a name: an event for a name it matches refreshes its ExternalSecret. A find
+/// by tags alone cannot be judged from a name and is left to its refresh interval.
+struct Finder {
+    name: crate::goregex::GoRegex,
+    path: Option<String>,
+}
+
+impl Finder {
+    fn of(es: &ExternalSecret) -> Vec<Finder> {
+        es.spec
+            .data_from
+            .iter()
+            .filter_map(|f| f.find.as_ref())
+            .filter_map(|f| {
+                Some(Finder {
+                    name: crate::goregex::GoRegex::new(&f.name.as_ref()?.regexp).ok()?,
+                    path: f.path.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// `form` comes without its leading '/' (see `name_forms`): a Parameter Store name had one.
+    fn matches(&self, form: &str) -> bool {
+        let slashed = format!("/{form}");
+        [form, slashed.as_str()].iter().any(|name| {
+            self.path.as_deref().is_none_or(|p| name.starts_with(p)) && self.name.is_match(name)
+        })
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     by_name: HashMap<String, HashSet<ObjectRef<ExternalSecret>>>,
     names_of: HashMap<ObjectRef<ExternalSecret>, HashSet<String>>,
+    finders: HashMap<ObjectRef<ExternalSecret>, Vec<Finder>>,
     /// Objects seen during a relist, to drop the ones that disappeared while the watch was down.
     relisting: Option<HashSet<ObjectRef<ExternalSecret>>>,
 }
 
 impl Inner {
     fn remove(&mut self, key: &ObjectRef<ExternalSecret>) {
+        self.finders.remove(key);
         for name in self.names_of.remove(key).unwrap_or_default() {
             if let Some(set) = self.by_name.get_mut(&name) {
                 set.remove(key);
@@ -97,6 +130,10 @@ impl Inner {
                 .entry(name.clone())
                 .or_default()
                 .insert(key.clone());
+        }
+        let finders = Finder::of(es);
+        if !finders.is_empty() {
+            self.finders.insert(key.clone(), finders);
         }
         self.names_of.insert(key, names);
     }
@@ -155,6 +192,12 @@ impl ReferenceIndex {
             for candidate in candidates {
                 if let Some(set) = inner.by_name.get(&candidate) {
                     found.extend(set.iter().cloned());
+                }
+            }
+            // Finds ignore the store prefix, as in ESO: the event's name is what they match.
+            for (key, finders) in &inner.finders {
+                if finders.iter().any(|f| f.matches(&form)) {
+                    found.insert(key.clone());
                 }
             }
         }
@@ -235,6 +278,41 @@ mod tests {
             names(index.lookup("/app/db", &[])),
             vec!["labelled", "plain", "versioned"]
         );
+    }
+
+    #[test]
+    fn finds_by_name_and_path_are_refreshed_by_names_they_match() {
+        let index = ReferenceIndex::default();
+        let find = |name: &str, find: &str| -> ExternalSecret {
+            serde_yaml_ng::from_str(&format!(
+                "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: ns}}\nspec:\n  dataFrom: [{{find: {find}}}]"
+            ))
+            .unwrap()
+        };
+        index.observe(&watcher::Event::Apply(find(
+            "team",
+            "{name: {regexp: '^team-a/'}}",
+        )));
+        index.observe(&watcher::Event::Apply(find(
+            "params",
+            "{path: /app, name: {regexp: db}}",
+        )));
+        index.observe(&watcher::Event::Apply(find("tags", "{tags: {a: b}}")));
+        assert_eq!(
+            names(index.lookup(
+                "arn:aws:secretsmanager:us-east-1:123:secret:team-a/db-AbCdEf",
+                &[]
+            )),
+            vec!["team"]
+        );
+        assert_eq!(names(index.lookup("/app/db", &[])), vec!["params"]);
+        assert_eq!(
+            names(index.lookup("arn:aws:ssm:us-east-1:123:parameter/app/db", &[])),
+            vec!["params"]
+        );
+        assert!(index.lookup("/other/db", &[]).is_empty());
+        index.observe(&watcher::Event::Delete(find("team", "{name: {regexp: x}}")));
+        assert!(index.lookup("team-a/db", &[]).is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{FetchRequest, ProviderError, SecretBytes, SecretProvider};
+use super::{FetchRequest, FindRequest, Found, ProviderError, SecretBytes, SecretProvider};
 use crate::admin::Metrics;
 use crate::api::FakeProvider;
 
@@ -72,6 +72,40 @@ impl SecretProvider for FakeSecretProvider {
     async fn validate(&self) -> Result<(), ProviderError> {
         Ok(())
     }
+
+    /// ESO's fake provider: by name only (path and tags are not looked at; a find without a name is
+    /// an error), the entry with the greatest version string per key, and the key converted with the
+    /// find's conversionStrategy here already, as ESO's fake provider does.
+    async fn find(&self, request: &FindRequest, limit: usize) -> Result<Found, ProviderError> {
+        let Some(matcher) = super::find_matcher(request)? else {
+            return Err(ProviderError::FindUnsupported {
+                detail: "the fake provider finds by name only".to_owned(),
+            });
+        };
+        let mut latest: std::collections::BTreeMap<&str, (&str, &SecretBytes)> = Default::default();
+        for ((key, version), value) in &self.values {
+            if !matcher.is_match(key) {
+                continue;
+            }
+            let slot = latest.entry(key).or_insert((version, value));
+            if slot.0 < version.as_str() {
+                *slot = (version, value);
+            }
+        }
+        if latest.len() > limit {
+            return Err(ProviderError::FindLimitExceeded { limit });
+        }
+        self.metrics
+            .provider_call("fake", "GetAllSecrets", "success", 1);
+        let mut found = Found::new();
+        for (key, (_, value)) in latest {
+            found.insert(
+                crate::controller::values::convert_key(key, request.conversion),
+                value.clone(),
+            );
+        }
+        Ok(found)
+    }
 }
 
 #[cfg(test)]
@@ -86,6 +120,48 @@ mod tests {
             value_map: None,
             version: version.map(Into::into),
         }
+    }
+
+    #[tokio::test]
+    async fn find_takes_the_latest_version_of_each_matching_key_and_converts_names() {
+        let provider = FakeSecretProvider::new(
+            &FakeProvider {
+                data: vec![
+                    entry("/foo/bar", "HELLO1", Some("v1")),
+                    entry("/foo/bar", "HELLO2", Some("v2")),
+                    entry("/foo/baz", "{}", Some("v1")),
+                    entry("other", "x", None),
+                ],
+            },
+            Arc::default(),
+        );
+        let find = |re: &str| FindRequest {
+            name_regexp: Some(re.into()),
+            ..Default::default()
+        };
+        let found = provider.find(&find("foo"), 10).await.unwrap();
+        let keys: Vec<_> = found.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["_foo_bar", "_foo_baz"]);
+        assert_eq!(found["_foo_bar"].expose(), b"HELLO2");
+        assert!(
+            provider
+                .find(&find("nothing"), 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            provider.find(&find(".*"), 2).await,
+            Err(ProviderError::FindLimitExceeded { limit: 2 })
+        );
+        assert_eq!(
+            provider
+                .find(&FindRequest::default(), 10)
+                .await
+                .unwrap_err()
+                .category(),
+            "Unsupported"
+        );
     }
 
     #[tokio::test]

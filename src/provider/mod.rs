@@ -33,6 +33,22 @@ impl FetchRequest {
     }
 }
 
+/// One `dataFrom[].find` as a backend sees it (ESO's `GetAllSecrets`): the names, path and tags to
+/// match. Key conversion, decoding and rewrites are the build step's, on what this returns.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FindRequest {
+    /// A Go regular expression matched anywhere in the remote name (`find.name.regexp`).
+    pub name_regexp: Option<String>,
+    pub path: Option<String>,
+    /// Each must be on the remote secret with exactly this value.
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// `find.conversionStrategy`: only ESO's fake provider applies it itself, to the names it returns.
+    pub conversion: crate::api::ConversionStrategy,
+}
+
+/// What a find matched: every value by its remote name (a secret or parameter name).
+pub type Found = std::collections::BTreeMap<String, SecretBytes>;
+
 /// Why a fetch failed. Messages name the key, never a value.
 ///
 /// Only [`ProviderError::is_gone`] variants are evidence that the source itself no longer exists; they
@@ -65,6 +81,14 @@ pub enum ProviderError {
     InvalidConfig { detail: String },
     #[error("failed to authenticate to the provider: {detail}")]
     Authentication { detail: String },
+    /// A `dataFrom.find` matched more remote secrets than `--find-limit` allows: nothing is read.
+    #[error(
+        "dataFrom.find matched more than {limit} remote secrets (--find-limit); narrow its name, path or tags"
+    )]
+    FindLimitExceeded { limit: usize },
+    /// The provider cannot run this `dataFrom.find` (a shape it does not support).
+    #[error("failed to run dataFrom.find: {detail}")]
+    FindUnsupported { detail: String },
 }
 
 impl ProviderError {
@@ -80,6 +104,8 @@ impl ProviderError {
             ProviderError::InvalidRequest { .. } => "InvalidRequest",
             ProviderError::InvalidConfig { .. } => "InvalidProviderConfig",
             ProviderError::Authentication { .. } => "AuthenticationFailed",
+            ProviderError::FindLimitExceeded { .. } => "FindLimitExceeded",
+            ProviderError::FindUnsupported { .. } => "Unsupported",
         }
     }
 
@@ -100,6 +126,8 @@ impl ProviderError {
                 | ProviderError::InvalidRequest { .. }
                 | ProviderError::InvalidConfig { .. }
                 | ProviderError::Authentication { .. }
+                | ProviderError::FindLimitExceeded { .. }
+                | ProviderError::FindUnsupported { .. }
         )
     }
 }
@@ -129,6 +157,47 @@ pub trait SecretProvider: Send + Sync {
     async fn rotation_times(&self, keys: &[String]) -> Vec<Result<RotationTimes, ProviderError>> {
         keys.iter().map(|_| Ok(RotationTimes::default())).collect()
     }
+
+    /// `dataFrom[].find`: every current value matching `request`, by remote name. Matching nothing is
+    /// `Ok` and empty; secrets scheduled for deletion never match. More than `limit` matches is
+    /// `FindLimitExceeded`, found before any value is read.
+    async fn find(&self, request: &FindRequest, limit: usize) -> Result<Found, ProviderError> {
+        let _ = (request, limit);
+        Err(ProviderError::FindUnsupported {
+            detail: "this provider does not support dataFrom.find".to_owned(),
+        })
+    }
+}
+
+/// The answers of every `dataFrom[].find` of one reconcile, by request.
+pub type FoundAll = std::collections::HashMap<FindRequest, Result<Found, ProviderError>>;
+
+/// The find step: each distinct find once, one after the other (each may page through a listing).
+pub async fn find_all(
+    provider: &dyn SecretProvider,
+    requests: Vec<FindRequest>,
+    limit: usize,
+) -> FoundAll {
+    let mut out = FoundAll::new();
+    for request in requests {
+        let answer = provider.find(&request, limit).await;
+        out.insert(request, answer);
+    }
+    out
+}
+
+/// `find.name.regexp` compiled as Go compiles it, or the find's error.
+pub(crate) fn find_matcher(
+    request: &FindRequest,
+) -> Result<Option<crate::goregex::GoRegex>, ProviderError> {
+    request
+        .name_regexp
+        .as_deref()
+        .map(crate::goregex::GoRegex::new)
+        .transpose()
+        .map_err(|e| ProviderError::FindUnsupported {
+            detail: e.to_string(),
+        })
 }
 
 /// The fetch step: every request in one provider call, answers keyed by request for the build step.

@@ -812,6 +812,14 @@ fn json(
     Ok(())
 }
 
+/// Go's `json.Marshal` (`escape_html`) or an Encoder with `SetEscapeHTML(false)` (trailing newline
+/// trimmed) of what `json.Unmarshal` into `any` made of `v`: keys sorted, numbers as float64.
+pub(crate) fn go_json_marshal(v: &serde_json::Value, escape_html: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    json(&mut out, &json_to_value(v), escape_html, None, 0).ok()?;
+    Some(out)
+}
+
 fn from_json(s: &[u8]) -> Result<Value, FnError> {
     let v: serde_json::Value =
         serde_json::from_slice(s).map_err(|_| FnError::Msg("invalid JSON".into()))?;

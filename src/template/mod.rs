@@ -215,6 +215,19 @@ pub fn parsed(source: &str, name: &str) -> Result<Arc<Template>, TemplateError> 
     Ok(t)
 }
 
+/// Go's `json.Marshal` (`escape_html: true`) or `json.Encoder` with `SetEscapeHTML(false)` of a value
+/// `json.Unmarshal` decoded into `any`: object keys sorted by bytes, numbers as float64. None for a
+/// value Go cannot encode (a non-finite number) or nesting deeper than 200.
+pub fn go_json_marshal(v: &serde_json::Value, escape_html: bool) -> Option<Vec<u8>> {
+    funcs::go_json_marshal(v, escape_html)
+}
+
+/// Go's `strconv.FormatFloat(f, 'f', -1, 64)`: the shortest decimal that reads back as `f`, never
+/// with an exponent.
+pub fn go_format_float(f: f64) -> String {
+    value::format_float_f_shortest(f)
+}
+
 /// Renders `template_text` (the template key `name_for_errors`) over `data` with the default
 /// limits, as ESO's engine v2 does.
 pub fn render(

@@ -370,3 +370,21 @@ pub fn external_secret_yaml(ns: &str, name: &str, spec: &str) -> String {
         "apiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {{name: {name}, namespace: {ns}}}\nspec:\n{spec}\n"
     )
 }
+
+/// A Secret's data as text (test values are UTF-8).
+pub fn data_of(secret: &Secret) -> std::collections::BTreeMap<String, String> {
+    secret
+        .data
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8(v.0).expect("UTF-8 test value")))
+        .collect()
+}
+
+/// Expected Secret data from (key, text) pairs.
+pub fn pairs(p: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

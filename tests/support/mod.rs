@@ -26,6 +26,12 @@ pub fn corpus_dir() -> std::path::PathBuf {
     }
 }
 
+/// A manifest of the shared corpus of real ESO manifests, as written.
+pub fn corpus(file: &str) -> String {
+    std::fs::read_to_string(corpus_dir().join(file))
+        .unwrap_or_else(|e| panic!("corpus {file}: {e}"))
+}
+
 /// Every field the user wrote must come back from the API server unchanged (nothing pruned).
 pub fn assert_subset(sent: &serde_json::Value, stored: &serde_json::Value, path: &str) {
     match (sent, stored) {

@@ -253,6 +253,25 @@ impl Moto {
         }
     }
 
+    /// Tag parameter `name` with `key` = `value`.
+    pub async fn tag_parameter(&self, name: &str, key: &str, value: &str) {
+        self.ssm()
+            .await
+            .add_tags_to_resource()
+            .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+            .resource_id(name)
+            .tags(
+                aws_sdk_ssm::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build()
+                    .expect("tag"),
+            )
+            .send()
+            .await
+            .expect("tag parameter");
+    }
+
     pub async fn put_parameter(
         &self,
         name: &str,
@@ -313,6 +332,14 @@ pub fn text(data: &DesiredData, key: &str) -> String {
 
 /// Fake API server with our CRDs and a running controller whose AWS providers point at `moto`.
 pub async fn cluster_on_moto(moto: &Moto) -> super::cluster::TestCluster {
+    cluster_on_moto_with(moto, secret_sync::controller::Config::default()).await
+}
+
+/// `cluster_on_moto` with a controller configured by `config`.
+pub async fn cluster_on_moto_with(
+    moto: &Moto,
+    config: secret_sync::controller::Config,
+) -> super::cluster::TestCluster {
     let mut c = super::cluster::TestCluster::without_controller().await;
     let aws = AwsProviders::with_base_config(
         Some(c.client.clone()),
@@ -324,6 +351,6 @@ pub async fn cluster_on_moto(moto: &Moto) -> super::cluster::TestCluster {
         metrics: c.metrics.clone(),
         aws: Arc::new(aws),
     };
-    c.start_controller_with(secret_sync::controller::Config::default(), providers, None);
+    c.start_controller_with(config, providers, None);
     c
 }

@@ -1,5 +1,6 @@
 //! Parameter Store reads: GetParameters with at most 10 names per call and always WithDecryption, versions
-//! and labels as `name:3` / `name:label` (as ESO builds them), tags through ListTagsForResource.
+//! and labels as `name:3` / `name:label` (as ESO builds them), tags through ListTagsForResource, `find`
+//! through GetParametersByPath (by name) or DescribeParameters + GetParameters (by tags).
 //! Returns raw values only (StringList as AWS sends it); must never put a value in an error or a log line.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -12,7 +13,9 @@ use futures::{StreamExt, stream};
 
 use super::{AwsIdentity, count, errors};
 use crate::admin::Metrics;
-use crate::provider::{FetchRequest, ProviderError, SecretBytes, SecretProvider};
+use crate::provider::{
+    FetchRequest, FindRequest, Found, ProviderError, SecretBytes, SecretProvider,
+};
 
 /// AWS's limit of names per GetParameters call.
 const BATCH_LIMIT: usize = 10;
@@ -226,8 +229,180 @@ impl ParameterStoreProvider {
     }
 }
 
+impl ParameterStoreProvider {
+    /// ESO's find by name: GetParametersByPath under `path` (default `/`), recursive, decrypted, the
+    /// regexp applied to each name; values come with the listing. If GetParametersByPath is denied, ESO
+    /// falls back to DescribeParameters (names) and reads the values; so do we (GetParameters, 10 a call).
+    async fn find_by_name(
+        &self,
+        client: &Client,
+        request: &FindRequest,
+        limit: usize,
+    ) -> Result<Found, ProviderError> {
+        let matcher = crate::provider::find_matcher(request)?;
+        let path = request.path.clone().unwrap_or_else(|| "/".to_owned());
+        let mut found = Found::new();
+        let mut token = None;
+        loop {
+            let page = client
+                .get_parameters_by_path()
+                .path(&path)
+                .recursive(true)
+                .with_decryption(true)
+                .set_next_token(token)
+                .send()
+                .await;
+            count(&self.metrics, METRIC_PROVIDER, "GetParametersByPath", &page);
+            let page = match page.map_err(|e| errors::from_sdk(&path, &e)) {
+                Ok(page) => page,
+                Err(ProviderError::AccessDenied { .. }) => {
+                    let names = self.describe_names(client, request, limit).await?;
+                    let names = names
+                        .into_iter()
+                        .filter(|n| matcher.as_ref().is_none_or(|m| m.is_match(n)))
+                        .collect();
+                    return self.read_values(client, names).await;
+                }
+                Err(e) => return Err(e),
+            };
+            for parameter in page.parameters.unwrap_or_default() {
+                let Some(name) = parameter.name else { continue };
+                if matcher.as_ref().is_some_and(|m| !m.is_match(&name)) {
+                    continue;
+                }
+                let value = value(&name, parameter.value)?;
+                found.insert(name, value);
+                if found.len() > limit {
+                    return Err(ProviderError::FindLimitExceeded { limit });
+                }
+            }
+            token = page.next_token.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(found)
+    }
+
+    /// The names DescribeParameters lists for ESO's filters: `tag:KEY Equals VALUE` per tag and
+    /// `Path Recursive` for the path.
+    async fn describe_names(
+        &self,
+        client: &Client,
+        request: &FindRequest,
+        limit: usize,
+    ) -> Result<Vec<String>, ProviderError> {
+        let invalid = |e: aws_sdk_ssm::error::BuildError| ProviderError::FindUnsupported {
+            detail: format!("DescribeParameters filter: {e}"),
+        };
+        let mut filters = Vec::new();
+        for (k, v) in &request.tags {
+            filters.push(
+                ParameterStringFilter::builder()
+                    .key(format!("tag:{k}"))
+                    .option("Equals")
+                    .values(v)
+                    .build()
+                    .map_err(invalid)?,
+            );
+        }
+        if let Some(path) = &request.path {
+            filters.push(
+                ParameterStringFilter::builder()
+                    .key("Path")
+                    .option("Recursive")
+                    .values(path)
+                    .build()
+                    .map_err(invalid)?,
+            );
+        }
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let page = client
+                .describe_parameters()
+                .set_parameter_filters((!filters.is_empty()).then(|| filters.clone()))
+                .set_next_token(token)
+                .send()
+                .await;
+            count(&self.metrics, METRIC_PROVIDER, "DescribeParameters", &page);
+            let page = page.map_err(|e| errors::from_sdk("DescribeParameters", &e))?;
+            for parameter in page.parameters.unwrap_or_default() {
+                if let Some(name) = parameter.name {
+                    names.push(name);
+                    if names.len() > limit {
+                        return Err(ProviderError::FindLimitExceeded { limit });
+                    }
+                }
+            }
+            token = page.next_token.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+        Ok(names)
+    }
+
+    /// Current values of `names` (full parameter names, no store prefix), 10 per GetParameters call.
+    /// A parameter deleted since it was listed no longer matches.
+    async fn read_values(
+        &self,
+        client: &Client,
+        names: Vec<String>,
+    ) -> Result<Found, ProviderError> {
+        let wanted: Vec<Wanted> = names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| Wanted {
+                index,
+                key: name.clone(),
+                base: name.clone(),
+                name: name.clone(),
+            })
+            .collect();
+        let answers: Vec<Vec<(usize, Option<Fetched>)>> =
+            stream::iter(chunks_with_distinct_bases(wanted.clone()))
+                .map(|chunk| self.batch(client, chunk))
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+        let mut found = Found::new();
+        for (i, answer) in answers.into_iter().flatten() {
+            let answer = match answer {
+                Some(answer) => answer,
+                None => self.fetch_one(client, &wanted[i], false).await,
+            };
+            match answer {
+                Ok(value) => {
+                    found.insert(names[i].clone(), value);
+                }
+                Err(e) if e.is_gone() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(found)
+    }
+}
+
 #[async_trait]
 impl SecretProvider for ParameterStoreProvider {
+    /// ESO's GetAllSecrets for Parameter Store: with a name, by path (tags are then not looked at, as
+    /// in ESO); with tags only, DescribeParameters then GetParameters. The store's `prefix` does not
+    /// apply, as in ESO.
+    async fn find(&self, request: &FindRequest, limit: usize) -> Result<Found, ProviderError> {
+        let client = self.identity.ssm();
+        if request.name_regexp.is_some() {
+            return self.find_by_name(client, request, limit).await;
+        }
+        if request.tags.is_empty() {
+            return Err(ProviderError::FindUnsupported {
+                detail: "a find on Parameter Store needs name or tags".to_owned(),
+            });
+        }
+        let names = self.describe_names(client, request, limit).await?;
+        self.read_values(client, names).await
+    }
+
     async fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Fetched> {
         let client = self.identity.ssm();
         let mut results: Vec<Option<Fetched>> = vec![None; requests.len()];

@@ -1,5 +1,6 @@
 //! Secrets Manager reads: current versions batched through BatchGetSecretValue (20 IDs per call), pinned
-//! versions through GetSecretValue, tags through DescribeSecret. Returns raw documents only; must not
+//! versions through GetSecretValue, tags through DescribeSecret, `find` through ListSecrets (100 per page)
+//! then BatchGetSecretValue. Returns raw documents only; must not
 //! parse, select or decode values, and must never put a value in an error or a log line.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,10 +13,16 @@ use futures::{StreamExt, stream};
 
 use super::{AwsIdentity, count, errors};
 use crate::admin::Metrics;
-use crate::provider::{FetchRequest, ProviderError, RotationTimes, SecretBytes, SecretProvider};
+use crate::provider::{
+    FetchRequest, FindRequest, Found, ProviderError, RotationTimes, SecretBytes, SecretProvider,
+};
 
 /// AWS's limit of secret IDs per BatchGetSecretValue call.
 const BATCH_LIMIT: usize = 20;
+/// AWS's largest ListSecrets page.
+const LIST_PAGE: i32 = 100;
+/// AWS's most filters per ListSecrets call.
+const MAX_FILTERS: usize = 10;
 /// Calls in flight at once per fetch: enough to hide latency, few enough to stay far from AWS's TPS limits.
 const CONCURRENCY: usize = 8;
 const CURRENT_STAGE: &str = "AWSCURRENT";
@@ -226,11 +233,42 @@ impl SecretsManagerProvider {
         out
     }
 
+    /// Every `ids` entry (secret id, indices of the requests wanting its current value) through
+    /// BatchGetSecretValue, 20 per call, answers stored in `results`; returns the indices no batch
+    /// could answer, for the caller to read one by one.
+    async fn batch_all(
+        &self,
+        client: &Client,
+        requests: &[FetchRequest],
+        ids: &[(String, Vec<usize>)],
+        results: &mut [Option<Fetched>],
+    ) -> Vec<usize> {
+        let answers: Vec<Vec<(usize, Option<Fetched>)>> =
+            stream::iter(ids.chunks(BATCH_LIMIT).map(<[_]>::to_vec))
+                .map(|chunk| self.batch(client, requests, chunk))
+                .buffer_unordered(CONCURRENCY)
+                .collect()
+                .await;
+        let mut single = Vec::new();
+        for (i, answer) in answers.into_iter().flatten() {
+            match answer {
+                Some(result) => results[i] = Some(result),
+                None => single.push(i),
+            }
+        }
+        single
+    }
+
     async fn fetch_one(&self, client: &Client, request: &FetchRequest) -> Fetched {
+        self.fetch_id(client, request, &self.secret_id(&request.key))
+            .await
+    }
+
+    /// `request` read from the secret `id` (the prefixed key, or a name that `find` listed).
+    async fn fetch_id(&self, client: &Client, request: &FetchRequest, id: &str) -> Fetched {
         let key = request.key.as_str();
-        let id = self.secret_id(key);
         if request.metadata {
-            let described = client.describe_secret().secret_id(&id).send().await;
+            let described = client.describe_secret().secret_id(id).send().await;
             count(&self.metrics, METRIC_PROVIDER, "DescribeSecret", &described);
             let described = described.map_err(|e| errors::from_sdk(key, &e))?;
             let tags: BTreeMap<String, String> = described
@@ -245,7 +283,7 @@ impl SecretsManagerProvider {
             })?;
             return Ok(SecretBytes::new(json));
         }
-        let mut call = client.get_secret_value().secret_id(&id);
+        let mut call = client.get_secret_value().secret_id(id);
         if let Some(v) = request.version.as_deref().filter(|v| !v.is_empty()) {
             call = match v.strip_prefix(VERSION_ID_PREFIX) {
                 Some(version_id) => call.version_id(version_id),
@@ -259,8 +297,143 @@ impl SecretsManagerProvider {
     }
 }
 
+impl SecretsManagerProvider {
+    /// The names `find` matches: ListSecrets pages with the server-side filters ESO sends (`tag-key` and
+    /// `tag-value` per tag, `name` for the path; AWS matches these as prefixes, unpaired), then the
+    /// exact rules on each entry: the name starts with the path, the regexp matches, every tag is on
+    /// the secret with exactly its value, and it is not scheduled for deletion.
+    async fn find_names(
+        &self,
+        client: &Client,
+        request: &FindRequest,
+        limit: usize,
+    ) -> Result<Vec<String>, ProviderError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let matcher = crate::provider::find_matcher(request)?;
+        let filter = |key: FilterNameStringType, value: &str| {
+            Filter::builder().key(key).values(value).build()
+        };
+        let mut wanted = Vec::new();
+        if let Some(path) = &request.path {
+            wanted.push((FilterNameStringType::Name, path.as_str()));
+        }
+        for (k, v) in &request.tags {
+            wanted.push((FilterNameStringType::TagKey, k.as_str()));
+            wanted.push((FilterNameStringType::TagValue, v.as_str()));
+        }
+        // Server-side filters only narrow the listing (the exact rules run on every entry below), so
+        // a value AWS would refuse or read as a negation is left out rather than failing the find,
+        // and so is anything past AWS's 10 filters.
+        let filters: Vec<Filter> = wanted
+            .into_iter()
+            .filter(|(_, value)| is_plain_filter_value(value))
+            .take(MAX_FILTERS)
+            .map(|(key, value)| filter(key, value))
+            .collect();
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let page = client
+                .list_secrets()
+                .set_filters((!filters.is_empty()).then(|| filters.clone()))
+                .max_results(LIST_PAGE)
+                .set_next_token(token)
+                .send()
+                .await;
+            count(&self.metrics, METRIC_PROVIDER, "ListSecrets", &page);
+            let page = page.map_err(|e| errors::from_sdk("ListSecrets", &e))?;
+            for entry in page.secret_list.unwrap_or_default() {
+                let Some(name) = entry.name else { continue };
+                let tags: BTreeMap<String, String> = entry
+                    .tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+                    .collect();
+                let wanted = entry.deleted_date.is_none()
+                    && request.path.as_deref().is_none_or(|p| name.starts_with(p))
+                    && matcher.as_ref().is_none_or(|m| m.is_match(&name))
+                    && request.tags.iter().all(|(k, v)| tags.get(k) == Some(v));
+                if wanted {
+                    names.push(name);
+                    if names.len() > limit {
+                        return Err(ProviderError::FindLimitExceeded { limit });
+                    }
+                }
+            }
+            token = page.next_token.filter(|t| !t.is_empty());
+            if token.is_none() {
+                break;
+            }
+        }
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+}
+
 #[async_trait]
 impl SecretProvider for SecretsManagerProvider {
+    /// ListSecrets (ceil(N/100) pages when the filters narrow the listing to the N matches), then
+    /// BatchGetSecretValue by name, 20 per call: ceil(N/100) + ceil(N/20) calls. As in ESO, the
+    /// store's `prefix` does not apply to find; a find needs a name or tags.
+    async fn find(&self, request: &FindRequest, limit: usize) -> Result<Found, ProviderError> {
+        if request.name_regexp.is_none() && request.tags.is_empty() {
+            return Err(ProviderError::FindUnsupported {
+                detail: "a find on Secrets Manager needs name or tags".to_owned(),
+            });
+        }
+        let client = self.identity.secrets_manager();
+        let names = self.find_names(client, request, limit).await?;
+        let requests: Vec<FetchRequest> = names.iter().map(FetchRequest::current).collect();
+        let ids: Vec<(String, Vec<usize>)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), vec![i]))
+            .collect();
+        let mut results: Vec<Option<Fetched>> = vec![None; requests.len()];
+        let single = if self.identity.batch_allowed() {
+            self.batch_all(client, &requests, &ids, &mut results).await
+        } else {
+            (0..requests.len()).collect()
+        };
+        let requests = &requests;
+        let answers: Vec<(usize, Fetched)> = stream::iter(single)
+            .map(|i| async move {
+                let request = &requests[i];
+                (i, self.fetch_id(client, request, &request.key).await)
+            })
+            .buffer_unordered(CONCURRENCY)
+            .collect()
+            .await;
+        for (i, result) in answers {
+            results[i] = Some(result);
+        }
+        let mut found = Found::new();
+        for (name, result) in names.into_iter().zip(results) {
+            match result {
+                Some(Ok(value)) => {
+                    found.insert(name, value);
+                }
+                // Deleted, or scheduled for deletion, since it was listed: it no longer matches.
+                Some(Err(e)) if e.is_gone() => {}
+                Some(Err(ProviderError::InvalidRequest { .. }))
+                    if self
+                        .deletion_scheduled(client, &name)
+                        .await
+                        .is_ok_and(|scheduled| scheduled) => {}
+                Some(Err(e)) => return Err(e),
+                None => {
+                    return Err(ProviderError::Unavailable {
+                        key: name,
+                        detail: "Secrets Manager gave no answer".to_owned(),
+                    });
+                }
+            }
+        }
+        Ok(found)
+    }
+
     async fn fetch_many(&self, requests: &[FetchRequest]) -> Vec<Fetched> {
         let client = self.identity.secrets_manager();
         let mut results: Vec<Option<Fetched>> = vec![None; requests.len()];
@@ -277,18 +450,7 @@ impl SecretProvider for SecretsManagerProvider {
                 .push(i);
         }
         let by_id: Vec<(String, Vec<usize>)> = by_id.into_iter().collect();
-        let answers: Vec<Vec<(usize, Option<Fetched>)>> =
-            stream::iter(by_id.chunks(BATCH_LIMIT).map(<[_]>::to_vec))
-                .map(|chunk| self.batch(client, requests, chunk))
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
-        for (i, answer) in answers.into_iter().flatten() {
-            match answer {
-                Some(result) => results[i] = Some(result),
-                None => single.push(i),
-            }
-        }
+        single.extend(self.batch_all(client, requests, &by_id, &mut results).await);
 
         let answers: Vec<(usize, Fetched)> = stream::iter(single)
             .map(|i| async move { (i, self.fetch_one(client, &requests[i]).await) })
@@ -335,6 +497,17 @@ fn first_key<'a>(requests: &'a [FetchRequest], indices: &[usize]) -> &'a str {
         .first()
         .map(|&i| requests[i].key.as_str())
         .unwrap_or_default()
+}
+
+/// A ListSecrets filter value AWS accepts as a plain prefix: its pattern
+/// `^\!?[a-zA-Z0-9 :_@\/\+\=\.\-\!]*$`, at most 512 characters, and no leading `!` (a negation).
+fn is_plain_filter_value(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= 512
+        && !value.starts_with('!')
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || " :_@/+=.-!".contains(c))
 }
 
 /// Current values can be batched; BatchGetSecretValue cannot pin a stage or a VersionId.
@@ -388,6 +561,17 @@ mod tests {
             version: None,
             metadata: true
         }));
+    }
+
+    #[test]
+    fn only_values_aws_reads_as_plain_prefixes_become_server_side_filters() {
+        assert!(is_plain_filter_value("kubernetes.io/cluster/prod"));
+        assert!(is_plain_filter_value("a b:c@d+e=f-g"));
+        assert!(!is_plain_filter_value("!negated"));
+        assert!(!is_plain_filter_value("comma,value"));
+        assert!(!is_plain_filter_value("é"));
+        assert!(!is_plain_filter_value(""));
+        assert!(!is_plain_filter_value(&"a".repeat(513)));
     }
 
     #[test]
