@@ -491,10 +491,8 @@ async fn unsupported_kinds_are_refused_by_name_and_missing_generators_are_awaite
 }
 
 /// Corpus 035: the same Password generator twice plus another, each entry renamed by
-/// `rewrite.transform`, under `refreshInterval: "0"`. Needs `dataFrom[].rewrite` (issue 12, another
-/// branch); un-ignore once it is merged.
+/// `rewrite.transform`, under `refreshInterval: "0"`.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "needs dataFrom[].rewrite (transform), served by the find/rewrite branch"]
 async fn corpus_password_generators_renamed_by_rewrite_feed_a_template() {
     within_timeout(async {
         let moto = Moto::start().await;
