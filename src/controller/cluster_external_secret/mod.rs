@@ -284,6 +284,14 @@ async fn reconcile(
         .collect()
         .await;
     let failed_writes = results.iter().any(|(_, r)| r.is_err());
+    // A deleted namespace took its child with it: forget what we applied there, or namespace churn
+    // (preview environments) would grow this map for ever.
+    {
+        let live: std::collections::HashSet<&str> =
+            namespaces.iter().map(|n| n.name.as_str()).collect();
+        ctx.applied()
+            .retain(|(owner, namespace, _), _| owner != &uid || live.contains(namespace.as_str()));
+    }
 
     let status = plan::status(&child_name, &plan, &results, ces.status.as_ref());
     ctx.metrics
