@@ -19,7 +19,7 @@ use base64::Engine as _;
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 use support::cluster::{TestCluster, scaled, wait_for};
-use support::oracle::Oracle;
+use support::oracle::{Oracle, b64};
 
 type Map = BTreeMap<String, String>;
 
@@ -38,10 +38,6 @@ const NONDETERMINISTIC: &[&str] = &[
     "genPrivateKey",
     "shuffle",
 ];
-
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
 
 /// One templated ExternalSecret of the corpus, with the ConfigMaps of its file.
 struct Case {

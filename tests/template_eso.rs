@@ -11,26 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
-use secret_sync::provider::value::SecretBytes;
-use secret_sync::template;
 use serde_json::json;
 use support::oracle::Oracle;
 
-type Data = BTreeMap<String, Vec<u8>>;
-
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-fn ours(text: &str, data: &Data) -> Result<Vec<u8>, String> {
-    let d: BTreeMap<String, SecretBytes> = data
-        .iter()
-        .map(|(k, v)| (k.clone(), SecretBytes::new(v.clone())))
-        .collect();
-    template::render(text, "t", &d)
-        .map(|s| s.expose().to_vec())
-        .map_err(|e| e.to_string())
-}
+use support::oracle::{Data, b64, render_ours as ours};
 
 fn go(oracle: &mut Oracle, text: &str, data: &Data) -> Result<Vec<u8>, String> {
     let data_b64: BTreeMap<&String, String> = data.iter().map(|(k, v)| (k, b64(v))).collect();

@@ -8,12 +8,11 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use rand::{Rng as _, SeedableRng as _};
-use secret_sync::provider::value::SecretBytes;
 use secret_sync::template;
 use serde_json::json;
 use support::oracle::Oracle;
 
-type Data = BTreeMap<String, Vec<u8>>;
+use support::oracle::{Data, b64, render_ours as ours};
 
 fn shared_data() -> Data {
     let pairs: &[(&str, &str)] = &[
@@ -54,21 +53,6 @@ fn shared_data() -> Data {
     // A value that is not UTF-8 (a binary secret): it must pass through untouched.
     d.insert("bin".into(), vec![0xff, 0x00, 0x80, b'a', 0xc3]);
     d
-}
-
-fn b64(b: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(b)
-}
-
-/// Our render: Ok(bytes) or Err(message).
-fn ours(text: &str, data: &Data) -> Result<Vec<u8>, String> {
-    let d: BTreeMap<String, SecretBytes> = data
-        .iter()
-        .map(|(k, v)| (k.clone(), SecretBytes::new(v.clone())))
-        .collect();
-    template::render(text, "t", &d)
-        .map(|s| s.expose().to_vec())
-        .map_err(|e| e.to_string())
 }
 
 /// Asks the oracle about many (template, data) cases; the answer is the output bytes or the error.

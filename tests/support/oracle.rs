@@ -107,3 +107,27 @@ impl Oracle {
         answers
     }
 }
+
+/// Template data as the differential tests write it: key -> raw bytes.
+pub type Data = std::collections::BTreeMap<String, Vec<u8>>;
+
+pub fn b64(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// Our engine's render of `text` over `data`: the bytes, or the error message.
+pub fn render_ours(text: &str, data: &Data) -> Result<Vec<u8>, String> {
+    let d: std::collections::BTreeMap<String, secret_sync::provider::value::SecretBytes> = data
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                secret_sync::provider::value::SecretBytes::new(v.clone()),
+            )
+        })
+        .collect();
+    secret_sync::template::render(text, "t", &d)
+        .map(|s| s.expose().to_vec())
+        .map_err(|e| e.to_string())
+}
