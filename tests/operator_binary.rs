@@ -29,6 +29,25 @@ fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
 }
 
 /// Wait up to 15 s (scaled) for a process to exit after SIGTERM.
+/// A fake API server and a kubeconfig for it (in a temporary directory kept alive by the caller).
+async fn fake_server() -> (FakeApiServer, tempfile::TempDir, std::path::PathBuf) {
+    secret_sync::install_crypto_provider();
+    let server = FakeApiServer::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig).unwrap();
+    (server, dir, kubeconfig)
+}
+
+/// The committed CRDs, applied with kubectl as a user would.
+fn apply_crds(kubeconfig: &Path) {
+    let crds = format!(
+        "{}/crds/external-secrets.io.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    kubectl(kubeconfig, &["apply", "--validate=false", "-f", &crds]);
+}
+
 fn wait_exit(child: &mut std::process::Child, what: &str) -> std::process::ExitStatus {
     let limit = scaled(Duration::from_secs(15));
     let deadline = Instant::now() + limit;
@@ -59,11 +78,7 @@ fn wait_until(what: &str, timeout: Duration, mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_quickstart_against_the_real_binary() {
-    secret_sync::install_crypto_provider();
-    let server = FakeApiServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).unwrap();
+    let (_server, _dir, kubeconfig) = fake_server().await;
     let admin = format!("127.0.0.1:{}", free_port());
     let root = env!("CARGO_MANIFEST_DIR");
 
@@ -87,15 +102,7 @@ async fn kubectl_quickstart_against_the_real_binary() {
             let (status, _) = http_get(&admin, "/readyz").unwrap();
             assert_eq!(status, 503, "not ready before the watches have listed");
 
-            kubectl(
-                &kubeconfig,
-                &[
-                    "apply",
-                    "--validate=false",
-                    "-f",
-                    &format!("{root}/crds/external-secrets.io.yaml"),
-                ],
-            );
+            apply_crds(&kubeconfig);
             wait_until(
                 "/readyz to turn 200 once watches start",
                 Duration::from_secs(30),
@@ -250,22 +257,10 @@ fn sync_calls(admin: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_with_leader_election_only_the_leader_writes_and_the_other_takes_over() {
-    secret_sync::install_crypto_provider();
-    let server = FakeApiServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).unwrap();
+    let (_server, _dir, kubeconfig) = fake_server().await;
     let root = env!("CARGO_MANIFEST_DIR");
     let test = tokio::task::spawn_blocking(move || {
-        kubectl(
-            &kubeconfig,
-            &[
-                "apply",
-                "--validate=false",
-                "-f",
-                &format!("{root}/crds/external-secrets.io.yaml"),
-            ],
-        );
+        apply_crds(&kubeconfig);
         kubectl(
             &kubeconfig,
             &[
@@ -656,13 +651,9 @@ fn an_unreachable_api_server_fails_the_start_with_one_clear_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_operator_promptly_before_its_caches_have_listed() {
-    secret_sync::install_crypto_provider();
     // No CRDs: the API server answers, but the ExternalSecret watch can never list, so the
     // controller's cache never becomes ready.
-    let server = FakeApiServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).unwrap();
+    let (_server, _dir, kubeconfig) = fake_server().await;
     let admin = format!("127.0.0.1:{}", free_port());
     let test = tokio::task::spawn_blocking(move || {
         let mut operator = Operator::spawn(&kubeconfig, &["--admin-addr", &admin], &[]);
@@ -688,11 +679,7 @@ async fn sigterm_stops_the_operator_promptly_before_its_caches_have_listed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_a_standby_promptly_while_another_replica_holds_the_lease() {
-    secret_sync::install_crypto_provider();
-    let server = FakeApiServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).unwrap();
+    let (_server, _dir, kubeconfig) = fake_server().await;
     let admin = format!("127.0.0.1:{}", free_port());
     let test = tokio::task::spawn_blocking(move || {
         let lease = kubeconfig.with_file_name("lease.yaml");
@@ -741,22 +728,9 @@ async fn sigterm_stops_a_standby_promptly_while_another_replica_holds_the_lease(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_the_operator_promptly_while_the_sqs_consumer_is_blocked() {
-    secret_sync::install_crypto_provider();
-    let server = FakeApiServer::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    server.write_kubeconfig(&kubeconfig).unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
+    let (_server, _dir, kubeconfig) = fake_server().await;
     let test = tokio::task::spawn_blocking(move || {
-        kubectl(
-            &kubeconfig,
-            &[
-                "apply",
-                "--validate=false",
-                "-f",
-                &format!("{root}/crds/external-secrets.io.yaml"),
-            ],
-        );
+        apply_crds(&kubeconfig);
         // An endpoint that accepts connections and never answers (a long poll that never ends).
         let hanging = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let hanging_port = hanging.local_addr().unwrap().port();
