@@ -680,17 +680,28 @@ async fn reload_and_event_values_become_operator_flags() {
 async fn change_detection_values_become_operator_flags() {
     let default = render(json!({})).await.args();
     for expected in ["--change-detection=list", "--full-resync-interval=24h"] {
-        assert!(default.contains(&expected.to_owned()), "{expected} missing from {default:?}");
+        assert!(
+            default.contains(&expected.to_owned()),
+            "{expected} missing from {default:?}"
+        );
     }
     let off = render(json!({"changeDetection": {"mode": "off", "fullResyncInterval": "6h"}}))
         .await
         .args();
     for expected in ["--change-detection=off", "--full-resync-interval=6h"] {
-        assert!(off.contains(&expected.to_owned()), "{expected} missing from {off:?}");
+        assert!(
+            off.contains(&expected.to_owned()),
+            "{expected} missing from {off:?}"
+        );
     }
     // `mode: off` written unquoted in a values file is YAML 1.1's false.
-    let unquoted = render(json!({"changeDetection": {"mode": false}})).await.args();
-    assert!(unquoted.contains(&"--change-detection=off".to_owned()), "{unquoted:?}");
+    let unquoted = render(json!({"changeDetection": {"mode": false}}))
+        .await
+        .args();
+    assert!(
+        unquoted.contains(&"--change-detection=off".to_owned()),
+        "{unquoted:?}"
+    );
 }
 
 #[tokio::test]
