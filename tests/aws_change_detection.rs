@@ -10,6 +10,7 @@ mod support;
 use std::time::Duration;
 
 use aws_sdk_ssm::types::ParameterType;
+use secret_sync::provider::Versions;
 use support::cluster::{TestCluster, wait_for};
 use support::moto::{Moto, cluster_on_moto, store, within_timeout};
 
@@ -317,13 +318,23 @@ async fn store_validation_needs_no_sts_call_while_reads_succeed() {
             .for_store(&store(&other), "default")
             .await
             .unwrap();
-        let listed = sm
-            .versions(
-                &[secret_sync::provider::FetchRequest::current("x")],
-                Some(Duration::ZERO),
-            )
-            .await;
-        assert_eq!(listed, Some(vec![None]), "listed, and x is not there");
+        let request = [secret_sync::provider::FetchRequest::current("x")];
+        let listed = wait_for(
+            "the background listing",
+            Duration::from_secs(10),
+            || async {
+                match sm.versions(&request, Some(Duration::from_secs(3600))).await {
+                    Versions::Pending(_) => None,
+                    answer => Some(answer),
+                }
+            },
+        )
+        .await;
+        assert_eq!(
+            listed,
+            Versions::Known(vec![None]),
+            "listed, and x is not there"
+        );
         sm.validate().await.unwrap();
         assert_eq!(
             moto.count("sts.GetCallerIdentity").await,

@@ -36,7 +36,7 @@ use self::caches::Caches;
 use self::resolve::ResolveError;
 use crate::admin::Metrics;
 use crate::api::{CreationPolicy, DeletionPolicy, ExternalSecret, RefreshPolicy};
-use crate::provider::{FetchRequest, ProviderError, Providers};
+use crate::provider::{FetchRequest, ProviderError, Providers, Versions};
 
 /// Settings fixed for the life of the controller.
 #[derive(Clone, Debug)]
@@ -480,16 +480,19 @@ impl Context {
                 if self.config.change_detection == ChangeDetection::List
                     && !requests.is_empty() =>
             {
-                // Only a refresh that may skip waits for a listing younger than its interval; any
+                // Only a refresh that may skip asks for a listing younger than its interval; any
                 // other takes the last listing as it is, for the next refresh to compare with.
                 let max_age = if skippable { interval } else { None };
                 provider.versions(&requests, max_age).await
             }
-            _ => None,
+            _ => Versions::Unknown,
         };
-        let source_versions = tokens
-            .as_deref()
-            .and_then(|tokens| versions_digest(&requests, tokens));
+        let source_versions = match tokens {
+            Versions::Known(tokens) => versions_digest(&requests, &tokens),
+            // The listing is being made: come back when it is, without holding a reconcile slot.
+            Versions::Pending(wait) => return Ok(Decision::UpToDate { due_in: Some(wait) }),
+            Versions::Unknown => None,
+        };
         if skippable && source_versions.is_some() && source_versions == state.source_versions {
             self.update_state(key, |s| s.last_success = Some(Instant::now()));
             self.metrics.fetch_skipped(requests.len() as u64);

@@ -79,8 +79,8 @@ impl SecretProvider for FakeSecretProvider {
         &self,
         requests: &[FetchRequest],
         _max_age: Option<std::time::Duration>,
-    ) -> Option<Vec<Option<String>>> {
-        Some(
+    ) -> super::Versions {
+        super::Versions::Known(
             requests
                 .iter()
                 .map(|r| self.lookup(r).ok().map(|_| "spec".to_owned()))

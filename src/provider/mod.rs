@@ -132,6 +132,17 @@ impl ProviderError {
     }
 }
 
+/// What change detection knows about a reconcile's sources ([`SecretProvider::versions`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Versions {
+    /// One token per request, in order; None where the listing cannot vouch for that request.
+    Known(Vec<Option<String>>),
+    /// A listing is being made: ask again after about this long (and read nothing meanwhile).
+    Pending(Duration),
+    /// No usable listing (none for this backend, or it failed): read every source.
+    Unknown,
+}
+
 /// When a remote secret was last rotated and last changed, where the backend records it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RotationTimes {
@@ -162,18 +173,15 @@ pub trait SecretProvider: Send + Sync {
     /// document may have changed (a Secrets Manager VersionId, a parameter's version number, a digest of
     /// tags), as a bulk listing saw it, one per request in order; `None` for a request the listing
     /// cannot vouch for (not listed, a pinned version it does not show, a shape it does not cover).
-    /// `max_age: Some(d)`: from a listing started at most `d` ago, listing now if needed (one listing
-    /// serves every caller of the identity). `max_age: None`: from the last complete listing, whatever
-    /// its age, never listing. The whole answer is `None` when the backend has no listing or it failed
-    /// (then every request is fetched). A token never claims more than the listing saw: taken before a
-    /// fetch, it is at most as new as the fetched document.
-    async fn versions(
-        &self,
-        requests: &[FetchRequest],
-        max_age: Option<Duration>,
-    ) -> Option<Vec<Option<String>>> {
+    /// `max_age: Some(d)`: from a listing started at most `d` ago; if there is none, one is started
+    /// in the background (one serves every caller of the identity) and the answer is `Pending`.
+    /// `max_age: None`: from the last complete listing, whatever its age, never listing. `Unknown`
+    /// when the backend has no listing or it failed (then every request is fetched). A token never
+    /// claims more than the listing saw: taken before a fetch, it is at most as new as the fetched
+    /// document.
+    async fn versions(&self, requests: &[FetchRequest], max_age: Option<Duration>) -> Versions {
         let _ = (requests, max_age);
-        None
+        Versions::Unknown
     }
 
     /// `dataFrom[].find`: every current value matching `request`, by remote name. Matching nothing is

@@ -9,9 +9,12 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::provider::ProviderError;
+// Tokio's clock: the same as std's at run time, and one tests can pause and advance.
+use tokio::time::Instant;
+
+use crate::provider::{FetchRequest, ProviderError, Versions};
 
 /// After a failed listing (throttled, cut off halfway), refreshes fetch directly for this long
 /// before a listing is tried again, so a throttled account is not asked again by every reconcile.
@@ -51,15 +54,34 @@ struct Inner {
     wanted: HashMap<String, Instant>,
     /// When the last listing failed, and how long to wait before the next try.
     failed: Option<(Instant, Duration)>,
+    /// When the listing in flight started, if one is.
+    running_since: Option<Instant>,
+    /// How long the last complete listing took: the guess for when the one in flight ends.
+    last_took: Duration,
 }
 
-/// The listing index of one (identity, service).
-#[derive(Default)]
-pub(crate) struct Listing {
-    inner: Mutex<Inner>,
-    /// Held while a listing runs: callers that need a newer snapshot wait for it instead of listing too.
-    listing: tokio::sync::Mutex<()>,
+/// What [`Listing::fresh`] can say now.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    Ready(Arc<Snapshot>),
+    /// A listing is under way; ask again after about this long.
+    Pending(Duration),
+    /// Listing failed now or recently: read directly.
+    Failed,
 }
+
+/// The listing index of one (identity, service). Cheap to clone; clones share the index.
+#[derive(Clone, Default)]
+pub(crate) struct Listing {
+    inner: Arc<Mutex<Inner>>,
+}
+
+/// Shortest and longest wait suggested while a listing runs: long enough that deferred refreshes do
+/// not spin, short enough that they follow the listing closely.
+const PENDING_MIN: Duration = Duration::from_millis(200);
+const PENDING_MAX: Duration = Duration::from_secs(5);
+/// A listing running longer than this is taken as lost and may be started again.
+const STUCK_LISTING: Duration = Duration::from_secs(900);
 
 impl Listing {
     /// The last complete snapshot, whatever its age, without listing. Remembers `ids` as wanted.
@@ -69,61 +91,101 @@ impl Listing {
         inner.snapshot.clone()
     }
 
-    /// A snapshot whose listing started at most `max_age` ago: the current one, or one listed now by
-    /// `list` (called with the longest prefix every wanted id shares, for a server-side filter). One
-    /// listing runs at a time; callers arriving meanwhile wait for it. None when listing failed now or
-    /// within [`FAILED_LISTING_HOLD`] ([`DENIED_LISTING_HOLD`] when denied): the caller then fetches
-    /// directly.
-    pub async fn fresh<F, Fut>(
-        &self,
-        ids: &[String],
-        max_age: Duration,
-        list: F,
-    ) -> Option<Arc<Snapshot>>
+    /// A snapshot whose listing started at most `max_age` ago, or, when there is none, a listing
+    /// started in the background by `list` (called with the longest prefix every wanted id shares, for
+    /// a server-side filter) and `Pending` until it ends. One listing runs at a time, on its own task,
+    /// so no caller holds a reconcile slot while it pages. `Failed` when listing failed within
+    /// [`FAILED_LISTING_HOLD`] ([`DENIED_LISTING_HOLD`] when denied).
+    pub fn fresh<F, Fut>(&self, ids: &[String], max_age: Duration, list: F) -> Lookup
     where
         F: FnOnce(String) -> Fut,
-        Fut: Future<Output = Result<Vec<Listed>, ProviderError>>,
+        Fut: Future<Output = Result<Vec<Listed>, ProviderError>> + Send + 'static,
     {
-        let usable = |inner: &Inner| {
-            inner
-                .snapshot
-                .clone()
-                .filter(|s| s.started.elapsed() <= max_age)
+        let Ok(mut inner) = self.inner.lock() else {
+            return Lookup::Failed;
         };
+        want(&mut inner, ids);
+        if let Some(snapshot) = inner
+            .snapshot
+            .clone()
+            .filter(|s| s.started.elapsed() <= max_age)
         {
-            let mut inner = self.inner.lock().ok()?;
-            want(&mut inner, ids);
-            if let Some(snapshot) = usable(&inner) {
-                return Some(snapshot);
-            }
+            return Lookup::Ready(snapshot);
         }
-        let _listing = self.listing.lock().await;
-        let prefix = {
-            let mut inner = self.inner.lock().ok()?;
-            // Another caller may have listed while this one waited.
-            if let Some(snapshot) = usable(&inner) {
-                return Some(snapshot);
-            }
-            if inner.failed.is_some_and(|(at, hold)| at.elapsed() < hold) {
-                return None;
-            }
-            inner.wanted.retain(|_, asked| asked.elapsed() < WANTED_FOR);
-            common_prefix(inner.wanted.keys())
-        };
+        // A listing task cannot be cancelled and does not panic; the bound only guards against the
+        // impossible, so that a lost task could never stop change detection for good.
+        if let Some(since) = inner.running_since.filter(|s| s.elapsed() < STUCK_LISTING) {
+            let left = inner.last_took.saturating_sub(since.elapsed());
+            return Lookup::Pending(left.clamp(PENDING_MIN, PENDING_MAX));
+        }
+        if inner.failed.is_some_and(|(at, hold)| at.elapsed() < hold) {
+            return Lookup::Failed;
+        }
+        inner.wanted.retain(|_, asked| asked.elapsed() < WANTED_FOR);
         let started = Instant::now();
-        let listed = list(prefix).await;
-        let mut inner = self.inner.lock().ok()?;
+        inner.running_since = Some(started);
+        let listing = list(common_prefix(inner.wanted.keys()));
+        let index = self.clone();
+        tokio::spawn(async move { index.finish(started, listing.await) });
+        Lookup::Pending(inner.last_took.clamp(PENDING_MIN, PENDING_MAX))
+    }
+
+    /// [`SecretProvider::versions`](crate::provider::SecretProvider::versions) for one service:
+    /// `ids[i]` is the remote id of `requests[i]`, `token` reads a request's token off its entry.
+    pub fn versions<F, Fut>(
+        &self,
+        requests: &[FetchRequest],
+        ids: &[String],
+        max_age: Option<Duration>,
+        list: F,
+        token: impl Fn(&Entry, &FetchRequest) -> Option<String>,
+    ) -> Versions
+    where
+        F: FnOnce(String) -> Fut,
+        Fut: Future<Output = Result<Vec<Listed>, ProviderError>> + Send + 'static,
+    {
+        let snapshot = match max_age {
+            None => self.last(ids),
+            Some(age) => match self.fresh(ids, age, list) {
+                Lookup::Ready(snapshot) => Some(snapshot),
+                Lookup::Pending(wait) => return Versions::Pending(wait),
+                Lookup::Failed => None,
+            },
+        };
+        let Some(snapshot) = snapshot else {
+            return Versions::Unknown;
+        };
+        Versions::Known(
+            requests
+                .iter()
+                .zip(ids)
+                .map(|(request, id)| {
+                    snapshot
+                        .entries
+                        .get(id)
+                        .and_then(|entry| token(entry, request))
+                })
+                .collect(),
+        )
+    }
+
+    /// Store a listing's answer. A listing that failed, even halfway, changes nothing: the last complete
+    /// snapshot stays, and listing waits for the hold.
+    fn finish(&self, started: Instant, listed: Result<Vec<Listed>, ProviderError>) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        inner.running_since = None;
         let listed = match listed {
             Ok(listed) => listed,
             Err(error) => {
-                // A listing that failed, even halfway, changes nothing: the last complete one stays.
                 let hold = if matches!(error, ProviderError::AccessDenied { .. }) {
                     DENIED_LISTING_HOLD
                 } else {
                     FAILED_LISTING_HOLD
                 };
                 inner.failed = Some((Instant::now(), hold));
-                return None;
+                return;
             }
         };
         let mut entries = HashMap::new();
@@ -134,10 +196,9 @@ impl Listing {
                 }
             }
         }
-        let snapshot = Arc::new(Snapshot { started, entries });
-        inner.snapshot = Some(snapshot.clone());
+        inner.last_took = started.elapsed();
+        inner.snapshot = Some(Arc::new(Snapshot { started, entries }));
         inner.failed = None;
-        Some(snapshot)
     }
 }
 
@@ -210,16 +271,37 @@ mod tests {
         assert_eq!(common_prefix(ids(&[]).iter()), "");
     }
 
-    #[tokio::test]
-    async fn one_listing_serves_every_caller_and_keeps_only_wanted_names() {
+    /// Ask until the background listing has answered.
+    async fn settled<F, Fut>(
+        listing: &Listing,
+        ids: &[String],
+        max_age: Duration,
+        list: F,
+    ) -> Lookup
+    where
+        F: Fn(String) -> Fut,
+        Fut: Future<Output = Result<Vec<Listed>, ProviderError>> + Send + 'static,
+    {
+        loop {
+            match listing.fresh(ids, max_age, &list) {
+                Lookup::Pending(wait) => {
+                    assert!((PENDING_MIN..=PENDING_MAX).contains(&wait));
+                    tokio::time::sleep(wait).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_background_listing_serves_every_caller_and_keeps_only_wanted_names() {
         let listing = Listing::default();
-        let calls = AtomicUsize::new(0);
+        let calls = Arc::new(AtomicUsize::new(0));
         let list = |prefix: String| {
             calls.fetch_add(1, Ordering::SeqCst);
             async move {
-                // The first caller's listing: the second caller arrives while it runs.
-                assert_eq!(prefix, "app/a");
-                tokio::task::yield_now().await;
+                assert_eq!(prefix, "app/", "the prefix every wanted name shares");
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 Ok(vec![
                     (ids(&["app/a", "arn:a"]), entry("v1")),
                     (ids(&["app/b"]), entry("v2")),
@@ -229,16 +311,26 @@ mod tests {
         };
         let max_age = Duration::from_secs(60);
         let (a, b) = (ids(&["app/a"]), ids(&["app/b"]));
-        let (one, two) = tokio::join!(
+        assert!(
+            listing.last(&b).is_none(),
+            "nothing listed yet; app/b is now wanted"
+        );
+        assert!(matches!(
             listing.fresh(&a, max_age, list),
-            listing.fresh(&b, max_age, list)
-        );
-        assert_eq!(
-            calls.load(Ordering::SeqCst),
-            1,
-            "the second caller waited for the first listing"
-        );
-        let (one, two) = (one.unwrap(), two.unwrap());
+            Lookup::Pending(_)
+        ));
+        // A second caller while the listing runs waits for it instead of listing too.
+        assert!(matches!(
+            listing.fresh(&b, max_age, list),
+            Lookup::Pending(_)
+        ));
+        let Lookup::Ready(one) = settled(&listing, &a, max_age, list).await else {
+            panic!("listed")
+        };
+        let Lookup::Ready(two) = settled(&listing, &b, max_age, list).await else {
+            panic!("listed")
+        };
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
         assert!(Arc::ptr_eq(&one, &two));
         assert_eq!(one.entries.get("app/a"), Some(&entry("v1")));
         assert_eq!(one.entries.get("app/b"), Some(&entry("v2")));
@@ -250,47 +342,75 @@ mod tests {
             !one.entries.contains_key("app/other"),
             "nobody asked for it"
         );
-        assert!(listing.last(&[]).is_some());
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn an_old_snapshot_is_listed_again_and_a_failed_listing_keeps_the_last_one() {
         let listing = Listing::default();
         let names = ids(&["k"]);
         let ok = |_: String| async { Ok(vec![(ids(&["k"]), entry("v1"))]) };
-        let first = listing
-            .fresh(&names, Duration::from_secs(60), ok)
-            .await
-            .unwrap();
+        let throttled = |_: String| async {
+            Err::<Vec<Listed>, _>(ProviderError::Throttled {
+                key: "ListSecrets".into(),
+                retry_after: None,
+            })
+        };
+        let minute = Duration::from_secs(60);
+        let Lookup::Ready(first) = settled(&listing, &names, minute, ok).await else {
+            panic!("listed")
+        };
         // Younger than max_age: no new listing.
-        let again = listing
-            .fresh(&names, Duration::from_secs(60), |_: String| async {
-                Err::<Vec<Listed>, _>(ProviderError::Throttled {
-                    key: "ListSecrets".into(),
-                    retry_after: None,
-                })
-            })
-            .await
-            .unwrap();
+        let Lookup::Ready(again) = listing.fresh(&names, minute, throttled) else {
+            panic!("served from the snapshot")
+        };
         assert!(Arc::ptr_eq(&first, &again));
-        // Too old: listed again, and that listing fails halfway: unknown, the last snapshot stays.
-        let failed = listing
-            .fresh(&names, Duration::ZERO, |_: String| async {
-                Err::<Vec<Listed>, _>(ProviderError::Throttled {
-                    key: "ListSecrets".into(),
-                    retry_after: None,
-                })
-            })
-            .await;
-        assert!(failed.is_none());
+        // Too old: listed again, and that listing fails (wholly or halfway, the same answer):
+        // unknown, and the last snapshot stays.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let tiny = Duration::from_millis(1);
+        assert!(matches!(
+            settled(&listing, &names, tiny, throttled).await,
+            Lookup::Failed
+        ));
         assert!(Arc::ptr_eq(&listing.last(&names).unwrap(), &first));
         // Within the hold after a failure, no listing is attempted.
-        let held = listing
-            .fresh(&names, Duration::ZERO, |_: String| async {
-                panic!("listed during the hold")
+        let never = |_: String| -> std::future::Ready<Result<Vec<Listed>, ProviderError>> {
+            panic!("listed during the hold")
+        };
+        assert!(matches!(listing.fresh(&names, tiny, never), Lookup::Failed));
+        // After the hold, listing resumes.
+        tokio::time::sleep(FAILED_LISTING_HOLD).await;
+        assert!(matches!(
+            settled(&listing, &names, tiny, ok).await,
+            Lookup::Ready(_)
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_denied_listing_is_held_longer() {
+        let listing = Listing::default();
+        let names = ids(&["k"]);
+        let denied = |_: String| async {
+            Err::<Vec<Listed>, _>(ProviderError::AccessDenied {
+                key: "ListSecrets".into(),
+                detail: "no".into(),
             })
-            .await;
-        assert!(held.is_none());
+        };
+        let tiny = Duration::from_millis(1);
+        assert!(matches!(
+            settled(&listing, &names, tiny, denied).await,
+            Lookup::Failed
+        ));
+        tokio::time::sleep(FAILED_LISTING_HOLD * 2).await;
+        assert!(matches!(
+            listing.fresh(&names, tiny, denied),
+            Lookup::Failed
+        ));
+        tokio::time::sleep(DENIED_LISTING_HOLD).await;
+        assert!(matches!(
+            listing.fresh(&names, tiny, denied),
+            Lookup::Pending(_)
+        ));
     }
 
     #[test]

@@ -14,7 +14,7 @@ use futures::{StreamExt, stream};
 use super::{AwsIdentity, count, errors, listing};
 use crate::admin::Metrics;
 use crate::provider::{
-    FetchRequest, FindRequest, Found, ProviderError, SecretBytes, SecretProvider,
+    FetchRequest, FindRequest, Found, ProviderError, SecretBytes, SecretProvider, Versions,
 };
 
 /// AWS's limit of names per GetParameters call.
@@ -37,6 +37,7 @@ struct Wanted {
 /// ESO's provider label in the API call metric.
 const METRIC_PROVIDER: &str = "AWS/ParameterStore";
 
+#[derive(Clone)]
 pub struct ParameterStoreProvider {
     identity: Arc<AwsIdentity>,
     prefix: String,
@@ -529,35 +530,26 @@ impl SecretProvider for ParameterStoreProvider {
         &self,
         requests: &[FetchRequest],
         max_age: Option<std::time::Duration>,
-    ) -> Option<Vec<Option<String>>> {
+    ) -> Versions {
         let ids: Vec<String> = requests
             .iter()
             .enumerate()
             .map(|(i, r)| self.wanted(i, r).base)
             .collect();
-        let listing = &self.identity.parameter_store_listing;
-        let snapshot = match max_age {
-            None => listing.last(&ids)?,
-            Some(age) => {
-                listing
-                    .fresh(&ids, age, |prefix| self.list_versions(prefix))
-                    .await?
-            }
-        };
-        Some(
-            requests
-                .iter()
-                .zip(&ids)
-                .map(|(request, id)| {
-                    let current =
-                        !request.metadata && request.version.as_deref().is_none_or(str::is_empty);
-                    current
-                        .then(|| snapshot.entries.get(id))
-                        .flatten()
-                        .and_then(|entry| entry.versions.first())
-                        .map(|(version, _)| format!("v{version}"))
-                })
-                .collect(),
+        let this = self.clone();
+        self.identity.parameter_store_listing.versions(
+            requests,
+            &ids,
+            max_age,
+            |prefix| async move { this.list_versions(prefix).await },
+            |entry, request| {
+                let current =
+                    !request.metadata && request.version.as_deref().is_none_or(str::is_empty);
+                current
+                    .then(|| entry.versions.first())
+                    .flatten()
+                    .map(|(version, _)| format!("v{version}"))
+            },
         )
     }
 }

@@ -17,6 +17,7 @@ use super::{AwsIdentity, count, errors, listing};
 use crate::admin::Metrics;
 use crate::provider::{
     FetchRequest, FindRequest, Found, ProviderError, RotationTimes, SecretBytes, SecretProvider,
+    Versions,
 };
 
 /// AWS's limit of secret IDs per BatchGetSecretValue call.
@@ -36,6 +37,7 @@ type Fetched = Result<SecretBytes, ProviderError>;
 /// ESO's provider label in the API call metric.
 const METRIC_PROVIDER: &str = "AWS/SecretsManager";
 
+#[derive(Clone)]
 pub struct SecretsManagerProvider {
     identity: Arc<AwsIdentity>,
     prefix: String,
@@ -584,28 +586,15 @@ impl SecretProvider for SecretsManagerProvider {
         &self,
         requests: &[FetchRequest],
         max_age: Option<std::time::Duration>,
-    ) -> Option<Vec<Option<String>>> {
+    ) -> Versions {
         let ids: Vec<String> = requests.iter().map(|r| self.secret_id(&r.key)).collect();
-        let listing = &self.identity.secrets_manager_listing;
-        let snapshot = match max_age {
-            None => listing.last(&ids)?,
-            Some(age) => {
-                listing
-                    .fresh(&ids, age, |prefix| self.list_versions(prefix))
-                    .await?
-            }
-        };
-        Some(
-            requests
-                .iter()
-                .zip(&ids)
-                .map(|(request, id)| {
-                    snapshot
-                        .entries
-                        .get(id)
-                        .and_then(|entry| version_token(entry, request))
-                })
-                .collect(),
+        let this = self.clone();
+        self.identity.secrets_manager_listing.versions(
+            requests,
+            &ids,
+            max_age,
+            |prefix| async move { this.list_versions(prefix).await },
+            version_token,
         )
     }
 
