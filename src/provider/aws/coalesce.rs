@@ -1,6 +1,13 @@
 //! Cross-caller batching: the lookups of reconciles running at the same time are gathered, per identity
-//! and service, into batch calls of up to `limit` keys. A batch is sent as soon as it is full, or `wait`
-//! after its first key arrived. Identical keys share one slot and every caller gets the answer.
+//! and service, into batch calls of up to `limit` keys. A batch is sent as soon as it is full, or a
+//! bounded wait after its first key arrived: `wait` when the coalescer is quiet, `busy_wait` while
+//! reads of several callers are arriving (the last batch, sent less than [`BUSY_WINDOW`] ago, held
+//! more than one key). Identical keys share one slot and every caller gets the answer.
+//!
+//! Why two waits: reconciles reach the fetch at the rate the controller can run them (about 100/s
+//! on a 2-core machine), not all at once, so a few-ms wait fills batches of only 3 to 5 during a
+//! burst; filling 20 takes about 200 ms. A lone fetch (a new ExternalSecret, a rotation event on an
+//! idle identity) must not pay that, so it gets the short wait.
 //!
 //! Each batch runs in a task of its own, so a caller that is dropped (a cancelled reconcile) never
 //! cancels a batch others wait on; its answer is simply not delivered. A batch that fails to answer a
@@ -19,6 +26,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, oneshot};
+use tokio::time::Instant;
+
+/// How recent the last batch must be for the coalescer to count as busy.
+pub(crate) const BUSY_WINDOW: Duration = Duration::from_secs(1);
 
 /// One batch call: the answer for each key it could answer. A key left out is read alone by its callers.
 pub(crate) type Run<K, V> =
@@ -37,6 +48,7 @@ impl<V> Pending<V> {
 pub(crate) struct Coalescer<K, V> {
     limit: usize,
     wait: Duration,
+    busy_wait: Duration,
     /// Batch calls in flight at once, so a burst stays far from the service's rate limits.
     in_flight: Arc<Semaphore>,
     open: Arc<Mutex<Open<K, V>>>,
@@ -49,6 +61,8 @@ struct Open<K, V> {
     /// In arrival order, so batches are deterministic.
     keys: Vec<K>,
     waiters: HashMap<K, Vec<oneshot::Sender<V>>>,
+    /// When the previous batch was sent, and how many keys it held.
+    last: Option<(Instant, usize)>,
 }
 
 impl<K, V> Open<K, V> {
@@ -57,6 +71,7 @@ impl<K, V> Open<K, V> {
             generation: self.generation.wrapping_add(1),
             keys: Vec::new(),
             waiters: HashMap::new(),
+            last: Some((Instant::now(), self.keys.len())),
         };
         std::mem::replace(self, next)
     }
@@ -67,17 +82,20 @@ where
     K: Clone + Eq + Hash + Send + 'static,
     V: Clone + Send + 'static,
 {
-    /// `limit` keys per batch (at least 1), at most `wait` before a partial batch is sent (zero: each
-    /// `submit` is sent on its own, as without coalescing), at most `in_flight` batch calls at once.
-    pub(crate) fn new(limit: usize, wait: Duration, in_flight: usize) -> Self {
+    /// `limit` keys per batch (at least 1), at most `wait` (`busy_wait` when busy) before a partial batch
+    /// is sent (`wait` zero: each `submit` is sent on its own, as without coalescing), at most
+    /// `in_flight` batch calls at once.
+    pub(crate) fn new(limit: usize, wait: Duration, busy_wait: Duration, in_flight: usize) -> Self {
         Coalescer {
             limit: limit.max(1),
             wait,
+            busy_wait,
             in_flight: Arc::new(Semaphore::new(in_flight.max(1))),
             open: Arc::new(Mutex::new(Open {
                 generation: 0,
                 keys: Vec::new(),
                 waiters: HashMap::new(),
+                last: None,
             })),
         }
     }
@@ -102,7 +120,15 @@ where
                     continue;
                 }
                 if open.keys.is_empty() && !self.wait.is_zero() {
-                    arm = Some(open.generation);
+                    let busy = open
+                        .last
+                        .is_some_and(|(at, keys)| keys > 1 && at.elapsed() < BUSY_WINDOW);
+                    let wait = if busy {
+                        self.busy_wait.max(self.wait)
+                    } else {
+                        self.wait
+                    };
+                    arm = Some((open.generation, wait));
                 }
                 open.keys.push(key.clone());
                 open.waiters.insert(key, vec![tx]);
@@ -121,13 +147,8 @@ where
         for batch in full {
             runtime.spawn(flush(batch, run.clone(), self.in_flight.clone()));
         }
-        if let Some(generation) = arm {
-            let (open, wait, run, in_flight) = (
-                self.open.clone(),
-                self.wait,
-                run.clone(),
-                self.in_flight.clone(),
-            );
+        if let Some((generation, wait)) = arm {
+            let (open, run, in_flight) = (self.open.clone(), run.clone(), self.in_flight.clone());
             runtime.spawn(async move {
                 tokio::time::sleep(wait).await;
                 let batch = {
@@ -214,11 +235,39 @@ mod tests {
     }
 
     const WAIT: Duration = Duration::from_millis(5);
+    const BUSY: Duration = Duration::from_millis(200);
+
+    #[tokio::test(start_paused = true)]
+    async fn after_a_batch_of_several_callers_the_next_one_waits_longer_and_a_lone_one_does_not() {
+        let (run, calls) = recording();
+        let c = Coalescer::new(20, WAIT, BUSY, 8);
+        // Quiet: a lone read waits the short bound.
+        let start = tokio::time::Instant::now();
+        answers(c.submit([1], &run)).await;
+        assert_eq!(start.elapsed(), WAIT);
+        // A lone batch is no sign of a burst: still short.
+        let start = tokio::time::Instant::now();
+        let two = (c.submit([2], &run), c.submit([3], &run));
+        answers(two.0).await;
+        answers(two.1).await;
+        assert_eq!(start.elapsed(), WAIT);
+        // That batch held two callers' keys: the next one gathers for the longer bound.
+        let start = tokio::time::Instant::now();
+        answers(c.submit([4], &run)).await;
+        assert_eq!(start.elapsed(), BUSY);
+        // That one held a single key, and the window has passed anyway: short again.
+        tokio::time::sleep(BUSY_WINDOW).await;
+        let start = tokio::time::Instant::now();
+        answers(c.submit([5], &run)).await;
+        assert_eq!(start.elapsed(), WAIT);
+        let sizes: Vec<usize> = calls.lock().unwrap().iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![1, 2, 1, 1]);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn a_batch_that_fills_to_the_limit_is_sent_at_once() {
         let (run, calls) = recording();
-        let c = Coalescer::new(20, Duration::from_secs(3600), 8);
+        let c = Coalescer::new(20, Duration::from_secs(3600), Duration::from_secs(3600), 8);
         let start = tokio::time::Instant::now();
         let mut pending = Vec::new();
         for caller in 0..20 {
@@ -236,7 +285,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn twenty_five_keys_make_one_full_batch_then_one_after_the_wait() {
         let (run, calls) = recording();
-        let c = Coalescer::new(20, WAIT, 8);
+        let c = Coalescer::new(20, WAIT, WAIT, 8);
         let start = tokio::time::Instant::now();
         let pending = c.submit(0..25, &run);
         let got = answers(pending).await;
@@ -249,7 +298,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_partial_batch_is_sent_after_the_wait_with_every_caller_in_it() {
         let (run, calls) = recording();
-        let c = Coalescer::new(20, WAIT, 8);
+        let c = Coalescer::new(20, WAIT, WAIT, 8);
         let first = c.submit([1], &run);
         tokio::time::sleep(Duration::from_millis(3)).await;
         assert!(
@@ -265,7 +314,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn zero_wait_sends_each_submit_on_its_own() {
         let (run, calls) = recording();
-        let c = Coalescer::new(20, Duration::ZERO, 8);
+        let c = Coalescer::new(20, Duration::ZERO, BUSY, 8);
         let a = c.submit([1, 2], &run);
         let b = c.submit([3], &run);
         answers(a).await;
@@ -276,7 +325,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn identical_keys_of_many_callers_share_one_slot() {
         let (run, calls) = recording();
-        let c = Coalescer::new(20, WAIT, 8);
+        let c = Coalescer::new(20, WAIT, WAIT, 8);
         let a = c.submit([5, 5, 6], &run);
         let b = c.submit([5], &run);
         assert_eq!(
@@ -290,7 +339,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn per_key_errors_reach_every_caller_of_that_key_and_unanswered_keys_read_alone() {
         let (run, _) = recording();
-        let c = Coalescer::new(20, WAIT, 8);
+        let c = Coalescer::new(20, WAIT, WAIT, 8);
         let a = c.submit([99, 13, 1], &run);
         let b = c.submit([99, 13], &run);
         let denied = Some(Err("denied 99".to_owned()));
@@ -301,7 +350,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_dropped_caller_neither_cancels_nor_breaks_the_batch_of_the_others() {
         let (run, calls) = recording();
-        let c = Coalescer::new(20, WAIT, 8);
+        let c = Coalescer::new(20, WAIT, WAIT, 8);
         // The caller that opened the batch (and armed its timer) goes away before the wait is over.
         let gone = c.submit([1, 2], &run);
         let stays = c.submit([2, 3], &run);
@@ -314,7 +363,7 @@ mod tests {
     async fn a_batch_that_panics_lets_its_callers_read_alone() {
         let run: Run<u32, u32> =
             Arc::new(|_keys: Vec<u32>| Box::pin(async { panic!("batch failed") }));
-        let c = Coalescer::new(20, WAIT, 8);
+        let c = Coalescer::new(20, WAIT, WAIT, 8);
         let pending = c.submit([1, 2], &run);
         let mut got = Vec::new();
         for p in pending {
@@ -338,7 +387,7 @@ mod tests {
                 keys.into_iter().map(|k| (k, k)).collect()
             })
         });
-        let c = Coalescer::new(2, WAIT, 3);
+        let c = Coalescer::new(2, WAIT, WAIT, 3);
         let pending = c.submit(0..20, &run);
         for p in pending {
             assert!(p.answer().await.is_some());
