@@ -45,7 +45,7 @@ pub const BATCH_WAIT: Duration = Duration::from_millis(5);
 /// reach the fetch at about 100/s on 2 cores, so filling 20 IDs takes about 200 ms. 500 ExternalSecrets
 /// created at once took 94 BatchGetSecretValue calls with 5 ms and 30 with 200 ms, and the same time
 /// to all Ready (tests/aws_coalescing.rs).
-pub const BUSY_BATCH_WAIT: Duration = Duration::from_millis(250);
+pub const BUSY_BATCH_WAIT: Duration = Duration::from_millis(400);
 /// BatchGetSecretValue calls in flight at once per identity.
 const SECRETS_MANAGER_IN_FLIGHT: usize = 8;
 /// GetParameters calls in flight at once per identity: Parameter Store's default throughput is 40
