@@ -6,6 +6,7 @@ mod coalesce;
 pub mod credentials;
 pub mod ecr;
 mod errors;
+mod listing;
 mod parameter_store;
 mod secrets_manager;
 
@@ -347,6 +348,11 @@ pub struct AwsIdentity {
     secret_values: coalesce::Coalescer<String, Result<SecretBytes, ProviderError>>,
     /// Current values wanted by concurrent fetches, by parameter name, gathered into GetParameters calls.
     parameters: coalesce::Coalescer<String, Result<SecretBytes, ProviderError>>,
+    /// Last time a call with these credentials succeeded: proof enough that they work (no STS call).
+    proven_at: Mutex<Option<Instant>>,
+    /// Bulk change detection, one listing per service (`listing.rs`).
+    pub(crate) secrets_manager_listing: listing::Listing,
+    pub(crate) parameter_store_listing: listing::Listing,
 }
 
 impl AwsIdentity {
@@ -373,6 +379,9 @@ impl AwsIdentity {
                 batch_wait.1,
                 PARAMETER_STORE_IN_FLIGHT,
             ),
+            proven_at: Mutex::new(None),
+            secrets_manager_listing: listing::Listing::default(),
+            parameter_store_listing: listing::Listing::default(),
         }
     }
 
@@ -428,8 +437,24 @@ impl AwsIdentity {
         }
     }
 
-    /// A real credential check (STS GetCallerIdentity), done at most once per 5 minutes per identity.
+    /// A call with these credentials just succeeded.
+    pub(crate) fn proven(&self) {
+        if let Ok(mut at) = self.proven_at.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+
+    /// A real credential check, at most once per 5 minutes per identity: a provider call that succeeded
+    /// within that time, else STS GetCallerIdentity. In steady state the refreshes themselves prove the
+    /// credentials, so no STS call is made.
     pub async fn validate(&self) -> Result<(), ProviderError> {
+        if self
+            .proven_at
+            .lock()
+            .is_ok_and(|at| at.is_some_and(|at| at.elapsed() < VALID_FOR))
+        {
+            return Ok(());
+        }
         let mut last = self.validated.lock().await;
         if let Some((at, result)) = last.as_ref() {
             let ttl = if result.is_ok() {
