@@ -340,12 +340,24 @@ pub async fn cluster_on_moto_with(
     moto: &Moto,
     config: secret_sync::controller::Config,
 ) -> super::cluster::TestCluster {
+    use secret_sync::provider::aws::{BATCH_WAIT, BUSY_BATCH_WAIT};
+    cluster_on_moto_batching(moto, config, (BATCH_WAIT, BUSY_BATCH_WAIT)).await
+}
+
+/// `cluster_on_moto_with`, reads of concurrent reconciles gathered for at most `batch_wait` (quiet,
+/// busy): see `AwsProviders::with_batch_wait`.
+pub async fn cluster_on_moto_batching(
+    moto: &Moto,
+    config: secret_sync::controller::Config,
+    batch_wait: (Duration, Duration),
+) -> super::cluster::TestCluster {
     let mut c = super::cluster::TestCluster::without_controller().await;
     let aws = AwsProviders::with_base_config(
         Some(c.client.clone()),
         c.metrics.clone(),
         moto.config().await,
-    );
+    )
+    .with_batch_wait(batch_wait.0, batch_wait.1);
     let providers = Providers {
         kube: Some(c.client.clone()),
         metrics: c.metrics.clone(),

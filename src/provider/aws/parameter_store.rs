@@ -11,6 +11,7 @@ use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::{ParameterStringFilter, ResourceTypeForTagging};
 use futures::{StreamExt, stream};
 
+use super::coalesce::Run;
 use super::{AwsIdentity, count, errors, listing};
 use crate::admin::Metrics;
 use crate::provider::{
@@ -18,7 +19,7 @@ use crate::provider::{
 };
 
 /// AWS's limit of names per GetParameters call.
-const BATCH_LIMIT: usize = 10;
+pub(super) const BATCH_LIMIT: usize = 10;
 const CONCURRENCY: usize = 4;
 /// AWS's largest DescribeParameters page.
 const DESCRIBE_PAGE: i32 = 50;
@@ -130,65 +131,44 @@ impl ParameterStoreProvider {
         Ok(!described.parameters.unwrap_or_default().is_empty())
     }
 
-    /// One GetParameters call. `None` for an entry means "no usable answer": it is fetched on its own.
-    async fn batch(&self, client: &Client, chunk: Vec<Wanted>) -> Vec<(usize, Option<Fetched>)> {
-        let names: Vec<String> = chunk.iter().map(|w| w.name.clone()).collect();
-        let answer = client
-            .get_parameters()
-            .set_names(Some(names))
-            .with_decryption(true)
-            .send()
-            .await;
-        count(&self.metrics, METRIC_PROVIDER, "GetParameters", &answer);
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(err) => {
-                let error = errors::from_sdk("GetParameters", &err);
-                // A call-wide refusal (one name denied or malformed fails them all) says nothing about the
-                // other names: ask for each on its own so every key gets its own answer.
-                let isolate = chunk.len() > 1
-                    && matches!(
-                        error,
-                        ProviderError::AccessDenied { .. }
-                            | ProviderError::NotFound { .. }
-                            | ProviderError::InvalidConfig { .. }
-                    );
-                return chunk
-                    .into_iter()
-                    .map(|w| {
-                        (
-                            w.index,
-                            (!isolate).then(|| Err(errors::rekey(error.clone(), &w.key))),
-                        )
+    /// The current values of `wanted` (unversioned names) through the identity's shared GetParameters
+    /// batches (gathered with concurrent fetches, 10 names per call, decrypted), errors keyed by each
+    /// `Wanted::key`. `None` means "no usable answer in a batch": read that one on its own.
+    async fn batched(&self, wanted: &[Wanted]) -> Vec<Option<Fetched>> {
+        let (client, metrics) = (self.identity.ssm().clone(), self.metrics.clone());
+        let run: Run<String, Fetched> = Arc::new(move |names: Vec<String>| {
+            let (client, metrics) = (client.clone(), metrics.clone());
+            Box::pin(async move {
+                let chunk = names
+                    .iter()
+                    .enumerate()
+                    .map(|(index, name)| Wanted {
+                        index,
+                        key: name.clone(),
+                        base: name.clone(),
+                        name: name.clone(),
                     })
                     .collect();
-            }
-        };
-        // Chunks never hold two names with the same base, so a returned parameter maps to one request
-        // even when the answer omits the `Selector` (moto does).
-        let mut by_base: HashMap<&str, &Wanted> =
-            chunk.iter().map(|w| (w.base.as_str(), w)).collect();
-        let by_name: HashMap<&str, &Wanted> = chunk.iter().map(|w| (w.name.as_str(), w)).collect();
-        let mut out = Vec::with_capacity(chunk.len());
-        for invalid in answer.invalid_parameters.unwrap_or_default() {
-            if let Some(w) = by_name.get(invalid.as_str()) {
-                by_base.remove(w.base.as_str());
-                out.push((
-                    w.index,
-                    Some(Err(ProviderError::NotFound { key: w.key.clone() })),
-                ));
-            }
+                batch(&client, &metrics, chunk)
+                    .await
+                    .into_iter()
+                    .filter_map(|(i, answer)| Some((names.get(i)?.clone(), answer?)))
+                    .collect()
+            })
+        });
+        let pending = self
+            .identity
+            .parameters
+            .submit(wanted.iter().map(|w| w.name.clone()), &run);
+        let mut out = Vec::with_capacity(wanted.len());
+        for (pending, w) in pending.into_iter().zip(wanted) {
+            out.push(
+                pending
+                    .answer()
+                    .await
+                    .map(|answer| answer.map_err(|e| errors::rekey(e, &w.key))),
+            );
         }
-        for parameter in answer.parameters.unwrap_or_default() {
-            let found = [parameter.name.as_deref(), parameter.arn.as_deref()]
-                .into_iter()
-                .flatten()
-                .find_map(|candidate| by_base.remove(candidate));
-            if let Some(w) = found {
-                out.push((w.index, Some(value(&w.key, parameter.value))));
-            }
-        }
-        out.extend(by_base.into_values().map(|w| (w.index, None)));
         out
     }
 
@@ -414,14 +394,9 @@ impl ParameterStoreProvider {
                 name: name.clone(),
             })
             .collect();
-        let answers: Vec<Vec<(usize, Option<Fetched>)>> =
-            stream::iter(chunks_with_distinct_bases(wanted.clone()))
-                .map(|chunk| self.batch(client, chunk))
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
+        let answers = self.batched(&wanted).await;
         let mut found = Found::new();
-        for (i, answer) in answers.into_iter().flatten() {
+        for (i, answer) in answers.into_iter().enumerate() {
             let answer = match answer {
                 Some(answer) => answer,
                 None => self.fetch_one(client, &wanted[i], false).await,
@@ -461,23 +436,34 @@ impl SecretProvider for ParameterStoreProvider {
         let client = self.identity.ssm();
         let mut results: Vec<Option<Fetched>> = vec![None; requests.len()];
         let mut single: Vec<(Wanted, bool)> = Vec::new();
-        let mut values = Vec::new();
+        let mut current = Vec::new();
+        let mut pinned = Vec::new();
         for (i, request) in requests.iter().enumerate() {
             let wanted = self.wanted(i, request);
             if request.metadata {
                 single.push((wanted, true))
+            } else if wanted.name == wanted.base {
+                current.push(wanted)
             } else {
-                values.push(wanted)
+                pinned.push(wanted)
             }
         }
 
+        // Current values share GetParameters calls with concurrent fetches; pinned ones (`name:3`,
+        // `name:label`) keep calls of their own, never two of one name in a call.
+        for (w, answer) in current.iter().zip(self.batched(&current).await) {
+            match answer {
+                Some(result) => results[w.index] = Some(result),
+                None => single.push((w.clone(), false)),
+            }
+        }
         let answers: Vec<Vec<(usize, Option<Fetched>)>> =
-            stream::iter(chunks_with_distinct_bases(values.clone()))
-                .map(|chunk| self.batch(client, chunk))
+            stream::iter(chunks_with_distinct_bases(pinned.clone()))
+                .map(|chunk| batch(client, &self.metrics, chunk))
                 .buffer_unordered(CONCURRENCY)
                 .collect()
                 .await;
-        let by_index: HashMap<usize, &Wanted> = values.iter().map(|w| (w.index, w)).collect();
+        let by_index: HashMap<usize, &Wanted> = pinned.iter().map(|w| (w.index, w)).collect();
         for (i, answer) in answers.into_iter().flatten() {
             match answer {
                 Some(result) => results[i] = Some(result),
@@ -552,6 +538,71 @@ impl SecretProvider for ParameterStoreProvider {
             },
         )
     }
+}
+
+/// One GetParameters call. `None` for an entry means "no usable answer": it is fetched on its own.
+async fn batch(
+    client: &Client,
+    metrics: &Metrics,
+    chunk: Vec<Wanted>,
+) -> Vec<(usize, Option<Fetched>)> {
+    let names: Vec<String> = chunk.iter().map(|w| w.name.clone()).collect();
+    let answer = client
+        .get_parameters()
+        .set_names(Some(names))
+        .with_decryption(true)
+        .send()
+        .await;
+    count(metrics, METRIC_PROVIDER, "GetParameters", &answer);
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(err) => {
+            let error = errors::from_sdk("GetParameters", &err);
+            // A call-wide refusal (one name denied or malformed fails them all) says nothing about the
+            // other names: ask for each on its own so every key gets its own answer.
+            let isolate = chunk.len() > 1
+                && matches!(
+                    error,
+                    ProviderError::AccessDenied { .. }
+                        | ProviderError::NotFound { .. }
+                        | ProviderError::InvalidConfig { .. }
+                );
+            return chunk
+                .into_iter()
+                .map(|w| {
+                    (
+                        w.index,
+                        (!isolate).then(|| Err(errors::rekey(error.clone(), &w.key))),
+                    )
+                })
+                .collect();
+        }
+    };
+    // Chunks never hold two names with the same base, so a returned parameter maps to one request
+    // even when the answer omits the `Selector` (moto does).
+    let mut by_base: HashMap<&str, &Wanted> = chunk.iter().map(|w| (w.base.as_str(), w)).collect();
+    let by_name: HashMap<&str, &Wanted> = chunk.iter().map(|w| (w.name.as_str(), w)).collect();
+    let mut out = Vec::with_capacity(chunk.len());
+    for invalid in answer.invalid_parameters.unwrap_or_default() {
+        if let Some(w) = by_name.get(invalid.as_str()) {
+            by_base.remove(w.base.as_str());
+            out.push((
+                w.index,
+                Some(Err(ProviderError::NotFound { key: w.key.clone() })),
+            ));
+        }
+    }
+    for parameter in answer.parameters.unwrap_or_default() {
+        let found = [parameter.name.as_deref(), parameter.arn.as_deref()]
+            .into_iter()
+            .flatten()
+            .find_map(|candidate| by_base.remove(candidate));
+        if let Some(w) = found {
+            out.push((w.index, Some(value(&w.key, parameter.value))));
+        }
+    }
+    out.extend(by_base.into_values().map(|w| (w.index, None)));
+    out
 }
 
 /// Pack names into as few chunks of at most 10 as possible, never two with the same base name in one

@@ -3,7 +3,7 @@
 //! then BatchGetSecretValue. Returns raw documents only; must not
 //! parse, select or decode values, and must never put a value in an error or a log line.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -11,6 +11,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_smithy_types::Blob;
 use futures::{StreamExt, stream};
 
+use super::coalesce::Run;
 use aws_sdk_secretsmanager::types::SecretListEntry;
 
 use super::{AwsIdentity, count, errors, listing};
@@ -21,7 +22,7 @@ use crate::provider::{
 };
 
 /// AWS's limit of secret IDs per BatchGetSecretValue call.
-const BATCH_LIMIT: usize = 20;
+pub(super) const BATCH_LIMIT: usize = 20;
 /// AWS's largest ListSecrets page.
 const LIST_PAGE: i32 = 100;
 /// AWS's most filters per ListSecrets call.
@@ -138,129 +139,31 @@ impl SecretsManagerProvider {
         format!("{}{key}", self.prefix)
     }
 
-    /// One BatchGetSecretValue call for `chunk`: (secret id, indices of the requests that want its current
-    /// value). `None` for an index means "no usable answer in the batch": the caller fetches it on its own.
-    async fn batch(
-        &self,
-        client: &Client,
-        requests: &[FetchRequest],
-        chunk: Vec<(String, Vec<usize>)>,
-    ) -> Vec<(usize, Option<Fetched>)> {
-        let ids: Vec<String> = chunk.iter().map(|(id, _)| id.clone()).collect();
-        let answer = client
-            .batch_get_secret_value()
-            .set_secret_id_list(Some(ids))
-            .send()
-            .await;
-        count(
-            &self.metrics,
-            METRIC_PROVIDER,
-            "BatchGetSecretValue",
-            &answer,
-        );
-        let answer = match answer {
-            Ok(answer) => answer,
-            Err(err) => {
-                let error = errors::from_sdk("BatchGetSecretValue", &err);
-                let denied = matches!(error, ProviderError::AccessDenied { .. });
-                if denied {
-                    // Denied the batch action itself, not a secret: fall back to GetSecretValue per key.
-                    self.identity.batch_denied();
-                }
-                // A call-wide refusal caused by one secret (one pending deletion fails the whole call)
-                // says nothing about the others: each is then read on its own.
-                let isolate = denied
-                    || matches!(
-                        error,
-                        ProviderError::NotFound { .. }
-                            | ProviderError::InvalidRequest { .. }
-                            | ProviderError::InvalidConfig { .. }
-                    );
-                let indices = chunk.into_iter().flat_map(|(_, indices)| indices);
-                return indices
-                    .map(|i| {
-                        (
-                            i,
-                            (!isolate).then(|| Err(errors::rekey(error.clone(), &requests[i].key))),
-                        )
-                    })
-                    .collect();
-            }
-        };
-        let mut by_id: HashMap<&str, &[usize]> = chunk
-            .iter()
-            .map(|(id, indices)| (id.as_str(), indices.as_slice()))
-            .collect();
-        let mut out = Vec::with_capacity(requests.len());
-        let mut answer_all = |indices: &[usize], result: Fetched| {
-            for &i in indices {
-                let result = result
-                    .clone()
-                    .map_err(|e| errors::rekey(e, &requests[i].key));
-                out.push((i, Some(result)));
-            }
-        };
-        for entry in answer.secret_values.unwrap_or_default() {
-            // The answer names a secret by Name and ARN; the request may have used either (or a partial ARN).
-            let found = [entry.name.as_deref(), entry.arn.as_deref()]
-                .into_iter()
-                .flatten()
-                .find_map(|candidate| by_id.remove(candidate))
-                .or_else(|| {
-                    let arn = entry.arn.as_deref()?;
-                    let partial = by_id
-                        .keys()
-                        .copied()
-                        .find(|id| is_partial_arn_of(id, arn))?;
-                    by_id.remove(partial)
-                });
-            if let Some(indices) = found {
-                let key = first_key(requests, indices);
-                answer_all(
-                    indices,
-                    document(key, entry.secret_string, entry.secret_binary),
-                );
-            }
-        }
-        for error in answer.errors.unwrap_or_default() {
-            let Some(indices) = error.secret_id.as_deref().and_then(|id| by_id.remove(id)) else {
-                continue;
-            };
-            let code = error.error_code.as_deref().unwrap_or("Unknown");
-            let key = first_key(requests, indices);
-            answer_all(
-                indices,
-                Err(errors::from_code(key, code, error.message.as_deref(), None)),
+    /// The current value of each of `ids` through the identity's shared BatchGetSecretValue batches
+    /// (gathered with concurrent fetches, 20 IDs per call), errors keyed by `keys` (same order). `None`
+    /// means "no usable answer in a batch": the caller reads that one on its own.
+    async fn batched(&self, ids: Vec<String>, keys: &[&str]) -> Vec<Option<Fetched>> {
+        let (identity, metrics) = (self.identity.clone(), self.metrics.clone());
+        let run: Run<String, Fetched> = Arc::new(move |ids| {
+            let (identity, metrics) = (identity.clone(), metrics.clone());
+            Box::pin(async move { batch(&identity, &metrics, ids).await })
+        });
+        let mut out = Vec::with_capacity(keys.len());
+        for (pending, key) in self
+            .identity
+            .secret_values
+            .submit(ids, &run)
+            .into_iter()
+            .zip(keys)
+        {
+            out.push(
+                pending
+                    .answer()
+                    .await
+                    .map(|answer| answer.map_err(|e| errors::rekey(e, key))),
             );
         }
-        out.extend(by_id.into_values().flatten().map(|&i| (i, None)));
         out
-    }
-
-    /// Every `ids` entry (secret id, indices of the requests wanting its current value) through
-    /// BatchGetSecretValue, 20 per call, answers stored in `results`; returns the indices no batch
-    /// could answer, for the caller to read one by one.
-    async fn batch_all(
-        &self,
-        client: &Client,
-        requests: &[FetchRequest],
-        ids: &[(String, Vec<usize>)],
-        results: &mut [Option<Fetched>],
-    ) -> Vec<usize> {
-        let answers: Vec<Vec<(usize, Option<Fetched>)>> =
-            stream::iter(ids.chunks(BATCH_LIMIT).map(<[_]>::to_vec))
-                .map(|chunk| self.batch(client, requests, chunk))
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
-        let mut single = Vec::new();
-        for (i, answer) in answers.into_iter().flatten() {
-            match answer {
-                Some(result) => results[i] = Some(result),
-                None => single.push(i),
-            }
-        }
-        single
     }
 
     async fn fetch_one(&self, client: &Client, request: &FetchRequest) -> Fetched {
@@ -484,16 +387,15 @@ impl SecretProvider for SecretsManagerProvider {
         let client = self.identity.secrets_manager();
         let names = self.find_names(client, request, limit).await?;
         let requests: Vec<FetchRequest> = names.iter().map(FetchRequest::current).collect();
-        let ids: Vec<(String, Vec<usize>)> = names
-            .iter()
-            .enumerate()
-            .map(|(i, name)| (name.clone(), vec![i]))
-            .collect();
         let mut results: Vec<Option<Fetched>> = vec![None; requests.len()];
         let single = if self.identity.batch_allowed() {
-            self.batch_all(client, &requests, &ids, &mut results).await
+            let keys: Vec<&str> = names.iter().map(String::as_str).collect();
+            results = self.batched(names.clone(), &keys).await;
+            (0..requests.len())
+                .filter(|&i| results[i].is_none())
+                .collect()
         } else {
-            (0..requests.len()).collect()
+            (0..requests.len()).collect::<Vec<_>>()
         };
         let requests = &requests;
         let answers: Vec<(usize, Fetched)> = stream::iter(single)
@@ -539,16 +441,20 @@ impl SecretProvider for SecretsManagerProvider {
         let (batched, mut single): (Vec<usize>, Vec<usize>) =
             (0..requests.len()).partition(|&i| batch_allowed && is_current_value(&requests[i]));
 
-        // `None` and `AWSCURRENT` name the same value: one ID in the batch serves both requests.
-        let mut by_id: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-        for i in batched {
-            by_id
-                .entry(self.secret_id(&requests[i].key))
-                .or_default()
-                .push(i);
+        // `None` and `AWSCURRENT` name the same value: the coalescer gives one ID one slot in a batch,
+        // shared by every request (of this fetch or a concurrent one) that wants it.
+        let ids: Vec<String> = batched
+            .iter()
+            .map(|&i| self.secret_id(&requests[i].key))
+            .collect();
+        let keys: Vec<&str> = batched.iter().map(|&i| requests[i].key.as_str()).collect();
+        let answers = self.batched(ids, &keys).await;
+        for (i, answer) in batched.into_iter().zip(answers) {
+            match answer {
+                Some(answer) => results[i] = Some(answer),
+                None => single.push(i),
+            }
         }
-        let by_id: Vec<(String, Vec<usize>)> = by_id.into_iter().collect();
-        single.extend(self.batch_all(client, requests, &by_id, &mut results).await);
 
         let answers: Vec<(usize, Fetched)> = stream::iter(single)
             .map(|i| async move { (i, self.fetch_one(client, &requests[i]).await) })
@@ -610,11 +516,77 @@ impl SecretProvider for SecretsManagerProvider {
     }
 }
 
-fn first_key<'a>(requests: &'a [FetchRequest], indices: &[usize]) -> &'a str {
-    indices
-        .first()
-        .map(|&i| requests[i].key.as_str())
-        .unwrap_or_default()
+/// One BatchGetSecretValue call for `ids` (distinct): the answer for each ID it settles, errors keyed
+/// by the ID. An ID left out has no usable answer in the batch and is read on its own.
+async fn batch(
+    identity: &AwsIdentity,
+    metrics: &Metrics,
+    ids: Vec<String>,
+) -> HashMap<String, Fetched> {
+    let client = identity.secrets_manager();
+    let answer = client
+        .batch_get_secret_value()
+        .set_secret_id_list(Some(ids.clone()))
+        .send()
+        .await;
+    count(metrics, METRIC_PROVIDER, "BatchGetSecretValue", &answer);
+    let answer = match answer {
+        Ok(answer) => answer,
+        Err(err) => {
+            let error = errors::from_sdk("BatchGetSecretValue", &err);
+            let denied = matches!(error, ProviderError::AccessDenied { .. });
+            if denied {
+                // Denied the batch action itself, not a secret: fall back to GetSecretValue per key.
+                identity.batch_denied();
+            }
+            // A call-wide refusal caused by one secret (one pending deletion fails the whole call)
+            // says nothing about the others: each is then read on its own.
+            let isolate = denied
+                || matches!(
+                    error,
+                    ProviderError::NotFound { .. }
+                        | ProviderError::InvalidRequest { .. }
+                        | ProviderError::InvalidConfig { .. }
+                );
+            if isolate {
+                return HashMap::new();
+            }
+            return ids
+                .into_iter()
+                .map(|id| {
+                    let e = errors::rekey(error.clone(), &id);
+                    (id, Err(e))
+                })
+                .collect();
+        }
+    };
+    let mut wanted: HashSet<String> = ids.into_iter().collect();
+    let mut out = HashMap::with_capacity(wanted.len());
+    for entry in answer.secret_values.unwrap_or_default() {
+        // The answer names a secret by Name and ARN; the request may have used either (or a partial ARN).
+        let found = [entry.name.as_deref(), entry.arn.as_deref()]
+            .into_iter()
+            .flatten()
+            .find_map(|candidate| wanted.take(candidate))
+            .or_else(|| {
+                let arn = entry.arn.as_deref()?;
+                let partial = wanted.iter().find(|id| is_partial_arn_of(id, arn))?.clone();
+                wanted.take(&partial)
+            });
+        if let Some(id) = found {
+            let value = document(&id, entry.secret_string, entry.secret_binary);
+            out.insert(id, value);
+        }
+    }
+    for error in answer.errors.unwrap_or_default() {
+        let Some(id) = error.secret_id.as_deref().and_then(|id| wanted.take(id)) else {
+            continue;
+        };
+        let code = error.error_code.as_deref().unwrap_or("Unknown");
+        let e = errors::from_code(&id, code, error.message.as_deref(), None);
+        out.insert(id, Err(e));
+    }
+    out
 }
 
 /// A ListSecrets filter value AWS accepts as a plain prefix: its pattern
