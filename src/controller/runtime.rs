@@ -9,13 +9,14 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use tracing::{info, warn};
 
 use super::build::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use super::caches::Caches;
+use super::recorder::Recorder;
 use super::templating::SourceKind;
 use super::{Config, Context, cluster_external_secret, error_policy, reconcile, stores};
 use crate::admin::{Health, Metrics};
