@@ -56,10 +56,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let n = if std::env::args().any(|a| a == "--bench") {
-        10_000
-    } else {
-        200
+    // SCALE_N overrides the size (docs/memory.md measures N = 1,000 too).
+    let n = match std::env::var("SCALE_N").ok().and_then(|v| v.parse().ok()) {
+        Some(n) => n,
+        None if std::env::args().any(|a| a == "--bench") => 10_000,
+        None => 200,
     };
     secret_sync::install_crypto_provider();
     let server = FakeApiServer::start_with(fake_apiserver::Config {

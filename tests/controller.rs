@@ -561,3 +561,83 @@ async fn a_restart_whose_caches_list_late_neither_rewrites_the_secret_nor_report
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_event_counts_in_the_series_of_the_first_and_another_reason_is_a_new_event() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::{Event, EventType, Reporter};
+    use secret_sync::controller::recorder::Recorder;
+    within(async {
+        let c = TestCluster::without_controller().await;
+        let recorder = Recorder::new(
+            c.client.clone(),
+            Reporter {
+                controller: "secret-sync".into(),
+                instance: Some("pod-1".into()),
+            },
+        );
+        let regarding = ObjectReference {
+            api_version: Some("external-secrets.io/v1".into()),
+            kind: Some("ExternalSecret".into()),
+            name: Some("app".into()),
+            namespace: Some("default".into()),
+            uid: Some("u-1".into()),
+            ..Default::default()
+        };
+        let event = |reason: &str, note: &str| Event {
+            type_: EventType::Normal,
+            reason: reason.into(),
+            note: Some(note.into()),
+            action: "Sync".into(),
+            secondary: None,
+        };
+        recorder
+            .publish(&event("Updated", "first"), &regarding)
+            .await
+            .unwrap();
+        recorder
+            .publish(&event("Updated", "second"), &regarding)
+            .await
+            .unwrap();
+        recorder
+            .publish(&event("Updated", "third"), &regarding)
+            .await
+            .unwrap();
+        recorder
+            .publish(&event("Deleted", "gone"), &regarding)
+            .await
+            .unwrap();
+
+        let api: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(c.client.clone(), "default");
+        let mut events = api.list(&Default::default()).await.unwrap().items;
+        events.sort_by_key(|e| e.reason.clone());
+        assert_eq!(events.len(), 2, "{events:?}");
+        let (deleted, updated) = (&events[0], &events[1]);
+        assert_eq!(updated.reason.as_deref(), Some("Updated"));
+        assert_eq!(
+            updated.note.as_deref(),
+            Some("first"),
+            "a repeat keeps the first Event's note"
+        );
+        assert_eq!(updated.series.as_ref().map(|s| s.count), Some(3));
+        assert_eq!(updated.reporting_controller.as_deref(), Some("secret-sync"));
+        assert_eq!(updated.reporting_instance.as_deref(), Some("pod-1"));
+        assert_eq!(updated.type_.as_deref(), Some("Normal"));
+        assert_eq!(
+            updated.regarding.as_ref().and_then(|r| r.name.as_deref()),
+            Some("app")
+        );
+        assert!(
+            updated
+                .metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("app."))
+        );
+        assert!(updated.event_time.is_some());
+        assert_eq!(deleted.reason.as_deref(), Some("Deleted"));
+        assert!(deleted.series.is_none());
+    })
+    .await;
+}

@@ -9,13 +9,14 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use tracing::{info, warn};
 
 use super::build::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use super::caches::Caches;
+use super::recorder::Recorder;
 use super::templating::SourceKind;
 use super::{Config, Context, cluster_external_secret, error_policy, reconcile, stores};
 use crate::admin::{Health, Metrics};
@@ -61,7 +62,10 @@ pub async fn run(
     .touched_objects();
     // Status writes change neither generation, labels nor annotations, so they never re-trigger.
     // The reference index (remote name -> ExternalSecrets) follows the same watch as the cache.
-    let index = Arc::new(ReferenceIndex::default());
+    // Only rotation events look names up; without them the index would hold every remote name for nothing.
+    let index = changes
+        .is_some()
+        .then(|| Arc::new(ReferenceIndex::default()));
     let states = super::ObjectStates::default();
     let es_stream = watcher(es_api.clone(), watcher::Config::default())
         .default_backoff()
@@ -71,7 +75,9 @@ pub async fn run(
             let (index, metrics, states) = (index.clone(), metrics.clone(), states.clone());
             move |event| {
                 if let Ok(event) = event {
-                    index.observe(event);
+                    if let Some(index) = &index {
+                        index.observe(event);
+                    }
                     states.observe(event);
                     // Deleted ExternalSecrets leave no metric series behind.
                     if let watcher::Event::Delete(es) = event {
@@ -225,20 +231,14 @@ pub async fn run(
             store_mapper(es_reader.clone(), StoreKind::ClusterSecretStore),
         );
     }
-    let _router = match changes {
-        Some(changes) => {
+    let _router = match changes.zip(index) {
+        Some((changes, index)) => {
             let (trigger_tx, trigger_rx) = tokio::sync::mpsc::unbounded_channel();
             controller = controller
                 .reconcile_on(futures::stream::unfold(trigger_rx, |mut rx| async move {
                     rx.recv().await.map(|r| (r, rx))
                 }));
-            let route = route_changes(
-                changes,
-                index.clone(),
-                caches.clone(),
-                ctx.clone(),
-                trigger_tx,
-            );
+            let route = route_changes(changes, index, caches.clone(), ctx.clone(), trigger_tx);
             Some(AbortOnDrop(tokio::spawn(route)))
         }
         None => None,
