@@ -128,7 +128,8 @@ impl Cluster {
     }
 
     async fn apply_store(&self, store: serde_json::Value) {
-        let stores: Api<secret_sync::api::SecretStore> = Api::default_namespaced(self.client.clone());
+        let stores: Api<secret_sync::api::SecretStore> =
+            Api::default_namespaced(self.client.clone());
         let name = store["metadata"]["name"].as_str().unwrap().to_owned();
         stores
             .patch(&name, &PatchParams::apply("bench"), &Patch::Apply(&store))
@@ -199,8 +200,10 @@ impl Cluster {
 /// The operator binary: this build's, or `SCALE_OPERATOR_BIN` (a copy, so a shared target directory
 /// rebuilt by someone else mid-run cannot swap it, or another branch's build to compare).
 fn operator_bin() -> PathBuf {
-    std::env::var_os("SCALE_OPERATOR_BIN")
-        .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_secret-sync")), PathBuf::from)
+    std::env::var_os("SCALE_OPERATOR_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_secret-sync")),
+        PathBuf::from,
+    )
 }
 
 /// The operator binary as its own process; stopped with SIGTERM on drop. Its log goes to a file that
@@ -392,7 +395,11 @@ impl Aws {
         let moto = Moto::start().await;
         let sm = moto.secrets_manager().await;
         let token = tempfile::tempdir().unwrap();
-        std::fs::write(token.path().join("token"), "eyJ-bench-service-account-token").unwrap();
+        std::fs::write(
+            token.path().join("token"),
+            "eyJ-bench-service-account-token",
+        )
+        .unwrap();
         Aws { moto, sm, token }
     }
 
@@ -667,10 +674,7 @@ fn print_steady(rows: &[Steady]) {
     for r in rows {
         let change = match r.change {
             Ok(d) => format!("{} ({} secrets)", secs(d), r.change_count),
-            Err(left) => format!(
-                "not done in 600 s ({left} of {} left)",
-                r.change_count
-            ),
+            Err(left) => format!("not done in 600 s ({left} of {} left)", r.change_count),
         };
         println!(
             "| {} | {} | {:.4} | {} | {:.1} MiB | {} | {} | {} | {} |",
@@ -743,7 +747,9 @@ async fn batch_mode(aws: &Aws, count: usize) {
         .copied()
         .unwrap_or(0);
     let goal = count / 20 + 5;
-    println!("cross-ExternalSecret batching: {count} ExternalSecrets created at once (64 in flight)");
+    println!(
+        "cross-ExternalSecret batching: {count} ExternalSecrets created at once (64 in flight)"
+    );
     println!(
         "| ExternalSecrets | created in | all Ready after | BatchGetSecretValue calls | goal | all calls |"
     );
@@ -752,7 +758,11 @@ async fn batch_mode(aws: &Aws, count: usize) {
         "| {count} | {} | {} | {batch} | <= {goal} {} | {} |",
         ms(created),
         ms(all_ready),
-        if batch <= goal as u64 { "(met)" } else { "(missed)" },
+        if batch <= goal as u64 {
+            "(met)"
+        } else {
+            "(missed)"
+        },
         by_action(&calls)
     );
 }
@@ -937,11 +947,16 @@ async fn main() {
     // count against the next.
     if wants("moto") {
         let ns: Vec<usize> = env_list("SCALE_N")
-            .map(|v| v.iter().map(|s| s.replace('_', "").parse().unwrap()).collect())
+            .map(|v| {
+                v.iter()
+                    .map(|s| s.replace('_', "").parse().unwrap())
+                    .collect()
+            })
             .unwrap_or_else(|| if full { vec![1_000, 10_000] } else { vec![200] });
-        let window = Duration::from_secs(
-            env_usize("SCALE_WINDOW_SECS").unwrap_or(if full { 60 } else { 20 }) as u64,
-        );
+        let window =
+            Duration::from_secs(
+                env_usize("SCALE_WINDOW_SECS").unwrap_or(if full { 60 } else { 20 }) as u64,
+            );
         let samples = if full { 100 } else { 20 };
         let mut rows = Vec::new();
         for &n in &ns {
@@ -955,13 +970,26 @@ async fn main() {
         print_steady(&rows);
     }
     if wants("batch") {
-        batch_mode(&Aws::start().await, env_usize("SCALE_BATCH_N").unwrap_or(500)).await;
+        batch_mode(
+            &Aws::start().await,
+            env_usize("SCALE_BATCH_N").unwrap_or(500),
+        )
+        .await;
     }
     if wants("soak") {
         let n = env_usize("SCALE_SOAK_N").unwrap_or(if full { 10_000 } else { 1_000 });
         let secs = soak_secs.unwrap_or(if full { 3600 } else { 120 });
-        let detection = detections.first().cloned().unwrap_or_else(|| "default".into());
-        let (growth, picked) = soak_mode(&Aws::start().await, n, Duration::from_secs(secs as u64), &detection).await;
+        let detection = detections
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "default".into());
+        let (growth, picked) = soak_mode(
+            &Aws::start().await,
+            n,
+            Duration::from_secs(secs as u64),
+            &detection,
+        )
+        .await;
         assert!(picked, "a change round was not picked up within 55 s");
         assert!(
             growth <= 5.0,
