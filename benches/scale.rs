@@ -40,6 +40,45 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// CPU seconds (user + system) a process has used so far, from /proc/PID/stat.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    ticks / 100.0
+}
+
+/// The moto launcher this process started (a child running moto_launcher.py).
+fn moto_pid() -> Option<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read_to_string(e.path().join("cmdline")).ok()?;
+        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+        let ppid = stat
+            .rsplit_once(") ")?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .to_owned();
+        (cmdline.contains("moto_launcher.py") && ppid == me).then_some(pid)
+    })
+}
+
+/// CPU seconds of (operator, moto, this process: fake API server and bench client).
+fn cpu_split(operator: u32, moto: Option<u32>) -> [f64; 3] {
+    [
+        cpu_secs(operator),
+        moto.map_or(0.0, cpu_secs),
+        cpu_secs(std::process::id()),
+    ]
+}
+
 fn es(i: usize) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
@@ -570,6 +609,8 @@ struct Steady {
     window: Duration,
     calls: BTreeMap<String, u64>,
     reconciles: Option<f64>,
+    /// Cores used in the window by the operator, moto, and the fake API server with the bench.
+    cpu: [f64; 3],
     rss: f64,
     new_ready: Vec<Duration>,
     change: Result<Duration, usize>,
@@ -626,8 +667,12 @@ async fn steady_state(
     tokio::time::sleep(Duration::from_secs(2 * REFRESH_SECS)).await;
     let before = aws.counts().await;
     let reconciles_before = operator.reconciles();
+    let moto = moto_pid();
+    let cpu_before = cpu_split(operator.child.id(), moto);
     tokio::time::sleep(window).await;
     let calls = delta(&aws.counts().await, &before);
+    let cpu_after = cpu_split(operator.child.id(), moto);
+    let cpu = [0, 1, 2].map(|k| (cpu_after[k] - cpu_before[k]) / window.as_secs_f64());
     let reconciles = operator
         .reconciles()
         .zip(reconciles_before)
@@ -655,6 +700,7 @@ async fn steady_state(
         window,
         calls,
         reconciles,
+        cpu,
         rss,
         new_ready,
         change,
@@ -668,19 +714,25 @@ fn print_steady(rows: &[Steady]) {
          nothing changes; operator binary as its own process (web identity via moto's STS)"
     );
     println!(
-        "| N | change detection | AWS calls / ES refresh | STS calls in window | operator RSS | start to all Ready | new ES Ready p50 | p99 | 1% changed → all Secrets updated |"
+        "| N | change detection | AWS calls / ES refresh | AWS calls / reconcile counted | STS calls in window | operator RSS | start to all Ready | new ES Ready p50 | p99 | 1% changed → all Secrets updated |"
     );
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in rows {
         let change = match r.change {
             Ok(d) => format!("{} ({} secrets)", secs(d), r.change_count),
             Err(left) => format!("not done in 600 s ({left} of {} left)", r.change_count),
         };
         println!(
-            "| {} | {} | {:.4} | {} | {:.1} MiB | {} | {} | {} | {} |",
+            "| {} | {} | {:.4} | {} | {} | {:.1} MiB | {} | {} | {} | {} |",
             r.n,
             r.detection,
             r.per_refresh(),
+            r.reconciles
+                .filter(|c| *c > 0.0)
+                .map_or("n/a".into(), |c| format!(
+                    "{:.4}",
+                    r.calls.values().sum::<u64>() as f64 / c
+                )),
             sts(&r.calls),
             r.rss,
             secs(r.all_ready),
@@ -692,7 +744,7 @@ fn print_steady(rows: &[Steady]) {
     for r in rows {
         println!(
             "N={} {}: calls in a {:.0} s window after all Ready + {} s warm-up: {}; ES refreshes implied \
-             (N x window / {REFRESH_SECS} s): {:.0}, reconciles counted by the operator: {}; moto seeding {} \
+             (N x window / {REFRESH_SECS} s): {:.0}, reconciles counted by the operator: {}; cores used: operator {:.2}, moto {:.2}, fake API server + bench {:.2}; moto seeding {} \
              secrets took {}",
             r.n,
             r.detection,
@@ -701,6 +753,9 @@ fn print_steady(rows: &[Steady]) {
             by_action(&r.calls),
             r.n as f64 * r.window.as_secs_f64() / REFRESH_SECS as f64,
             r.reconciles.map_or("n/a".into(), |c| format!("{c:.0}")),
+            r.cpu[0],
+            r.cpu[1],
+            r.cpu[2],
             r.n + r.new_ready.len(),
             secs(r.seed)
         );
