@@ -904,7 +904,14 @@ async fn soak_mode(aws: &Aws, n: usize, duration: Duration, detection: &str) -> 
                     .buffer_unordered(32)
                     .collect::<Vec<_>>()
                     .await;
-                wait_values(&cluster, "es", &ids, generation, Duration::from_secs(55)).await
+                wait_values(
+                    &cluster,
+                    "es",
+                    &ids,
+                    generation,
+                    support::cluster::scaled(Duration::from_secs(55)),
+                )
+                .await
             }));
         }
     }
@@ -1045,7 +1052,10 @@ async fn main() {
             &detection,
         )
         .await;
-        assert!(picked, "a change round was not picked up within 55 s");
+        assert!(
+            picked,
+            "a change round was not picked up within 55 s (times SECRET_SYNC_TEST_TIME_FACTOR)"
+        );
         assert!(
             growth <= 5.0,
             "operator RSS grew {growth:.1}% after the baseline (goal <= 5%)"
