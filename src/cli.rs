@@ -130,6 +130,15 @@ pub struct RunArgs {
     /// ExternalSecret's status (reason FindLimitExceeded), no value is read and the Secret is kept.
     #[arg(long, default_value_t = controller::DEFAULT_FIND_LIMIT)]
     pub find_limit: usize,
+    /// How a periodic refresh learns that nothing changed. `list`: one bulk listing per AWS identity
+    /// (ListSecrets, DescribeParameters) shows which sources have a new version, and only those are
+    /// fetched. A change then reaches the Secret within about two refresh intervals plus AWS's
+    /// listing lag (rotation events are not delayed). `off`: fetch at every refresh, as ESO does.
+    #[arg(long, value_enum, default_value = "list")]
+    pub change_detection: controller::ChangeDetection,
+    /// With `--change-detection=list`, fetch every source at least this often anyway (a Go duration).
+    #[arg(long, default_value = "24h", value_parser = parse_go_duration)]
+    pub full_resync_interval: Duration,
     /// NAMESPACE/NAME of the Secret holding the key that salts every Secret's data hash (created on
     /// first start). With it, a Secret re-created with the same data keeps its hash across restarts,
     /// so workloads are not rolled; without it, the key lives only as long as the process.
@@ -418,6 +427,8 @@ impl RunArgs {
             enable_reload,
             rotation_age_metrics,
             find_limit,
+            change_detection,
+            full_resync_interval,
             hash_key_secret,
             fail_fast,
             startup_timeout_seconds,
@@ -536,6 +547,8 @@ impl RunArgs {
             rotation_age_metrics,
             hash_key_secret,
             find_limit,
+            change_detection,
+            full_resync_interval,
             ..controller::Config::default()
         };
         let providers = Providers::with_metrics(Some(client.clone()), metrics.clone());
@@ -640,5 +653,15 @@ impl RunArgs {
             });
         }
         result
+    }
+}
+
+/// A positive Go duration (`90s`, `24h`, `1h30m`), as ESO's refreshInterval is written.
+fn parse_go_duration(raw: &str) -> Result<Duration, String> {
+    let nanos =
+        go_parse_duration::parse_duration(raw).map_err(|_| format!("invalid duration {raw:?}"))?;
+    match u64::try_from(nanos) {
+        Ok(n) if n > 0 => Ok(Duration::from_nanos(n)),
+        _ => Err(format!("duration {raw:?} must be positive")),
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use secret_sync::api::ExternalSecret;
+use secret_sync::controller::{ChangeDetection, Config};
 use support::cluster::{TestCluster, scaled, wait_for};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -92,10 +93,12 @@ async fn refresh_with_unchanged_data_writes_nothing() {
         })
         .await;
         c.server.clear_requests();
-        let fetches_before = c.metrics.provider_calls("fake", "GetSecret", "success");
+        // A refresh either fetches or is skipped by change detection: count both.
+        let refreshes = || c.metrics.provider_calls("fake", "GetSecret", "success") + c.metrics.fetches_skipped();
+        let refreshes_before = refreshes();
         // Two refreshes (1s interval, ±10% jitter) with unchanged data: the window for "nothing written".
         wait_for("two refreshes by the timer", Duration::from_secs(5), || async {
-            (c.metrics.provider_calls("fake", "GetSecret", "success") >= fetches_before + 2).then_some(())
+            (refreshes() >= refreshes_before + 2).then_some(())
         })
         .await;
         let writes: Vec<_> = c
@@ -105,6 +108,39 @@ async fn refresh_with_unchanged_data_writes_nothing() {
             .filter(|r| !matches!(r.method.as_str(), "GET") && !r.path.contains("/events"))
             .collect();
         assert!(writes.is_empty(), "no Secret or status writes expected in a no-op refresh: {writes:?}");
+    })
+    .await;
+}
+
+/// Change detection: once a full fetch has recorded the sources' versions, timer refreshes are
+/// skipped while the listing shows them unchanged; `--change-detection=off` fetches every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timer_refreshes_skip_unchanged_sources_unless_change_detection_is_off() {
+    within(async {
+        for detection in [ChangeDetection::List, ChangeDetection::Off] {
+            let c = TestCluster::start_with(Config { change_detection: detection, ..Config::default() }).await;
+            c.apply(&store("default", "s", &[("k", "v1")])).await;
+            c.apply(&external_secret("default", "app", "  refreshInterval: 1s\n  secretStoreRef: {name: s}\n  data:\n  - {secretKey: k, remoteRef: {key: k}}")).await;
+            c.wait_secret_value("default", "app", "k", b"v1").await;
+            let fetched = || c.metrics.provider_calls("fake", "GetSecret", "success");
+            let refreshes = || fetched() + c.metrics.fetches_skipped();
+            // The first sync, one full refresh that records the versions, then at least three more.
+            wait_for("five syncs", Duration::from_secs(10), || async { (refreshes() >= 5).then_some(()) }).await;
+            match detection {
+                ChangeDetection::List => {
+                    assert!(fetched() <= 2, "only the first sync and the recording refresh fetch, got {}", fetched());
+                    assert!(c.metrics.fetches_skipped() >= 3);
+                }
+                ChangeDetection::Off => {
+                    assert_eq!(c.metrics.fetches_skipped(), 0);
+                    assert!(fetched() >= 5);
+                }
+            }
+            // Editing the store (its data is the fake provider's whole listing) fetches at once.
+            c.apply(&store("default", "s", &[("k", "v2")])).await;
+            c.wait_secret_value("default", "app", "k", b"v2").await;
+            c.wait_ready("default", "app", "True", "SecretSynced").await;
+        }
     })
     .await;
 }

@@ -107,6 +107,8 @@ pub struct Metrics {
     reconcile_duration: Family<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     reconcile_seconds: Histogram,
     provider_calls: Family<ProviderCallLabels, EsoCounter>,
+    provider_calls_total: Family<ProviderCallLabels, Counter>,
+    fetches_skipped: Counter,
     kube_writes: Family<WriteLabels, Counter>,
     workload_restarts: Family<KindLabels, Counter>,
     events: Family<EventLabels, Counter>,
@@ -139,6 +141,8 @@ impl Metrics {
             Family::<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let provider_calls = Family::<ProviderCallLabels, EsoCounter>::default();
+        let provider_calls_total = Family::<ProviderCallLabels, Counter>::default();
+        let fetches_skipped = Counter::default();
         let kube_writes = Family::<WriteLabels, Counter>::default();
         let workload_restarts = Family::<KindLabels, Counter>::default();
         let events = Family::<EventLabels, Counter>::default();
@@ -223,6 +227,17 @@ impl Metrics {
             "Calls to provider APIs, by provider, call and status",
             provider_calls.clone(),
         );
+        // The same counts under our own name, an OpenMetrics counter (`_total`).
+        registry.register(
+            "secret_sync_provider_api_calls",
+            "Calls to provider APIs, by provider, call and status",
+            provider_calls_total.clone(),
+        );
+        registry.register(
+            "secret_sync_fetches_skipped",
+            "Source documents not fetched at a refresh because change detection showed them unchanged",
+            fetches_skipped.clone(),
+        );
         registry.register(
             "secret_sync_kube_writes",
             "Writes to the Kubernetes API, by resource and verb",
@@ -268,6 +283,8 @@ impl Metrics {
             reconcile_duration,
             reconcile_seconds,
             provider_calls,
+            provider_calls_total,
+            fetches_skipped,
             kube_writes,
             workload_restarts,
         }
@@ -336,14 +353,24 @@ impl Metrics {
         forget_ready(&self.status_condition, namespace, name);
     }
 
+    /// `n` calls to a provider API, counted under ESO's name and ours.
     pub fn provider_call(&self, provider: &str, call: &str, status: &str, n: u64) {
-        self.provider_calls
-            .get_or_create(&ProviderCallLabels {
-                provider: provider.to_owned(),
-                call: call.to_owned(),
-                status: status.to_owned(),
-            })
-            .inc_by(n);
+        let labels = ProviderCallLabels {
+            provider: provider.to_owned(),
+            call: call.to_owned(),
+            status: status.to_owned(),
+        };
+        self.provider_calls.get_or_create(&labels).inc_by(n);
+        self.provider_calls_total.get_or_create(&labels).inc_by(n);
+    }
+
+    /// `n` source documents a refresh did not fetch: change detection showed them unchanged.
+    pub fn fetch_skipped(&self, n: u64) {
+        self.fetches_skipped.inc_by(n);
+    }
+
+    pub fn fetches_skipped(&self) -> u64 {
+        self.fetches_skipped.get()
     }
 
     pub fn provider_calls(&self, provider: &str, call: &str, status: &str) -> u64 {
@@ -575,6 +602,15 @@ mod tests {
             assert!(text.contains(name), "{name} missing in\n{text}");
         }
         assert!(text.contains(r#"externalsecret_status_condition{namespace="ns",name="es",condition="Ready",status="False"} 1"#), "{text}");
+        // Every call under ESO's name and under ours, with the same labels and counts.
+        for line in [
+            r#"externalsecret_provider_api_calls_count{provider="AWS/SecretsManager",call="BatchGetSecretValue",status="success"} 2"#,
+            r#"secret_sync_provider_api_calls_total{provider="AWS/SecretsManager",call="BatchGetSecretValue",status="success"} 2"#,
+        ] {
+            assert!(text.contains(line), "{line} missing in\n{text}");
+        }
+        m.fetch_skipped(3);
+        assert!(m.encode().contains("secret_sync_fetches_skipped_total 3"));
     }
 
     #[test]

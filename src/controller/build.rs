@@ -224,6 +224,23 @@ pub fn has_generators(spec: &ExternalSecretSpec) -> bool {
     spec.data_from.iter().any(|f| generator_ref(f).is_some())
 }
 
+/// Whether a refresh may skip this spec when the listing shows every source unchanged: what it writes
+/// then depends only on the fetched documents, the spec and the store. Not so with `find` (the set of
+/// matches can change), generators (each run makes new values), `templateFrom` ConfigMaps and Secrets
+/// (read at render time), or a template, rewrite or key that names a function whose answer changes
+/// between renders (`template::is_deterministic`, a word match over the whole spec).
+pub fn change_detectable(spec: &ExternalSecretSpec) -> bool {
+    let template_sources = match super::templating::TemplateSpec::of(spec) {
+        Ok(Some(tpl)) => tpl.sources().next().is_some(),
+        Ok(None) => false,
+        Err(_) => true,
+    };
+    spec.data_from.iter().all(|f| f.find.is_none())
+        && !has_generators(spec)
+        && !template_sources
+        && serde_json::to_string(spec).is_ok_and(|json| crate::template::is_deterministic(&json))
+}
+
 /// Whether the spec reads any store: an ExternalSecret made of generators alone names none (ESO).
 pub fn needs_store(spec: &ExternalSecretSpec) -> bool {
     !spec.data.is_empty() || spec.data_from.iter().any(|f| generator_ref(f).is_none())

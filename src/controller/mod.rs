@@ -57,7 +57,24 @@ pub struct Config {
     pub rotation_age_metrics: bool,
     /// Most remote secrets one `dataFrom.find` may match; more is an error (nothing is read).
     pub find_limit: usize,
+    /// How a periodic refresh learns that nothing changed (`--change-detection`).
+    pub change_detection: ChangeDetection,
+    /// A periodic refresh fetches everything at least this often, whatever the listing says
+    /// (`--full-resync-interval`).
+    pub full_resync_interval: Duration,
 }
+
+/// `--change-detection`: `list` (default) asks the provider's bulk listing whether an ExternalSecret's
+/// sources moved before fetching them; `off` fetches at every refresh, as ESO does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChangeDetection {
+    #[default]
+    List,
+    Off,
+}
+
+/// Default of `--full-resync-interval`.
+pub const DEFAULT_FULL_RESYNC: Duration = Duration::from_secs(24 * 3600);
 
 /// Default of `--find-limit`.
 pub const DEFAULT_FIND_LIMIT: usize = 1000;
@@ -73,6 +90,8 @@ impl Default for Config {
             permanent_retry: Duration::from_secs(300),
             rotation_age_metrics: false,
             find_limit: DEFAULT_FIND_LIMIT,
+            change_detection: ChangeDetection::List,
+            full_resync_interval: DEFAULT_FULL_RESYNC,
         }
     }
 }
@@ -158,6 +177,11 @@ struct ObjectState {
     renew_at: Option<Instant>,
     /// `renew_at` is known (from a sync, or read from the Secret after a restart), even if None.
     renewal_known: bool,
+    /// Digest of the sources' change-detection tokens taken before the last full fetch
+    /// (`versions_digest`); None when the listing could not vouch for every source.
+    source_versions: Option<u64>,
+    /// When the sources were last fetched (not skipped): bounds how long skips may go on.
+    last_full_fetch: Option<Instant>,
 }
 
 /// Why a sync failed. Messages carry names and keys, never values.
@@ -268,6 +292,17 @@ fn inputs_digest(es: &ExternalSecret, store: Option<&crate::api::StoreObject>) -
     synced_version(es).hash(&mut h);
     store_digest(store).hash(&mut h);
     h.finish()
+}
+
+/// One digest of every request's change-detection token, or None when any is unknown (that source
+/// is fetched at every refresh, and so is the ExternalSecret).
+fn versions_digest(requests: &[FetchRequest], tokens: &[Option<String>]) -> Option<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (request, token) in requests.iter().zip(tokens) {
+        request.hash(&mut h);
+        token.as_ref()?.hash(&mut h);
+    }
+    (requests.len() == tokens.len()).then(|| h.finish())
 }
 
 /// What a reconcile decided, before status and timing are derived from it.
@@ -431,9 +466,42 @@ impl Context {
             Some(store) => Some(self.providers.for_store(store, &namespace).await?),
             None => None,
         };
+        let requests = build::requests(spec);
+        // Change detection: a refresh due to its timer alone is skipped when the provider's listing shows
+        // every source at the version of the last full fetch. Tokens are always taken before the fetch,
+        // so a recorded token is never newer than what was written.
+        let skippable = refresh::timer_only(&since)
+            && build::change_detectable(spec)
+            && state
+                .last_full_fetch
+                .is_some_and(|at| at.elapsed() < self.config.full_resync_interval);
+        let tokens = match &provider {
+            Some(provider)
+                if self.config.change_detection == ChangeDetection::List
+                    && !requests.is_empty() =>
+            {
+                // Only a refresh that may skip waits for a listing younger than its interval; any
+                // other takes the last listing as it is, for the next refresh to compare with.
+                let max_age = if skippable { interval } else { None };
+                provider.versions(&requests, max_age).await
+            }
+            _ => None,
+        };
+        let source_versions = tokens
+            .as_deref()
+            .and_then(|tokens| versions_digest(&requests, tokens));
+        if skippable && source_versions.is_some() && source_versions == state.source_versions {
+            self.update_state(key, |s| s.last_success = Some(Instant::now()));
+            self.metrics.fetch_skipped(requests.len() as u64);
+            let rotation = match &provider {
+                Some(provider) => self.rotation_age(es, provider.as_ref(), &requests).await,
+                None => None,
+            };
+            return Ok(Decision::Synced(Change::Unchanged, rotation));
+        }
         let (fetched, found) = match &provider {
             Some(provider) => (
-                crate::provider::fetch_documents(provider.as_ref(), build::requests(spec)).await,
+                crate::provider::fetch_documents(provider.as_ref(), requests.clone()).await,
                 crate::provider::find_all(
                     provider.as_ref(),
                     build::finds(spec),
@@ -468,10 +536,12 @@ impl Context {
                 s.secret_rv = secret_rv;
                 s.renew_at = expires_at.map(renew_at);
                 s.renewal_known = true;
+                s.source_versions = source_versions;
+                s.last_full_fetch = Some(Instant::now());
             });
         }
         let rotation = match &provider {
-            Some(provider) => self.rotation_age(es, provider.as_ref(), &fetched).await,
+            Some(provider) => self.rotation_age(es, provider.as_ref(), &requests).await,
             None => None,
         };
         Ok(Decision::Synced(change, rotation))
@@ -594,7 +664,7 @@ impl Context {
         &self,
         es: &ExternalSecret,
         provider: &dyn crate::provider::SecretProvider,
-        fetched: &HashMap<FetchRequest, Result<crate::provider::SecretBytes, ProviderError>>,
+        requests: &[FetchRequest],
     ) -> Option<crate::api::Condition> {
         let annotation = es
             .metadata
@@ -611,8 +681,8 @@ impl Context {
         if annotation.is_none() && !self.config.rotation_age_metrics {
             return None;
         }
-        let mut keys: Vec<String> = fetched
-            .keys()
+        let mut keys: Vec<String> = requests
+            .iter()
             .filter(|r| !r.metadata)
             .map(|r| r.key.clone())
             .collect();

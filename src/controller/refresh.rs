@@ -57,6 +57,20 @@ pub struct Since {
     pub generated_age: Option<Duration>,
 }
 
+/// Whether the refresh timer is the only reason this sync is due: synced by this process, nothing
+/// disturbed, edited, retried, announced or expiring. Only such a refresh may be skipped by change
+/// detection; any other reason fetches.
+pub fn timer_only(since: &Since) -> bool {
+    since.synced_by_us
+        && !since.secret_disturbed
+        && !since.retrying
+        && !since.spec_changed
+        && !since.store_changed
+        && !since.event
+        && since.renew_in.is_none()
+        && since.generated_age.is_none()
+}
+
 /// Never renew sooner than this after a generation: an answer that is already expired (or a clock
 /// gone wrong) must not turn into a hot loop of provider calls.
 pub const MIN_RENEWAL: Duration = Duration::from_secs(5);
@@ -143,6 +157,77 @@ mod tests {
             synced_by_us: true,
             elapsed: Some(Duration::from_secs(2)),
             ..Since::default()
+        }
+    }
+
+    #[test]
+    fn only_a_timer_refresh_of_our_own_sync_may_be_skipped() {
+        let timer = Since {
+            elapsed: Some(EVERY),
+            ..steady()
+        };
+        assert!(timer_only(&timer));
+        let others: [(&str, Since); 9] = [
+            ("never synced", Since::default()),
+            (
+                "after a restart",
+                Since {
+                    synced_by_us: false,
+                    ..timer
+                },
+            ),
+            (
+                "Secret disturbed",
+                Since {
+                    secret_disturbed: true,
+                    ..timer
+                },
+            ),
+            (
+                "retry",
+                Since {
+                    retrying: true,
+                    ..timer
+                },
+            ),
+            (
+                "spec edit",
+                Since {
+                    spec_changed: true,
+                    ..timer
+                },
+            ),
+            (
+                "store edit",
+                Since {
+                    store_changed: true,
+                    ..timer
+                },
+            ),
+            (
+                "rotation event",
+                Since {
+                    event: true,
+                    ..timer
+                },
+            ),
+            (
+                "renewal",
+                Since {
+                    renew_in: Some(Duration::ZERO),
+                    ..timer
+                },
+            ),
+            (
+                "generated",
+                Since {
+                    generated_age: Some(EVERY),
+                    ..timer
+                },
+            ),
+        ];
+        for (what, since) in others {
+            assert!(!timer_only(&since), "{what} must fetch");
         }
     }
 

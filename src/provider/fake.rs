@@ -73,6 +73,21 @@ impl SecretProvider for FakeSecretProvider {
         Ok(())
     }
 
+    /// The store spec is the whole listing, and any edit of it is a store change that fetches
+    /// everything: a present entry has one version for as long as the spec stands.
+    async fn versions(
+        &self,
+        requests: &[FetchRequest],
+        _max_age: Option<std::time::Duration>,
+    ) -> Option<Vec<Option<String>>> {
+        Some(
+            requests
+                .iter()
+                .map(|r| self.lookup(r).ok().map(|_| "spec".to_owned()))
+                .collect(),
+        )
+    }
+
     /// ESO's fake provider: by name only (path and tags are not looked at; a find without a name is
     /// an error), the entry with the greatest version string per key, and the key converted with the
     /// find's conversionStrategy here already, as ESO's fake provider does.

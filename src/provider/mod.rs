@@ -158,6 +158,24 @@ pub trait SecretProvider: Send + Sync {
         keys.iter().map(|_| Ok(RotationTimes::default())).collect()
     }
 
+    /// Change detection (`--change-detection=list`): for each request, a token that differs whenever its
+    /// document may have changed (a Secrets Manager VersionId, a parameter's version number, a digest of
+    /// tags), as a bulk listing saw it, one per request in order; `None` for a request the listing
+    /// cannot vouch for (not listed, a pinned version it does not show, a shape it does not cover).
+    /// `max_age: Some(d)`: from a listing started at most `d` ago, listing now if needed (one listing
+    /// serves every caller of the identity). `max_age: None`: from the last complete listing, whatever
+    /// its age, never listing. The whole answer is `None` when the backend has no listing or it failed
+    /// (then every request is fetched). A token never claims more than the listing saw: taken before a
+    /// fetch, it is at most as new as the fetched document.
+    async fn versions(
+        &self,
+        requests: &[FetchRequest],
+        max_age: Option<Duration>,
+    ) -> Option<Vec<Option<String>>> {
+        let _ = (requests, max_age);
+        None
+    }
+
     /// `dataFrom[].find`: every current value matching `request`, by remote name. Matching nothing is
     /// `Ok` and empty; secrets scheduled for deletion never match. More than `limit` matches is
     /// `FindLimitExceeded`, found before any value is read.

@@ -197,6 +197,34 @@ fn cache() -> &'static Cache {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// Functions whose answer differs between two renders of the same input (the clock, randomness,
+/// random salts and IVs, DNS). A template calling one must be rendered at every refresh.
+const NONDETERMINISTIC: &[&str] = &[
+    "now",
+    "ago",
+    "randAlphaNum",
+    "randAlpha",
+    "randAscii",
+    "randNumeric",
+    "randBytes",
+    "randInt",
+    "shuffle",
+    "uuidv4",
+    "bcrypt",
+    "htpasswd",
+    "encryptAES",
+    "getHostByName",
+];
+
+/// Whether `source` renders the same output for the same input: it names none of
+/// [`NONDETERMINISTIC`] anywhere (a word match over the whole text, so text outside actions that
+/// merely contains such a word also counts: the conservative side, which only costs a fetch).
+pub fn is_deterministic(source: &str) -> bool {
+    !source
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .any(|word| NONDETERMINISTIC.contains(&word))
+}
+
 /// The parsed form of `source`, parsed at most once per distinct text (parse errors are not
 /// cached: they are cheap and the message names the key).
 pub fn parsed(source: &str, name: &str) -> Result<Arc<Template>, TemplateError> {
@@ -262,6 +290,22 @@ mod tests {
 
     fn out(t: &str, d: &BTreeMap<String, SecretBytes>) -> Result<Vec<u8>, TemplateError> {
         render(t, "key", d).map(|s| s.expose().to_vec())
+    }
+
+    #[test]
+    fn templates_naming_the_clock_or_randomness_are_not_deterministic() {
+        assert!(is_deterministic("{{ .user }}:{{ .password | b64enc }}"));
+        assert!(is_deterministic("{{ .nowhere }} {{ .random }}"));
+        for source in [
+            "{{ now | date \"2006\" }}",
+            "{{ randAlphaNum 8 }}",
+            "{{ htpasswd .user .password \"bcrypt\" }}",
+            "{{ uuidv4 }}",
+            "{{ .x | encryptAES .key }}",
+            "{{ (now).Year }}",
+        ] {
+            assert!(!is_deterministic(source), "{source}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod credentials;
 pub mod ecr;
 mod errors;
+mod listing;
 mod parameter_store;
 mod secrets_manager;
 
@@ -318,6 +319,11 @@ pub struct AwsIdentity {
     validated: tokio::sync::Mutex<Option<(Instant, Result<(), ProviderError>)>>,
     batch_denied_at: Mutex<Option<Instant>>,
     last_used: Mutex<Instant>,
+    /// Last time a call with these credentials succeeded: proof enough that they work (no STS call).
+    proven_at: Mutex<Option<Instant>>,
+    /// Bulk change detection, one listing per service (`listing.rs`).
+    pub(crate) secrets_manager_listing: listing::Listing,
+    pub(crate) parameter_store_listing: listing::Listing,
 }
 
 impl AwsIdentity {
@@ -332,6 +338,9 @@ impl AwsIdentity {
             validated: tokio::sync::Mutex::new(None),
             batch_denied_at: Mutex::new(None),
             last_used: Mutex::new(Instant::now()),
+            proven_at: Mutex::new(None),
+            secrets_manager_listing: listing::Listing::default(),
+            parameter_store_listing: listing::Listing::default(),
         }
     }
 
@@ -387,8 +396,24 @@ impl AwsIdentity {
         }
     }
 
-    /// A real credential check (STS GetCallerIdentity), done at most once per 5 minutes per identity.
+    /// A call with these credentials just succeeded.
+    pub(crate) fn proven(&self) {
+        if let Ok(mut at) = self.proven_at.lock() {
+            *at = Some(Instant::now());
+        }
+    }
+
+    /// A real credential check, at most once per 5 minutes per identity: a provider call that succeeded
+    /// within that time, else STS GetCallerIdentity. In steady state the refreshes themselves prove the
+    /// credentials, so no STS call is made.
     pub async fn validate(&self) -> Result<(), ProviderError> {
+        if self
+            .proven_at
+            .lock()
+            .is_ok_and(|at| at.is_some_and(|at| at.elapsed() < VALID_FOR))
+        {
+            return Ok(());
+        }
         let mut last = self.validated.lock().await;
         if let Some((at, result)) = last.as_ref() {
             let ttl = if result.is_ok() {

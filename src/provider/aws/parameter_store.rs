@@ -11,7 +11,7 @@ use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::{ParameterStringFilter, ResourceTypeForTagging};
 use futures::{StreamExt, stream};
 
-use super::{AwsIdentity, count, errors};
+use super::{AwsIdentity, count, errors, listing};
 use crate::admin::Metrics;
 use crate::provider::{
     FetchRequest, FindRequest, Found, ProviderError, SecretBytes, SecretProvider,
@@ -20,6 +20,8 @@ use crate::provider::{
 /// AWS's limit of names per GetParameters call.
 const BATCH_LIMIT: usize = 10;
 const CONCURRENCY: usize = 4;
+/// AWS's largest DescribeParameters page.
+const DESCRIBE_PAGE: i32 = 50;
 
 type Fetched = Result<SecretBytes, ProviderError>;
 
@@ -317,30 +319,81 @@ impl ParameterStoreProvider {
             );
         }
         let mut names = Vec::new();
+        self.describe_parameters(client, filters, |parameter| {
+            if let Some(name) = parameter.name {
+                names.push(name);
+                if names.len() > limit {
+                    return Err(ProviderError::FindLimitExceeded { limit });
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(names)
+    }
+
+    /// Every DescribeParameters page (50 entries per call, AWS's largest) for `filters`, each entry handed
+    /// to `each` in order; the first error, from AWS or from `each`, ends the listing.
+    async fn describe_parameters(
+        &self,
+        client: &Client,
+        filters: Vec<ParameterStringFilter>,
+        mut each: impl FnMut(aws_sdk_ssm::types::ParameterMetadata) -> Result<(), ProviderError>,
+    ) -> Result<(), ProviderError> {
+        let filters = (!filters.is_empty()).then_some(filters);
         let mut token = None;
         loop {
             let page = client
                 .describe_parameters()
-                .set_parameter_filters((!filters.is_empty()).then(|| filters.clone()))
+                .set_parameter_filters(filters.clone())
+                .max_results(DESCRIBE_PAGE)
                 .set_next_token(token)
                 .send()
                 .await;
             count(&self.metrics, METRIC_PROVIDER, "DescribeParameters", &page);
             let page = page.map_err(|e| errors::from_sdk("DescribeParameters", &e))?;
             for parameter in page.parameters.unwrap_or_default() {
-                if let Some(name) = parameter.name {
-                    names.push(name);
-                    if names.len() > limit {
-                        return Err(ProviderError::FindLimitExceeded { limit });
-                    }
-                }
+                each(parameter)?;
             }
             token = page.next_token.filter(|t| !t.is_empty());
             if token.is_none() {
-                break;
+                return Ok(());
             }
         }
-        Ok(names)
+    }
+
+    /// The listing behind change detection: every parameter whose name starts with `prefix` (a
+    /// `Name BeginsWith` filter when there is one), with its current version number.
+    async fn list_versions(&self, prefix: String) -> Result<Vec<listing::Listed>, ProviderError> {
+        let client = self.identity.ssm();
+        let filters = if prefix.is_empty() {
+            Vec::new()
+        } else {
+            vec![
+                ParameterStringFilter::builder()
+                    .key("Name")
+                    .option("BeginsWith")
+                    .values(prefix)
+                    .build()
+                    .map_err(|e| ProviderError::InvalidConfig {
+                        detail: format!("DescribeParameters filter: {e}"),
+                    })?,
+            ]
+        };
+        let mut listed = Vec::new();
+        self.describe_parameters(client, filters, |parameter| {
+            if let Some(name) = parameter.name {
+                let entry = listing::Entry {
+                    versions: vec![(parameter.version.to_string(), Vec::new())],
+                    tags: None,
+                };
+                listed.push((vec![name], entry));
+            }
+            Ok(())
+        })
+        .await?;
+        self.identity.proven();
+        Ok(listed)
     }
 
     /// Current values of `names` (full parameter names, no store prefix), 10 per GetParameters call.
@@ -459,11 +512,53 @@ impl SecretProvider for ParameterStoreProvider {
             })
             .collect();
         self.confirm_missing(client, requests, &mut results).await;
+        if results.iter().any(Result::is_ok) {
+            self.identity.proven();
+        }
         results
     }
 
     async fn validate(&self) -> Result<(), ProviderError> {
         self.identity.validate().await
+    }
+
+    /// From the identity's DescribeParameters listing (`listing.rs`): a current value's token is the
+    /// parameter's version number. Pinned versions and labels are not vouched for (DescribeParameters
+    /// shows no labels), nor are tags: those requests are always fetched.
+    async fn versions(
+        &self,
+        requests: &[FetchRequest],
+        max_age: Option<std::time::Duration>,
+    ) -> Option<Vec<Option<String>>> {
+        let ids: Vec<String> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.wanted(i, r).base)
+            .collect();
+        let listing = &self.identity.parameter_store_listing;
+        let snapshot = match max_age {
+            None => listing.last(&ids)?,
+            Some(age) => {
+                listing
+                    .fresh(&ids, age, |prefix| self.list_versions(prefix))
+                    .await?
+            }
+        };
+        Some(
+            requests
+                .iter()
+                .zip(&ids)
+                .map(|(request, id)| {
+                    let current =
+                        !request.metadata && request.version.as_deref().is_none_or(str::is_empty);
+                    current
+                        .then(|| snapshot.entries.get(id))
+                        .flatten()
+                        .and_then(|entry| entry.versions.first())
+                        .map(|(version, _)| format!("v{version}"))
+                })
+                .collect(),
+        )
     }
 }
 

@@ -11,7 +11,9 @@ use aws_sdk_secretsmanager::Client;
 use aws_smithy_types::Blob;
 use futures::{StreamExt, stream};
 
-use super::{AwsIdentity, count, errors};
+use aws_sdk_secretsmanager::types::SecretListEntry;
+
+use super::{AwsIdentity, count, errors, listing};
 use crate::admin::Metrics;
 use crate::provider::{
     FetchRequest, FindRequest, Found, ProviderError, RotationTimes, SecretBytes, SecretProvider,
@@ -331,11 +333,48 @@ impl SecretsManagerProvider {
             .map(|(key, value)| filter(key, value))
             .collect();
         let mut names = Vec::new();
+        self.list_secrets(client, filters, |entry| {
+            let Some(name) = entry.name else {
+                return Ok(());
+            };
+            let tags: BTreeMap<String, String> = entry
+                .tags
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+                .collect();
+            let wanted = entry.deleted_date.is_none()
+                && request.path.as_deref().is_none_or(|p| name.starts_with(p))
+                && matcher.as_ref().is_none_or(|m| m.is_match(&name))
+                && request.tags.iter().all(|(k, v)| tags.get(k) == Some(v));
+            if wanted {
+                names.push(name);
+                if names.len() > limit {
+                    return Err(ProviderError::FindLimitExceeded { limit });
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Every ListSecrets page (100 entries per call) for `filters`, each entry handed to `each` in order;
+    /// the first error, from AWS or from `each`, ends the listing.
+    async fn list_secrets(
+        &self,
+        client: &Client,
+        filters: Vec<aws_sdk_secretsmanager::types::Filter>,
+        mut each: impl FnMut(SecretListEntry) -> Result<(), ProviderError>,
+    ) -> Result<(), ProviderError> {
+        let filters = (!filters.is_empty()).then_some(filters);
         let mut token = None;
         loop {
             let page = client
                 .list_secrets()
-                .set_filters((!filters.is_empty()).then(|| filters.clone()))
+                .set_filters(filters.clone())
                 .max_results(LIST_PAGE)
                 .set_next_token(token)
                 .send()
@@ -343,33 +382,90 @@ impl SecretsManagerProvider {
             count(&self.metrics, METRIC_PROVIDER, "ListSecrets", &page);
             let page = page.map_err(|e| errors::from_sdk("ListSecrets", &e))?;
             for entry in page.secret_list.unwrap_or_default() {
-                let Some(name) = entry.name else { continue };
-                let tags: BTreeMap<String, String> = entry
-                    .tags
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
-                    .collect();
-                let wanted = entry.deleted_date.is_none()
-                    && request.path.as_deref().is_none_or(|p| name.starts_with(p))
-                    && matcher.as_ref().is_none_or(|m| m.is_match(&name))
-                    && request.tags.iter().all(|(k, v)| tags.get(k) == Some(v));
-                if wanted {
-                    names.push(name);
-                    if names.len() > limit {
-                        return Err(ProviderError::FindLimitExceeded { limit });
-                    }
-                }
+                each(entry)?;
             }
             token = page.next_token.filter(|t| !t.is_empty());
             if token.is_none() {
-                break;
+                return Ok(());
             }
         }
-        names.sort();
-        names.dedup();
-        Ok(names)
     }
+
+    /// The listing behind change detection: every secret whose name starts with `prefix` (a server-side
+    /// `name` filter when AWS accepts the prefix as one; ARNs are not names, so then no filter), with its
+    /// versions, their staging labels, and its tags. Secrets scheduled for deletion are not listed.
+    async fn list_versions(&self, prefix: String) -> Result<Vec<listing::Listed>, ProviderError> {
+        use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+        let client = self.identity.secrets_manager();
+        let plain: String = prefix
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || " :_@/+=.-".contains(*c))
+            .collect();
+        let filters = if plain.is_empty() || plain.starts_with("arn:") {
+            Vec::new()
+        } else {
+            vec![
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .values(plain)
+                    .build(),
+            ]
+        };
+        let mut listed = Vec::new();
+        self.list_secrets(client, filters, |entry| {
+            if entry.deleted_date.is_some() {
+                return Ok(());
+            }
+            let versions = entry
+                .secret_versions_to_stages
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+            let tags = entry.tags.unwrap_or_default();
+            let tags =
+                listing::tags_digest(tags.iter().filter_map(|t| {
+                    Some((t.key.as_deref()?, t.value.as_deref().unwrap_or_default()))
+                }));
+            let ids = entry.name.into_iter().chain(entry.arn).collect();
+            listed.push((
+                ids,
+                listing::Entry {
+                    versions,
+                    tags: Some(tags),
+                },
+            ));
+            Ok(())
+        })
+        .await?;
+        self.identity.proven();
+        Ok(listed)
+    }
+}
+
+/// The change-detection token of `request` in a listed secret: the VersionId its document is (the one
+/// holding AWSCURRENT, or the asked stage; a pinned `uuid/` VersionId if listed), or the tags digest for
+/// `metadataPolicy: Fetch`. None when the listing does not show it: the request is then fetched.
+fn version_token(entry: &listing::Entry, request: &FetchRequest) -> Option<String> {
+    if request.metadata {
+        return entry.tags.map(|digest| format!("tags:{digest:016x}"));
+    }
+    let version = request
+        .version
+        .as_deref()
+        .filter(|v| !v.is_empty())
+        .unwrap_or(CURRENT_STAGE);
+    if let Some(id) = version.strip_prefix(VERSION_ID_PREFIX) {
+        return entry
+            .versions
+            .iter()
+            .any(|(v, _)| v == id)
+            .then(|| id.to_owned());
+    }
+    entry
+        .versions
+        .iter()
+        .find(|(_, stages)| stages.iter().any(|s| s == version))
+        .map(|(v, _)| v.clone())
 }
 
 #[async_trait]
@@ -473,11 +569,44 @@ impl SecretProvider for SecretsManagerProvider {
             })
             .collect();
         self.confirm_missing(client, requests, &mut results).await;
+        if results.iter().any(Result::is_ok) {
+            self.identity.proven();
+        }
         results
     }
 
     async fn validate(&self) -> Result<(), ProviderError> {
         self.identity.validate().await
+    }
+
+    /// From the identity's ListSecrets listing (`listing.rs`), by secret id (prefix + key).
+    async fn versions(
+        &self,
+        requests: &[FetchRequest],
+        max_age: Option<std::time::Duration>,
+    ) -> Option<Vec<Option<String>>> {
+        let ids: Vec<String> = requests.iter().map(|r| self.secret_id(&r.key)).collect();
+        let listing = &self.identity.secrets_manager_listing;
+        let snapshot = match max_age {
+            None => listing.last(&ids)?,
+            Some(age) => {
+                listing
+                    .fresh(&ids, age, |prefix| self.list_versions(prefix))
+                    .await?
+            }
+        };
+        Some(
+            requests
+                .iter()
+                .zip(&ids)
+                .map(|(request, id)| {
+                    snapshot
+                        .entries
+                        .get(id)
+                        .and_then(|entry| version_token(entry, request))
+                })
+                .collect(),
+        )
     }
 
     /// DescribeSecret per key: LastRotatedDate and LastChangedDate.
