@@ -176,7 +176,10 @@ async fn a_throttled_listing_falls_back_to_fetching_and_never_touches_the_secret
             secret.metadata.resource_version, rv,
             "unchanged data, untouched Secret"
         );
-        assert_eq!(c.ready("default", "app").await.unwrap().status, secret_sync::api::ConditionStatus::True);
+        assert_eq!(
+            c.ready("default", "app").await.unwrap().status,
+            secret_sync::api::ConditionStatus::True
+        );
         let lists = moto.count("secretsmanager.ListSecrets").await;
         assert!(
             lists <= 8,

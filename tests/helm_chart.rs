@@ -537,7 +537,9 @@ async fn default_values_render_a_cluster_wide_operator() {
             "run",
             "--admin-addr=0.0.0.0:8080",
             "--log-format=json",
-            "--hash-key-secret=$(POD_NAMESPACE)/secret-sync-hash-key"
+            "--hash-key-secret=$(POD_NAMESPACE)/secret-sync-hash-key",
+            "--change-detection=list",
+            "--full-resync-interval=24h"
         ],
         "one replica without leaderElection.enabled runs without leader election, cluster-wide"
     );
@@ -605,6 +607,8 @@ async fn namespaced_mode_grants_roles_in_the_watched_namespace_only() {
             "--admin-addr=0.0.0.0:8080",
             "--log-format=json",
             "--hash-key-secret=$(POD_NAMESPACE)/secret-sync-hash-key",
+            "--change-detection=list",
+            "--full-resync-interval=24h",
             "--namespace=team-a"
         ]
     );
@@ -670,6 +674,34 @@ async fn reload_and_event_values_become_operator_flags() {
             "{expected} missing from {on:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn change_detection_values_become_operator_flags() {
+    let default = render(json!({})).await.args();
+    for expected in ["--change-detection=list", "--full-resync-interval=24h"] {
+        assert!(
+            default.contains(&expected.to_owned()),
+            "{expected} missing from {default:?}"
+        );
+    }
+    let off = render(json!({"changeDetection": {"mode": "off", "fullResyncInterval": "6h"}}))
+        .await
+        .args();
+    for expected in ["--change-detection=off", "--full-resync-interval=6h"] {
+        assert!(
+            off.contains(&expected.to_owned()),
+            "{expected} missing from {off:?}"
+        );
+    }
+    // `mode: off` written unquoted in a values file is YAML 1.1's false.
+    let unquoted = render(json!({"changeDetection": {"mode": false}}))
+        .await
+        .args();
+    assert!(
+        unquoted.contains(&"--change-detection=off".to_owned()),
+        "{unquoted:?}"
+    );
 }
 
 #[tokio::test]
@@ -846,6 +878,8 @@ async fn user_values_reach_the_pod() {
             "--admin-addr=0.0.0.0:8080",
             "--log-format=json",
             "--hash-key-secret=$(POD_NAMESPACE)/secret-sync-hash-key",
+            "--change-detection=list",
+            "--full-resync-interval=24h",
             "--log-level=info,secret_sync=debug",
             "--concurrency=4"
         ]

@@ -97,7 +97,8 @@ fn iam_policy_only_reads() {
                     [
                         "ecr:GetAuthorizationToken",
                         "secretsmanager:BatchGetSecretValue",
-                        "secretsmanager:ListSecrets"
+                        "secretsmanager:ListSecrets",
+                        "ssm:DescribeParameters"
                     ]
                     .contains(&action.as_str()),
                     "only calls without resource-level permissions may use Resource \"*\": {statement}"
@@ -116,6 +117,7 @@ fn iam_policy_only_reads() {
             "secretsmanager:DescribeSecret",
             "secretsmanager:GetSecretValue",
             "secretsmanager:ListSecrets",
+            "ssm:DescribeParameters",
             "ssm:GetParameter",
             "ssm:GetParameters",
             "ssm:GetParametersByPath",

@@ -150,6 +150,12 @@ impl TestCluster {
         }
     }
 
+    /// Timer refreshes so far with the fake provider: each either read its values or was skipped by
+    /// change detection.
+    pub fn refreshes(&self) -> u64 {
+        self.metrics.provider_calls("fake", "GetSecret", "success") + self.metrics.fetches_skipped()
+    }
+
     pub async fn secret(&self, namespace: &str, name: &str) -> Option<Secret> {
         Api::<Secret>::namespaced(self.client.clone(), namespace)
             .get_opt(name)

@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 
 use crate::provider::ProviderError;
 
-/// After a failed listing (throttled, denied, cut off halfway), refreshes fetch directly for this long
+/// After a failed listing (throttled, cut off halfway), refreshes fetch directly for this long
 /// before a listing is tried again, so a throttled account is not asked again by every reconcile.
 const FAILED_LISTING_HOLD: Duration = Duration::from_secs(30);
+/// After a denied listing (a policy without ListSecrets / DescribeParameters, as many written for ESO
+/// are), this long: the policy is unlikely to change soon, and each try is a denied call in CloudTrail.
+const DENIED_LISTING_HOLD: Duration = Duration::from_secs(900);
 /// Names no ExternalSecret asked about for this long are no longer kept (a deleted ExternalSecret's
 /// sources): longer than any refresh a listing serves, so a live name is never dropped between two asks.
 const WANTED_FOR: Duration = Duration::from_secs(26 * 3600);
@@ -46,7 +49,8 @@ struct Inner {
     snapshot: Option<Arc<Snapshot>>,
     /// Remote ids some ExternalSecret asked about, with when it last asked.
     wanted: HashMap<String, Instant>,
-    failed_at: Option<Instant>,
+    /// When the last listing failed, and how long to wait before the next try.
+    failed: Option<(Instant, Duration)>,
 }
 
 /// The listing index of one (identity, service).
@@ -68,7 +72,8 @@ impl Listing {
     /// A snapshot whose listing started at most `max_age` ago: the current one, or one listed now by
     /// `list` (called with the longest prefix every wanted id shares, for a server-side filter). One
     /// listing runs at a time; callers arriving meanwhile wait for it. None when listing failed now or
-    /// within [`FAILED_LISTING_HOLD`]: the caller then fetches directly.
+    /// within [`FAILED_LISTING_HOLD`] ([`DENIED_LISTING_HOLD`] when denied): the caller then fetches
+    /// directly.
     pub async fn fresh<F, Fut>(
         &self,
         ids: &[String],
@@ -99,10 +104,7 @@ impl Listing {
             if let Some(snapshot) = usable(&inner) {
                 return Some(snapshot);
             }
-            if inner
-                .failed_at
-                .is_some_and(|at| at.elapsed() < FAILED_LISTING_HOLD)
-            {
+            if inner.failed.is_some_and(|(at, hold)| at.elapsed() < hold) {
                 return None;
             }
             inner.wanted.retain(|_, asked| asked.elapsed() < WANTED_FOR);
@@ -111,10 +113,18 @@ impl Listing {
         let started = Instant::now();
         let listed = list(prefix).await;
         let mut inner = self.inner.lock().ok()?;
-        let Ok(listed) = listed else {
-            // A listing that failed, even halfway, changes nothing: the last complete one stays.
-            inner.failed_at = Some(Instant::now());
-            return None;
+        let listed = match listed {
+            Ok(listed) => listed,
+            Err(error) => {
+                // A listing that failed, even halfway, changes nothing: the last complete one stays.
+                let hold = if matches!(error, ProviderError::AccessDenied { .. }) {
+                    DENIED_LISTING_HOLD
+                } else {
+                    FAILED_LISTING_HOLD
+                };
+                inner.failed = Some((Instant::now(), hold));
+                return None;
+            }
         };
         let mut entries = HashMap::new();
         for (ids, entry) in listed {
@@ -126,7 +136,7 @@ impl Listing {
         }
         let snapshot = Arc::new(Snapshot { started, entries });
         inner.snapshot = Some(snapshot.clone());
-        inner.failed_at = None;
+        inner.failed = None;
         Some(snapshot)
     }
 }
