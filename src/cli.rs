@@ -89,8 +89,10 @@ pub struct RunArgs {
     /// Address of the admin server (/metrics, /livez, /readyz).
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub admin_addr: SocketAddr,
-    /// Reconciles run at once.
-    #[arg(long, default_value_t = 16)]
+    /// Reconciles run at once. 64 lets the reads of ExternalSecrets syncing together fill
+    /// BatchGetSecretValue calls of 20 (with 16, 500 new ExternalSecrets took 34 calls and 16 s; with
+    /// 64, 26 calls and 5.7 s; tests/aws_coalescing.rs). Most of a reconcile waits on I/O.
+    #[arg(long, default_value_t = 64)]
     pub concurrency: u16,
     #[arg(long, value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -88,7 +88,7 @@ impl Default for Config {
             hash_key_secret: None,
             controller_class: String::new(),
             namespace: None,
-            concurrency: 16,
+            concurrency: 64,
             permanent_retry: Duration::from_secs(300),
             rotation_age_metrics: false,
             find_limit: DEFAULT_FIND_LIMIT,
