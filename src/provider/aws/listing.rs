@@ -380,10 +380,11 @@ mod tests {
         assert!(matches!(listing.fresh(&names, tiny, never), Lookup::Failed));
         // After the hold, listing resumes.
         tokio::time::sleep(FAILED_LISTING_HOLD).await;
-        assert!(matches!(
-            settled(&listing, &names, tiny, ok).await,
-            Lookup::Ready(_)
-        ));
+        let ten = Duration::from_secs(10);
+        let Lookup::Ready(renewed) = settled(&listing, &names, ten, ok).await else {
+            panic!("listed again")
+        };
+        assert!(!Arc::ptr_eq(&renewed, &first));
     }
 
     #[tokio::test(start_paused = true)]
