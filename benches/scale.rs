@@ -676,16 +676,7 @@ async fn steady_state(
     // A prefix per run: runs share moto, and each run's secrets are its own.
     let prefix = format!("n{n}-{detection}");
     let seed = aws.create(&prefix, 0..n + samples).await;
-    let cluster = Cluster::start().await;
-    cluster.apply_store(aws_store()).await;
-    cluster
-        .apply_all(
-            (0..n)
-                .map(|i| aws_es(&es_name("es", i), &secret_name(&prefix, i), "10s"))
-                .collect(),
-            32,
-        )
-        .await;
+    let cluster = Cluster::with_aws_external_secrets(&prefix, n).await;
 
     let started = Instant::now();
     let operator = Operator::spawn(
@@ -899,21 +890,30 @@ async fn batch_mode(aws: &Aws, count: usize) {
     );
 }
 
+impl Cluster {
+    /// A cluster with the moto store and `n` ExternalSecrets, `es-<i>` reading `<prefix>` secret i
+    /// every 10 s.
+    async fn with_aws_external_secrets(prefix: &str, n: usize) -> Cluster {
+        let cluster = Cluster::start().await;
+        cluster.apply_store(aws_store()).await;
+        cluster
+            .apply_all(
+                (0..n)
+                    .map(|i| aws_es(&es_name("es", i), &secret_name(prefix, i), "10s"))
+                    .collect(),
+                32,
+            )
+            .await;
+        cluster
+    }
+}
+
 /// N ExternalSecrets, 1% of the values changing every minute, RSS sampled every 10 s. Returns
 /// (growth % of the last sample over the baseline, every change picked up).
 async fn soak_mode(aws: &Aws, n: usize, duration: Duration, detection: &str) -> (f64, bool) {
     let prefix = format!("soak-{n}");
     aws.create(&prefix, 0..n).await;
-    let cluster = Cluster::start().await;
-    cluster.apply_store(aws_store()).await;
-    cluster
-        .apply_all(
-            (0..n)
-                .map(|i| aws_es(&es_name("es", i), &secret_name(&prefix, i), "10s"))
-                .collect(),
-            32,
-        )
-        .await;
+    let cluster = Cluster::with_aws_external_secrets(&prefix, n).await;
     let operator = Operator::spawn(
         &cluster.kubeconfig,
         cluster.dir.path().join("operator.log"),

@@ -35,6 +35,18 @@ struct Wanted {
     name: String,
 }
 
+impl Wanted {
+    /// A parameter named in full (listed by `find`: no store prefix, no version selector).
+    fn full_name(index: usize, name: &str) -> Wanted {
+        Wanted {
+            index,
+            key: name.to_owned(),
+            base: name.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
 /// ESO's provider label in the API call metric.
 const METRIC_PROVIDER: &str = "AWS/ParameterStore";
 
@@ -142,12 +154,7 @@ impl ParameterStoreProvider {
                 let chunk = names
                     .iter()
                     .enumerate()
-                    .map(|(index, name)| Wanted {
-                        index,
-                        key: name.clone(),
-                        base: name.clone(),
-                        name: name.clone(),
-                    })
+                    .map(|(index, name)| Wanted::full_name(index, name))
                     .collect();
                 batch(&client, &metrics, chunk)
                     .await
@@ -387,12 +394,7 @@ impl ParameterStoreProvider {
         let wanted: Vec<Wanted> = names
             .iter()
             .enumerate()
-            .map(|(index, name)| Wanted {
-                index,
-                key: name.clone(),
-                base: name.clone(),
-                name: name.clone(),
-            })
+            .map(|(index, name)| Wanted::full_name(index, name))
             .collect();
         let answers = self.batched(&wanted).await;
         let mut found = Found::new();
