@@ -68,29 +68,29 @@ pub async fn sync_secret(
         return execute(ctx, es, decided, &desired.meta, None, "").await;
     };
     let cached = ctx.caches.secret_meta(&namespace, &name);
-    let cached_salt = cached.as_ref().and_then(|m| salt_of(&m.metadata));
+    let cached_salt = cached
+        .as_ref()
+        .and_then(|m| m.annotation(build::HASH_SALT_ANNOTATION))
+        .filter(|s| !s.is_empty());
     if let (Some(meta), Some(salt), Some(rv), Ownership::Owned | Ownership::Orphaned) =
         (&cached, &cached_salt, last_written_rv, ownership)
     {
-        let hash = meta
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(DATA_HASH_ANNOTATION));
         // The template's labels and annotations are metadata the cache holds: they must be there too
         // (the data hash covers data only, as it travels to workloads for reload).
-        let has = |have: Option<&BTreeMap<String, String>>, want: &BTreeMap<String, String>| {
-            want.iter()
-                .all(|(k, v)| have.and_then(|h| h.get(k)) == Some(v))
-        };
         if desired.missing_remote_keys.is_empty()
-            && hash == Some(&build::data_hash(salt, &desired.data))
-            && meta.metadata.resource_version.as_deref() == Some(rv)
-            && has(meta.metadata.labels.as_ref(), &desired.meta.labels)
-            && has(
-                meta.metadata.annotations.as_ref(),
-                &desired.meta.annotations,
-            )
+            && meta.annotation(DATA_HASH_ANNOTATION)
+                == Some(build::data_hash(salt, &desired.data).as_str())
+            && meta.resource_version() == Some(rv)
+            && desired
+                .meta
+                .labels
+                .iter()
+                .all(|(k, v)| meta.label(k) == Some(v))
+            && desired
+                .meta
+                .annotations
+                .iter()
+                .all(|(k, v)| meta.annotation(k) == Some(v))
         {
             return Ok((Change::Unchanged, Some(rv.to_owned())));
         }

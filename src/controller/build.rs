@@ -587,11 +587,10 @@ pub fn mark_expiry(desired: &mut DesiredData, expires_at: Option<std::time::Syst
         .insert(EXPIRES_AT_ANNOTATION.to_owned(), at.to_string());
 }
 
-/// The expiry `mark_expiry` recorded on a Secret, if any (and valid).
-pub fn recorded_expiry(
-    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> Option<std::time::SystemTime> {
-    let raw = meta.annotations.as_ref()?.get(EXPIRES_AT_ANNOTATION)?;
+/// The expiry `mark_expiry` recorded on a Secret, from its `EXPIRES_AT_ANNOTATION` value, if any
+/// (and valid).
+pub fn recorded_expiry(annotation: Option<&str>) -> Option<std::time::SystemTime> {
+    let raw = annotation?;
     let at: k8s_openapi::jiff::Timestamp = raw.parse().ok()?;
     Some(std::time::SystemTime::from(at))
 }
@@ -1434,19 +1433,17 @@ dataFrom:
             d.meta.annotations[EXPIRES_AT_ANNOTATION],
             "2027-01-01T00:00:00Z"
         );
-        let meta = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            annotations: Some(d.meta.annotations.clone()),
-            ..Default::default()
-        };
-        assert_eq!(recorded_expiry(&meta), Some(at));
-        let garbled = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            annotations: Some(BTreeMap::from([(
-                EXPIRES_AT_ANNOTATION.to_owned(),
-                "soon".to_owned(),
-            )])),
-            ..Default::default()
-        };
-        assert_eq!(recorded_expiry(&garbled), None);
+        assert_eq!(
+            recorded_expiry(
+                d.meta
+                    .annotations
+                    .get(EXPIRES_AT_ANNOTATION)
+                    .map(String::as_str)
+            ),
+            Some(at)
+        );
+        assert_eq!(recorded_expiry(Some("soon")), None);
+        assert_eq!(recorded_expiry(None), None);
     }
 
     #[test]

@@ -416,7 +416,7 @@ impl Context {
         let managed = matches!(creation, CreationPolicy::Owner | CreationPolicy::Orphan);
         let secret_intact = !managed
             || cached_secret.as_ref().is_some_and(|s| {
-                state.secret_rv.is_none() || s.metadata.resource_version == state.secret_rv
+                state.secret_rv.is_none() || s.resource_version() == state.secret_rv.as_deref()
             });
         let policy = spec.refresh_policy.unwrap_or(RefreshPolicy::Periodic);
         let status_version = es
@@ -436,7 +436,7 @@ impl Context {
             event: state.force_refresh,
             elapsed: state.last_success.map(|t| t.elapsed()),
             renew_in: self
-                .renewal(es, key, &state, cached_secret.as_ref().map(|s| &s.metadata))
+                .renewal(es, key, &state, cached_secret.as_deref())
                 .await,
             generated_age: generated_age(es),
         };
@@ -570,14 +570,16 @@ impl Context {
         es: &ExternalSecret,
         key: &ObjectRef<ExternalSecret>,
         state: &ObjectState,
-        cached_secret: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+        cached_secret: Option<&caches::ManagedSecret>,
     ) -> Option<Duration> {
         if !build::has_generators(&es.spec) {
             return None;
         }
         if !state.renewal_known {
             let expires = match cached_secret {
-                Some(meta) => build::recorded_expiry(meta),
+                Some(cached) => {
+                    build::recorded_expiry(cached.annotation(build::EXPIRES_AT_ANNOTATION))
+                }
                 None => {
                     let namespace = es.metadata.namespace.clone().unwrap_or_default();
                     let read = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(
@@ -587,7 +589,15 @@ impl Context {
                     .get_metadata_opt(&es.target_name())
                     .await;
                     match read {
-                        Ok(found) => found.and_then(|s| build::recorded_expiry(&s.metadata)),
+                        Ok(found) => found.and_then(|s| {
+                            build::recorded_expiry(
+                                s.metadata
+                                    .annotations
+                                    .as_ref()?
+                                    .get(build::EXPIRES_AT_ANNOTATION)
+                                    .map(String::as_str),
+                            )
+                        }),
                         Err(e) => {
                             // Unknown for now: asked again at the next reconcile.
                             debug!(error = %kube_message(&e), "failed to read the Secret's recorded expiry");

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::{FutureExt, StreamExt, future};
+use futures::{FutureExt, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -15,7 +15,7 @@ use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use tracing::{info, warn};
 
 use super::build::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-use super::caches::Caches;
+use super::caches::{Caches, ManagedSecret};
 use super::recorder::Recorder;
 use super::templating::SourceKind;
 use super::{Config, Context, cluster_external_secret, error_policy, reconcile, stores};
@@ -44,22 +44,35 @@ pub async fn run(
     // Caches the reconcile reads from.
     let (es_reader, es_writer) = reflector::store::<ExternalSecret>();
     let (ss_reader, ss_writer) = reflector::store::<SecretStore>();
-    let (secret_reader, secret_writer) = reflector::store();
+    let (secret_reader, secret_writer) = reflector::store::<ManagedSecret>();
     let ss_stream = watcher(ss_api.clone(), watcher::Config::default())
         .default_backoff()
         .inspect(observe(&health))
         .reflect(ss_writer)
         .touched_objects()
         .predicate_filter(predicates::generation, Default::default());
-    let secret_stream = watcher(
-        secret_api,
-        watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+    let secret_stream = reflector::reflector(
+        secret_writer,
+        watcher(
+            secret_api,
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}")),
+        )
+        .default_backoff()
+        .inspect(observe(&health))
+        .map_ok(|event| {
+            map_event(event, |s: PartialObjectMeta<Secret>| {
+                ManagedSecret::from_meta(s.metadata)
+            })
+        }),
     )
-    .default_backoff()
-    .inspect(observe(&health))
-    .modify(slim_metadata)
-    .reflect(secret_writer)
-    .touched_objects();
+    // kube-runtime's `owns` needs the full metadata type; the cache keeps the owners' names instead.
+    .flat_map(|event| {
+        futures::stream::iter(
+            touched(event)
+                .map(|s| s.owners().collect::<Vec<_>>())
+                .unwrap_or_default(),
+        )
+    });
     // Status writes change neither generation, labels nor annotations, so they never re-trigger.
     // The reference index (remote name -> ExternalSecrets) follows the same watch as the cache.
     // Only rotation events look names up; without them the index would hold every remote name for nothing.
@@ -196,7 +209,7 @@ pub async fn run(
 
     let shutdown = shutdown.shared();
     let mut controller = Controller::for_stream(es_stream, es_reader.clone())
-        .owns_stream(secret_stream)
+        .reconcile_on(secret_stream)
         .watches_stream(
             ss_stream,
             store_mapper(es_reader.clone(), StoreKind::SecretStore),
@@ -285,6 +298,33 @@ pub async fn run(
         // Nobody asked us to stop: /livez turns 503 so the kubelet restarts the pod.
         health.failed.store(true, Ordering::Relaxed);
         warn!("controller stopped without a shutdown request");
+    }
+}
+
+/// A watch event with its object converted, for caches that keep a compact form of what they watch.
+pub(super) fn map_event<A, B>(
+    event: watcher::Event<A>,
+    f: impl FnOnce(A) -> B,
+) -> watcher::Event<B> {
+    match event {
+        watcher::Event::Apply(obj) => watcher::Event::Apply(f(obj)),
+        watcher::Event::Delete(obj) => watcher::Event::Delete(f(obj)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitApply(obj) => watcher::Event::InitApply(f(obj)),
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
+}
+
+/// The object a watch event applied or deleted, as `WatchStreamExt::touched_objects` gives it (which
+/// needs a `kube::Resource`; this serves the caches' own compact types too).
+pub(super) fn touched<K>(event: watcher::Result<watcher::Event<K>>) -> Option<K> {
+    match event {
+        Ok(
+            watcher::Event::Apply(obj)
+            | watcher::Event::Delete(obj)
+            | watcher::Event::InitApply(obj),
+        ) => Some(obj),
+        Ok(watcher::Event::Init | watcher::Event::InitDone) | Err(_) => None,
     }
 }
 
@@ -389,7 +429,9 @@ impl Drop for NotReadyOnDrop {
 /// Wait until a cache has listed once (true), or its writer is gone (false).
 /// `Store::wait_until_ready` keeps only the last waiter's waker, and the Controller waits on the same
 /// store, so a lone long wait here could sleep forever; short, repeated waits re-register each time.
-pub(super) async fn wait_ready<K: kube::Resource + Clone>(store: Option<Store<K>>) -> bool
+pub(super) async fn wait_ready<K: reflector::Lookup + Clone + 'static>(
+    store: Option<Store<K>>,
+) -> bool
 where
     K::DynamicType: Eq + std::hash::Hash + Clone,
 {
