@@ -12,19 +12,6 @@ use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ObjectLabels {
-    pub namespace: String,
-    pub name: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ErrorLabels {
-    pub namespace: String,
-    pub name: String,
-    pub category: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConditionLabels {
     pub namespace: String,
     pub name: String,
@@ -100,11 +87,9 @@ impl EncodeMetric for EsoCounter {
 
 pub struct Metrics {
     registry: Registry,
-    sync_calls: Family<ObjectLabels, Counter>,
-    sync_errors: Family<ErrorLabels, EsoCounter>,
-    status_condition: Family<ConditionLabels, Gauge>,
+    /// Every per-ExternalSecret series, one record per object (`ObjectSeries`).
+    objects: std::sync::Arc<ObjectSeries>,
     ces_status_condition: Family<ConditionLabels, Gauge>,
-    reconcile_duration: Family<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     reconcile_seconds: Histogram,
     provider_calls: Family<ProviderCallLabels, EsoCounter>,
     provider_calls_total: Family<ProviderCallLabels, Counter>,
@@ -117,9 +102,6 @@ pub struct Metrics {
     event_to_sync: Histogram,
     source_last_rotated: Family<SourceLabels, Gauge>,
     source_last_changed: Family<SourceLabels, Gauge>,
-    last_success: Family<ObjectLabels, Gauge>,
-    refresh_interval: Family<ObjectLabels, Gauge>,
-    max_age: Family<ObjectLabels, Gauge>,
     sqs_last_receive: Gauge,
     sqs_oldest_message_age: Gauge,
 }
@@ -133,12 +115,8 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::default();
-        let sync_calls = Family::<ObjectLabels, Counter>::default();
-        let sync_errors = Family::<ErrorLabels, EsoCounter>::default();
-        let status_condition = Family::<ConditionLabels, Gauge>::default();
+        let objects = std::sync::Arc::new(ObjectSeries::default());
         let ces_status_condition = Family::<ConditionLabels, Gauge>::default();
-        let reconcile_duration =
-            Family::<ObjectLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let provider_calls = Family::<ProviderCallLabels, EsoCounter>::default();
         let provider_calls_total = Family::<ProviderCallLabels, Counter>::default();
@@ -150,28 +128,9 @@ impl Metrics {
         let event_to_sync = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let source_last_rotated = Family::<SourceLabels, Gauge>::default();
         let source_last_changed = Family::<SourceLabels, Gauge>::default();
-        let last_success = Family::<ObjectLabels, Gauge>::default();
-        let refresh_interval = Family::<ObjectLabels, Gauge>::default();
-        let max_age = Family::<ObjectLabels, Gauge>::default();
         let sqs_last_receive = Gauge::default();
         let sqs_oldest_message_age = Gauge::default();
-        // What the chart's alert rules need and ESO does not export: staleness is judged against
-        // each ExternalSecret's own refresh interval, rotation age against its own max-age.
-        registry.register(
-            "secret_sync_externalsecret_last_success_timestamp_seconds",
-            "When an ExternalSecret last synced successfully, Ready (Unix time)",
-            last_success.clone(),
-        );
-        registry.register(
-            "secret_sync_externalsecret_refresh_interval_seconds",
-            "The periodic refresh interval of an ExternalSecret (0: no periodic refresh)",
-            refresh_interval.clone(),
-        );
-        registry.register(
-            "secret_sync_externalsecret_max_age_seconds",
-            "The secret-sync.io/max-age of an ExternalSecret, for ExternalSecrets that set a valid one",
-            max_age.clone(),
-        );
+        registry.register_collector(Box::new(objects.clone()));
         registry.register(
             "secret_sync_sqs_last_receive_timestamp_seconds",
             "When the SQS consumer last received successfully, empty or not (its start until the first) (Unix time)",
@@ -193,29 +152,9 @@ impl Metrics {
             source_last_changed.clone(),
         );
         registry.register(
-            "externalsecret_sync_calls",
-            "Reconciles of an ExternalSecret",
-            sync_calls.clone(),
-        );
-        registry.register(
-            "externalsecret_sync_calls_error",
-            "Reconciles of an ExternalSecret that failed, by error category",
-            sync_errors.clone(),
-        );
-        registry.register(
-            "externalsecret_status_condition",
-            "ExternalSecret condition status (1 for the current status)",
-            status_condition.clone(),
-        );
-        registry.register(
             "clusterexternalsecret_status_condition",
             "ClusterExternalSecret condition status (1 for the current status)",
             ces_status_condition.clone(),
-        );
-        registry.register(
-            "externalsecret_reconcile_duration",
-            "Duration of the last reconcile of an ExternalSecret, in seconds",
-            reconcile_duration.clone(),
         );
         registry.register(
             "secret_sync_reconcile_duration_seconds",
@@ -271,16 +210,10 @@ impl Metrics {
             event_to_sync,
             source_last_rotated,
             source_last_changed,
-            last_success,
-            refresh_interval,
-            max_age,
             sqs_last_receive,
             sqs_oldest_message_age,
-            sync_calls,
-            sync_errors,
-            status_condition,
+            objects,
             ces_status_condition,
-            reconcile_duration,
             reconcile_seconds,
             provider_calls,
             provider_calls_total,
@@ -305,27 +238,24 @@ impl Metrics {
         seconds: f64,
         error_category: Option<&str>,
     ) {
-        let labels = ObjectLabels {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        };
-        self.sync_calls.get_or_create(&labels).inc();
-        self.reconcile_duration.get_or_create(&labels).set(seconds);
         self.reconcile_seconds.observe(seconds);
-        if let Some(category) = error_category {
-            self.sync_errors
-                .get_or_create(&ErrorLabels {
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                    category: category.to_owned(),
-                })
-                .inc_by(1);
-        }
+        self.objects.update(namespace, name, |o| {
+            o.sync_calls += 1;
+            o.reconcile_duration = Some(seconds);
+            if let Some(category) = error_category {
+                match o.errors.iter_mut().find(|(c, _)| c.as_ref() == category) {
+                    Some((_, n)) => *n += 1,
+                    None => o.errors.push((category.into(), 1)),
+                }
+            }
+        });
     }
 
-    /// ESO's convention: the label pair for the current status is 1, the other is 0.
-    pub fn condition(&self, namespace: &str, name: &str, condition: &str, is_true: bool) {
-        set_condition(&self.status_condition, namespace, name, condition, is_true);
+    /// The Ready condition of an ExternalSecret (ESO's `externalsecret_status_condition`). ESO's
+    /// convention: the label pair for the current status is 1, the other is 0.
+    pub fn ready(&self, namespace: &str, name: &str, is_true: bool) {
+        self.objects
+            .update(namespace, name, |o| o.ready = Some(is_true));
     }
 
     /// A ClusterExternalSecret's Ready condition (ESO's `clusterexternalsecret_status_condition`;
@@ -339,18 +269,10 @@ impl Metrics {
         forget_ready(&self.ces_status_condition, "", name);
     }
 
-    /// Forget an ExternalSecret that was deleted, so label sets do not grow without bound.
+    /// Forget an ExternalSecret that was deleted (all its series), so label sets do not grow
+    /// without bound.
     pub fn forget(&self, namespace: &str, name: &str) {
-        let labels = ObjectLabels {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        };
-        self.sync_calls.remove(&labels);
-        self.reconcile_duration.remove(&labels);
-        self.last_success.remove(&labels);
-        self.refresh_interval.remove(&labels);
-        self.max_age.remove(&labels);
-        forget_ready(&self.status_condition, namespace, name);
+        self.objects.forget(namespace, name);
     }
 
     /// `n` calls to a provider API, counted under ESO's name and ours.
@@ -464,7 +386,8 @@ impl Metrics {
 
     /// A reconcile that fetched and ended Ready.
     pub fn synced_ok(&self, namespace: &str, name: &str, at: std::time::SystemTime) {
-        set_object(&self.last_success, namespace, name, unix_seconds(at));
+        self.objects
+            .update(namespace, name, |o| o.last_success = Some(unix_seconds(at)));
     }
 
     /// `None`: no periodic refresh (CreatedOnce, OnChange, `"0"`), exported as 0.
@@ -475,25 +398,15 @@ impl Metrics {
         every: Option<std::time::Duration>,
     ) {
         let seconds = every.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        set_object(&self.refresh_interval, namespace, name, seconds);
+        self.objects
+            .update(namespace, name, |o| o.refresh_interval = Some(seconds));
     }
 
     /// `None` drops the series, so the overdue alert stops for an ExternalSecret that no longer asks.
     pub fn max_age(&self, namespace: &str, name: &str, max_age: Option<std::time::Duration>) {
-        match max_age {
-            Some(d) => set_object(
-                &self.max_age,
-                namespace,
-                name,
-                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            ),
-            None => {
-                self.max_age.remove(&ObjectLabels {
-                    namespace: namespace.to_owned(),
-                    name: name.to_owned(),
-                });
-            }
-        }
+        let seconds = max_age.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        self.objects
+            .update(namespace, name, |o| o.max_age = seconds);
     }
 
     /// A successful ReceiveMessage (or the consumer's start), and the age of the oldest message it
@@ -536,15 +449,6 @@ impl Metrics {
     }
 }
 
-fn set_object(family: &Family<ObjectLabels, Gauge>, namespace: &str, name: &str, value: i64) {
-    family
-        .get_or_create(&ObjectLabels {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        })
-        .set(value);
-}
-
 fn set_condition(
     family: &Family<ConditionLabels, Gauge>,
     namespace: &str,
@@ -575,6 +479,160 @@ fn forget_ready(family: &Family<ConditionLabels, Gauge>, namespace: &str, name: 
     }
 }
 
+/// The series of one ExternalSecret. `None`: the series is not exported.
+#[derive(Debug, Default)]
+struct ObjectValues {
+    /// `externalsecret_sync_calls`: reconciles.
+    sync_calls: u64,
+    /// `externalsecret_sync_calls_error`: failed reconciles by error category (a bounded set).
+    errors: Vec<(Box<str>, u64)>,
+    /// `externalsecret_status_condition{condition="Ready"}`.
+    ready: Option<bool>,
+    /// `externalsecret_reconcile_duration`: the last reconcile, in seconds.
+    reconcile_duration: Option<f64>,
+    /// `secret_sync_externalsecret_last_success_timestamp_seconds` (Unix time).
+    last_success: Option<i64>,
+    /// `secret_sync_externalsecret_refresh_interval_seconds` (0: no periodic refresh).
+    refresh_interval: Option<i64>,
+    /// `secret_sync_externalsecret_max_age_seconds`.
+    max_age: Option<i64>,
+}
+
+/// The per-ExternalSecret series, kept as one record per object and written out at scrape time.
+///
+/// Why not a `Family` per metric: a family holds its own copy of the label strings for every series,
+/// and the seven metrics below (eight series with Ready's True and False) cost 970 bytes an
+/// ExternalSecret, 9.7 MB at 10,000 (docs/memory.md). One record keyed by namespace and name holds
+/// the same numbers; the exposition is the same text.
+#[derive(Debug, Default)]
+struct ObjectSeries(std::sync::Mutex<ObjectMap>);
+
+/// Namespace and name to series.
+type ObjectMap = std::collections::HashMap<(Box<str>, Box<str>), ObjectValues>;
+
+/// A gauge of `ObjectValues`: name, help, value.
+type ObjectGauge = (&'static str, &'static str, fn(&ObjectValues) -> Option<i64>);
+
+impl ObjectSeries {
+    fn objects(&self) -> std::sync::MutexGuard<'_, ObjectMap> {
+        // A poisoned lock only means another thread panicked mid-update; the numbers are still usable.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn update(&self, namespace: &str, name: &str, f: impl FnOnce(&mut ObjectValues)) {
+        let mut objects = self.objects();
+        let key = (Box::from(namespace), Box::from(name));
+        f(objects.entry(key).or_default());
+    }
+
+    fn forget(&self, namespace: &str, name: &str) {
+        self.objects()
+            .remove(&(Box::from(namespace), Box::from(name)));
+    }
+}
+
+impl prometheus_client::collector::Collector for ObjectSeries {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let objects = self.objects();
+        let labels = |(namespace, name): &(Box<str>, Box<str>)| {
+            [
+                ("namespace", namespace.to_string()),
+                ("name", name.to_string()),
+            ]
+        };
+        // Help texts end with a period, as `Registry::register` writes them.
+        let mut family = encoder.encode_descriptor(
+            "externalsecret_sync_calls",
+            "Reconciles of an ExternalSecret.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (key, o) in objects.iter().filter(|(_, o)| o.sync_calls > 0) {
+            ConstCounter::new(o.sync_calls).encode(family.encode_family(&labels(key))?)?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "externalsecret_sync_calls_error",
+            "Reconciles of an ExternalSecret that failed, by error category.",
+            None,
+            MetricType::Unknown,
+        )?;
+        for (key, o) in objects.iter() {
+            for (category, n) in &o.errors {
+                let [namespace, name] = labels(key);
+                let labels = [namespace, name, ("category", category.to_string())];
+                family
+                    .encode_family(&labels)?
+                    .encode_gauge(&i64::try_from(*n).unwrap_or(i64::MAX))?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "externalsecret_status_condition",
+            "ExternalSecret condition status (1 for the current status).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (key, o) in objects.iter() {
+            let Some(ready) = o.ready else { continue };
+            for (status, value) in [("True", ready), ("False", !ready)] {
+                let [namespace, name] = labels(key);
+                let labels = [
+                    namespace,
+                    name,
+                    ("condition", "Ready".to_owned()),
+                    ("status", status.to_owned()),
+                ];
+                ConstGauge::new(i64::from(value)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let mut family = encoder.encode_descriptor(
+            "externalsecret_reconcile_duration",
+            "Duration of the last reconcile of an ExternalSecret, in seconds.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (key, o) in objects.iter() {
+            if let Some(seconds) = o.reconcile_duration {
+                ConstGauge::new(seconds).encode(family.encode_family(&labels(key))?)?;
+            }
+        }
+        // What the chart's alert rules need and ESO does not export: staleness is judged against
+        // each ExternalSecret's own refresh interval, rotation age against its own max-age.
+        let gauges: [ObjectGauge; 3] = [
+            (
+                "secret_sync_externalsecret_last_success_timestamp_seconds",
+                "When an ExternalSecret last synced successfully, Ready (Unix time).",
+                |o| o.last_success,
+            ),
+            (
+                "secret_sync_externalsecret_refresh_interval_seconds",
+                "The periodic refresh interval of an ExternalSecret (0: no periodic refresh).",
+                |o| o.refresh_interval,
+            ),
+            (
+                "secret_sync_externalsecret_max_age_seconds",
+                "The secret-sync.io/max-age of an ExternalSecret, for ExternalSecrets that set a valid one.",
+                |o| o.max_age,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for (key, o) in objects.iter() {
+                if let Some(v) = value(o) {
+                    ConstGauge::new(v).encode(family.encode_family(&labels(key))?)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 fn unix_seconds(t: std::time::SystemTime) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -589,7 +647,7 @@ mod tests {
     fn eso_metric_names_are_exposed_verbatim() {
         let m = Metrics::new();
         m.reconciled("ns", "es", 0.01, Some("NotFound"));
-        m.condition("ns", "es", "Ready", false);
+        m.ready("ns", "es", false);
         m.provider_call("AWS/SecretsManager", "BatchGetSecretValue", "success", 2);
         let text = m.encode();
         for name in [
@@ -611,6 +669,67 @@ mod tests {
         }
         m.fetch_skipped(3);
         assert!(m.encode().contains("secret_sync_fetches_skipped_total 3"));
+    }
+
+    /// The per-object series come from one record per ExternalSecret (`ObjectSeries`); the text is
+    /// what the earlier per-metric families wrote, and a deleted ExternalSecret leaves no series,
+    /// its error counts included.
+    #[test]
+    fn per_object_series_are_exposed_and_forgotten_whole() {
+        let m = Metrics::new();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        m.reconciled("ns", "a", 0.25, None);
+        m.reconciled("ns", "a", 0.5, Some("NotFound"));
+        m.ready("ns", "a", true);
+        m.synced_ok("ns", "a", at);
+        m.refresh_interval("ns", "a", Some(std::time::Duration::from_secs(60)));
+        m.max_age("ns", "a", Some(std::time::Duration::from_secs(3600)));
+        m.reconciled("ns2", "b", 1.0, None);
+        m.ready("ns2", "b", false);
+        m.refresh_interval("ns2", "b", None);
+        m.max_age("ns2", "b", None);
+        m.reconciled("ns3", "c", 1.0, Some("Throttled"));
+        m.ready("ns3", "c", false);
+        m.max_age("ns3", "c", Some(std::time::Duration::from_secs(5)));
+        m.forget("ns3", "c");
+        let text = m.encode();
+        let mut series: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains("name=\""))
+            .collect();
+        series.sort_unstable();
+        assert_eq!(
+            series,
+            [
+                r#"externalsecret_reconcile_duration{namespace="ns",name="a"} 0.5"#,
+                r#"externalsecret_reconcile_duration{namespace="ns2",name="b"} 1.0"#,
+                r#"externalsecret_status_condition{namespace="ns",name="a",condition="Ready",status="False"} 0"#,
+                r#"externalsecret_status_condition{namespace="ns",name="a",condition="Ready",status="True"} 1"#,
+                r#"externalsecret_status_condition{namespace="ns2",name="b",condition="Ready",status="False"} 1"#,
+                r#"externalsecret_status_condition{namespace="ns2",name="b",condition="Ready",status="True"} 0"#,
+                r#"externalsecret_sync_calls_error{namespace="ns",name="a",category="NotFound"} 1"#,
+                r#"externalsecret_sync_calls_total{namespace="ns",name="a"} 2"#,
+                r#"externalsecret_sync_calls_total{namespace="ns2",name="b"} 1"#,
+                r#"secret_sync_externalsecret_last_success_timestamp_seconds{namespace="ns",name="a"} 1700000000"#,
+                r#"secret_sync_externalsecret_max_age_seconds{namespace="ns",name="a"} 3600"#,
+                r#"secret_sync_externalsecret_refresh_interval_seconds{namespace="ns",name="a"} 60"#,
+                r#"secret_sync_externalsecret_refresh_interval_seconds{namespace="ns2",name="b"} 0"#,
+            ]
+        );
+        for (family, kind) in [
+            ("externalsecret_sync_calls", "counter"),
+            ("externalsecret_sync_calls_error", "unknown"),
+            ("externalsecret_status_condition", "gauge"),
+            ("secret_sync_externalsecret_max_age_seconds", "gauge"),
+        ] {
+            assert!(
+                text.contains(&format!("# TYPE {family} {kind}\n")),
+                "{family}"
+            );
+        }
+        assert!(
+            text.contains("# HELP externalsecret_sync_calls Reconciles of an ExternalSecret.\n")
+        );
     }
 
     #[test]

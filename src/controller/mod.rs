@@ -155,6 +155,15 @@ impl ObjectStates {
     }
 }
 
+/// `key` without its `extra` (uid, resourceVersion), which `ObjectRef` equality ignores.
+fn bare(key: &ObjectRef<ExternalSecret>) -> ObjectRef<ExternalSecret> {
+    let bare = ObjectRef::new(&key.name);
+    match &key.namespace {
+        Some(namespace) => bare.within(namespace),
+        None => bare,
+    }
+}
+
 /// What we remember about an ExternalSecret between reconciles (lost on restart, by design:
 /// a restart re-syncs everything once).
 #[derive(Default, Clone)]
@@ -353,7 +362,12 @@ impl Context {
 
     fn update_state(&self, key: &ObjectRef<ExternalSecret>, f: impl FnOnce(&mut ObjectState)) {
         if let Ok(mut s) = self.state.states.lock() {
-            f(s.entry(key.clone()).or_default());
+            match s.get_mut(key) {
+                Some(state) => f(state),
+                // Keyed by namespace and name alone: a copy of the uid and resourceVersion (the
+                // key's `extra`, which equality ignores) would be kept for every ExternalSecret.
+                None => f(s.entry(bare(key)).or_default()),
+            }
         }
     }
 
@@ -853,7 +867,7 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
             | Change::TargetMissing
             | Change::NothingFound)
     );
-    ctx.metrics.condition(&namespace, &name, "Ready", ready);
+    ctx.metrics.ready(&namespace, &name, ready);
     ctx.metrics.reconciled(
         &namespace,
         &name,

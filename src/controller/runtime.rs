@@ -107,7 +107,14 @@ pub async fn run(
                 .combine(predicates::labels as fn(&ExternalSecret) -> Option<u64>)
                 .combine(predicates::annotations as fn(&ExternalSecret) -> Option<u64>),
             Default::default(),
-        );
+        )
+        // The controller keys its queue and its scheduled requeues by the trigger's ObjectRef and
+        // reconciles the cached object; without these two the refs hold no copy of them.
+        .map_ok(|mut es| {
+            es.metadata.uid = None;
+            es.metadata.resource_version = None;
+            es
+        });
 
     let (cluster_stores, namespaces, ns_stream) = if ns.is_none() {
         let (css_reader, css_writer) = reflector::store::<ClusterSecretStore>();
