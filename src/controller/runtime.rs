@@ -68,7 +68,7 @@ pub async fn run(
     // kube-runtime's `owns` needs the full metadata type; the cache keeps the owners' names instead.
     .flat_map(|event| {
         futures::stream::iter(
-            touched(event)
+            touched_ref(&event)
                 .map(|s| s.owners().collect::<Vec<_>>())
                 .unwrap_or_default(),
         )
@@ -80,6 +80,14 @@ pub async fn run(
         .is_some()
         .then(|| Arc::new(ReferenceIndex::default()));
     let states = super::ObjectStates::default();
+    // What the ExternalSecret watch sees, for the ClusterExternalSecret controller (cluster-wide only).
+    let (child_tx, child_rx) = match ns {
+        None => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        Some(_) => (None, None),
+    };
     let es_stream = watcher(es_api.clone(), watcher::Config::default())
         .default_backoff()
         .inspect(observe(&health))
@@ -101,6 +109,15 @@ pub async fn run(
             }
         })
         .reflect(es_writer)
+        // After the cache took the event: the ClusterExternalSecret controller reads that cache.
+        .inspect({
+            let tx = child_tx.clone();
+            move |event| {
+                if let (Some(tx), Some(es)) = (&tx, touched_ref(event)) {
+                    let _ = tx.send(cluster_external_secret::ChildTouched::of(es));
+                }
+            }
+        })
         .applied_objects()
         .predicate_filter(
             (predicates::generation as fn(&ExternalSecret) -> Option<u64>)
@@ -282,14 +299,18 @@ pub async fn run(
 
     let store_status = stores::run(client.clone(), config.clone(), providers, shutdown.clone());
     // ClusterExternalSecrets are cluster-scoped: with --namespace they are not served.
-    let ces_controller = match (namespaces, ns_stream) {
-        (Some(namespaces), Some(ns_stream)) => cluster_external_secret::run(
+    let ces_controller = match (namespaces, ns_stream, child_rx) {
+        (Some(namespaces), Some(ns_stream), Some(child_rx)) => cluster_external_secret::run(
             client.clone(),
             &config,
             metrics.clone(),
             &health,
             namespaces,
             ns_stream,
+            es_reader.clone(),
+            futures::stream::unfold(child_rx, |mut rx| async move {
+                rx.recv().await.map(|c| (c, rx))
+            }),
             shutdown.clone(),
         )
         .left_future(),
@@ -309,10 +330,7 @@ pub async fn run(
 }
 
 /// A watch event with its object converted, for caches that keep a compact form of what they watch.
-pub(super) fn map_event<A, B>(
-    event: watcher::Event<A>,
-    f: impl FnOnce(A) -> B,
-) -> watcher::Event<B> {
+fn map_event<A, B>(event: watcher::Event<A>, f: impl FnOnce(A) -> B) -> watcher::Event<B> {
     match event {
         watcher::Event::Apply(obj) => watcher::Event::Apply(f(obj)),
         watcher::Event::Delete(obj) => watcher::Event::Delete(f(obj)),
@@ -322,9 +340,9 @@ pub(super) fn map_event<A, B>(
     }
 }
 
-/// The object a watch event applied or deleted, as `WatchStreamExt::touched_objects` gives it (which
-/// needs a `kube::Resource`; this serves the caches' own compact types too).
-pub(super) fn touched<K>(event: watcher::Result<watcher::Event<K>>) -> Option<K> {
+/// The object a watch event applied, deleted or listed (as `WatchStreamExt::touched_objects` gives
+/// them).
+fn touched_ref<K>(event: &watcher::Result<watcher::Event<K>>) -> Option<&K> {
     match event {
         Ok(
             watcher::Event::Apply(obj)

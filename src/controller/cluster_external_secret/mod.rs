@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -24,7 +24,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use self::plan::{ChildView, Holder, Inputs, NamespaceView, Step};
-use super::runtime::{AbortOnDrop, map_event, observe, slim_metadata, touched, wait_ready};
+use super::runtime::{AbortOnDrop, observe, slim_metadata, wait_ready};
 use super::{Config, backoff, kube_message};
 use crate::admin::{Health, Metrics};
 use crate::api::{ClusterExternalSecret, ClusterExternalSecretStatus, ExternalSecret};
@@ -91,7 +91,9 @@ pub struct CesContext {
     /// The one field manager of every child ExternalSecret.
     child_manager: String,
     namespaces: Store<PartialObjectMeta<Namespace>>,
-    children: Store<ChildMeta>,
+    /// The ExternalSecret controller's cache: one watch and one copy of every ExternalSecret serve
+    /// both controllers.
+    children: Store<ExternalSecret>,
     /// Both caches above have listed once: before that, "no such child" may only mean "not seen yet".
     ready: Arc<AtomicBool>,
     /// What we last applied and what it produced, per child.
@@ -115,82 +117,27 @@ impl CesContext {
     }
 }
 
-/// What this controller reads of an ExternalSecret, cached for every ExternalSecret in the cluster
-/// (any may be named like a child): name, namespace, uid, the controller ownerReference, and the
-/// `fingerprint` of its metadata. Not the metadata itself: at 10,000 ExternalSecrets that copy
-/// was 7.4 MB of heap (docs/memory.md).
-#[derive(Clone, Debug, PartialEq)]
-pub struct ChildMeta {
-    name: String,
-    namespace: String,
-    uid: String,
-    /// The ownerReference with `controller: true`, the only one `Holder::of` reads.
-    controller: Option<Box<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>,
-    fingerprint: u64,
+/// An ExternalSecret the ExternalSecret controller's watch saw change or go: its name and, when a
+/// ClusterExternalSecret controls it, that one's name. Enough to find the ClusterExternalSecrets to
+/// reconcile (`child_mapper`); their reconcile reads the ExternalSecret cache itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChildTouched {
+    pub name: String,
+    pub controller: Option<String>,
 }
 
-impl ChildMeta {
-    fn from_meta(meta: ObjectMeta) -> Self {
-        let fingerprint = fingerprint(&meta);
-        ChildMeta {
-            controller: meta
+impl ChildTouched {
+    pub fn of(es: &ExternalSecret) -> Self {
+        ChildTouched {
+            name: es.name_any(),
+            controller: es
+                .metadata
                 .owner_references
-                .into_iter()
+                .iter()
                 .flatten()
-                .find(|o| o.controller == Some(true))
-                .map(Box::new),
-            name: meta.name.unwrap_or_default(),
-            namespace: meta.namespace.unwrap_or_default(),
-            uid: meta.uid.unwrap_or_default(),
-            fingerprint,
+                .find(|o| o.controller == Some(true) && o.kind == "ClusterExternalSecret")
+                .map(|o| o.name.clone()),
         }
-    }
-
-    fn holder(&self, ces_name: &str) -> Holder {
-        Holder::of(
-            self.controller
-                .as_deref()
-                .map(std::slice::from_ref)
-                .unwrap_or_default(),
-            ces_name,
-        )
-    }
-}
-
-/// Cached under namespace and name (no resourceVersion or uid in the key).
-impl reflector::Lookup for ChildMeta {
-    type DynamicType = ();
-
-    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-        <ExternalSecret as Resource>::kind(&())
-    }
-
-    fn group(_: &()) -> std::borrow::Cow<'_, str> {
-        <ExternalSecret as Resource>::group(&())
-    }
-
-    fn version(_: &()) -> std::borrow::Cow<'_, str> {
-        <ExternalSecret as Resource>::version(&())
-    }
-
-    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-        <ExternalSecret as Resource>::plural(&())
-    }
-
-    fn name(&self) -> Option<std::borrow::Cow<'_, str>> {
-        Some(self.name.as_str().into())
-    }
-
-    fn namespace(&self) -> Option<std::borrow::Cow<'_, str>> {
-        Some(self.namespace.as_str().into())
-    }
-
-    fn resource_version(&self) -> Option<std::borrow::Cow<'_, str>> {
-        None
-    }
-
-    fn uid(&self) -> Option<std::borrow::Cow<'_, str>> {
-        None
     }
 }
 
@@ -312,17 +259,22 @@ async fn reconcile(
             .state()
             .iter()
             .filter_map(|c| {
-                let holder = c.holder(&ces_name);
-                if c.name != child_name && holder != Holder::ThisCes {
+                let holder = Holder::of(
+                    c.metadata.owner_references.as_deref().unwrap_or_default(),
+                    &ces_name,
+                );
+                let name = c.name_any();
+                if name != child_name && holder != Holder::ThisCes {
                     return None;
                 }
+                let namespace = c.namespace().unwrap_or_default();
                 let up_to_date = holder == Holder::ThisCes
-                    && applied.get(&(uid.clone(), c.namespace.clone(), c.name.clone()))
-                        == Some(&(want, c.fingerprint));
+                    && applied.get(&(uid.clone(), namespace.clone(), name.clone()))
+                        == Some(&(want, fingerprint(&c.metadata)));
                 Some(ChildView {
-                    namespace: c.namespace.clone(),
-                    name: c.name.clone(),
-                    uid: c.uid.clone(),
+                    namespace,
+                    name,
+                    uid: c.uid().unwrap_or_default(),
                     holder,
                     up_to_date,
                 })
@@ -517,17 +469,16 @@ fn error_policy(ces: Arc<ClusterExternalSecret>, err: &CesError, ctx: Arc<CesCon
 /// went away).
 fn child_mapper(
     ces_reader: Store<ClusterExternalSecret>,
-) -> impl Fn(ChildMeta) -> Vec<ObjectRef<ClusterExternalSecret>> + Send + Sync + Clone + 'static {
+) -> impl Fn(ChildTouched) -> Vec<ObjectRef<ClusterExternalSecret>> + Send + Sync + Clone + 'static
+{
     move |child| {
-        let controller = child
-            .controller
-            .as_ref()
-            .filter(|o| o.kind == "ClusterExternalSecret")
-            .map(|o| o.name.clone());
         ces_reader
             .state()
             .iter()
-            .filter(|ces| ces.child_name() == child.name || Some(ces.name_any()) == controller)
+            .filter(|ces| {
+                ces.child_name() == child.name
+                    || child.controller.as_deref() == Some(ces.name_any().as_str())
+            })
             .map(|ces| ObjectRef::from_obj(ces.as_ref()))
             .collect()
     }
@@ -535,7 +486,9 @@ fn child_mapper(
 
 /// Runs the ClusterExternalSecret controller until `shutdown`. `namespaces` is the Namespace
 /// metadata cache and `namespace_events` the stream that fills it (shared with ClusterSecretStore
-/// conditions, so Namespaces are watched once).
+/// conditions, so Namespaces are watched once). `children` is the ExternalSecret controller's cache and
+/// `child_events` what its watch saw change (so ExternalSecrets are watched once, too).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     client: kube::Client,
     config: &Config,
@@ -545,17 +498,18 @@ pub async fn run(
     namespace_events: impl Stream<Item = Result<PartialObjectMeta<Namespace>, watcher::Error>>
     + Send
     + 'static,
+    children: Store<ExternalSecret>,
+    child_events: impl Stream<Item = ChildTouched> + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
 ) {
     let (ces_reader, ces_writer) = reflector::store::<ClusterExternalSecret>();
-    let (children_reader, children_writer) = reflector::store::<ChildMeta>();
     let ctx = Arc::new(CesContext {
         client: client.clone(),
         metrics,
         status_manager: config.field_manager.clone(),
         child_manager: format!("{}/clusterexternalsecret", config.field_manager),
         namespaces: namespaces.clone(),
-        children: children_reader.clone(),
+        children: children.clone(),
         ready: Arc::new(AtomicBool::new(false)),
         applied: Mutex::default(),
         failures: Mutex::default(),
@@ -584,27 +538,12 @@ pub async fn run(
             .combine(predicates::annotations as fn(&ClusterExternalSecret) -> Option<u64>),
         Default::default(),
     );
-    let children_stream = reflector::reflector(
-        children_writer,
-        watcher(
-            Api::<PartialObjectMeta<ExternalSecret>>::all(client),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .inspect(observe(health))
-        .map_ok(|event| {
-            map_event(event, |es: PartialObjectMeta<ExternalSecret>| {
-                ChildMeta::from_meta(es.metadata)
-            })
-        }),
-    )
-    .flat_map({
+    let children_stream = child_events.flat_map({
         let mapper = child_mapper(ces_reader.clone());
-        move |event| futures::stream::iter(touched(event).map(&mapper).unwrap_or_default())
+        move |child| futures::stream::iter(mapper(child))
     });
     let _ready = {
-        let (ready, namespaces, children) =
-            (ctx.ready.clone(), namespaces, children_reader.clone());
+        let (ready, namespaces) = (ctx.ready.clone(), namespaces);
         AbortOnDrop(tokio::spawn(async move {
             if wait_ready(Some(namespaces)).await && wait_ready(Some(children)).await {
                 ready.store(true, Ordering::Relaxed);
