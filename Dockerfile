@@ -8,7 +8,9 @@ FROM rust:1-bookworm AS builder
 WORKDIR /src
 
 # The whole workspace is needed: Cargo resolves every member (and Cargo.lock) even for one binary.
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+# Build settings (jemalloc's options) that the binary's memory numbers depend on (docs/memory.md).
+COPY .cargo ./.cargo
 COPY crates ./crates
 COPY src ./src
 

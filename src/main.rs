@@ -12,7 +12,8 @@ use secret_sync::cli::Cli;
 static ALLOC: dhat::Alloc = dhat::Alloc;
 
 // jemalloc keeps less resident than glibc's malloc for the caches' many small blocks: 103 against
-// 109 MiB at 10,000 ExternalSecrets (mimalloc: 116). docs/memory.md has the measurements.
+// 109 MiB at 10,000 ExternalSecrets (mimalloc: 116). Its options are built in from
+// .cargo/config.toml. docs/memory.md has the measurements.
 #[cfg(not(feature = "dhat-heap"))]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
