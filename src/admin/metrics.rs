@@ -514,8 +514,8 @@ struct ObjectValues {
 #[derive(Debug, Default)]
 struct ObjectSeries(std::sync::Mutex<ObjectMap>);
 
-/// Namespace and name to series.
-type ObjectMap = std::collections::HashMap<(Box<str>, Box<str>), ObjectValues>;
+/// Namespace and name to series (boxed: the table is sized for growth, so slots stay small).
+type ObjectMap = std::collections::HashMap<(Box<str>, Box<str>), Box<ObjectValues>>;
 
 /// A gauge of `ObjectValues`: name, help, value.
 type ObjectGauge = (&'static str, &'static str, fn(&ObjectValues) -> Option<i64>);

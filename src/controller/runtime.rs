@@ -11,7 +11,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
 use tracing::{info, warn};
 
 use super::build::{MANAGED_BY_LABEL, MANAGED_BY_VALUE};
@@ -119,12 +119,11 @@ pub async fn run(
             }
         })
         .applied_objects()
-        .predicate_filter(
-            (predicates::generation as fn(&ExternalSecret) -> Option<u64>)
-                .combine(predicates::labels as fn(&ExternalSecret) -> Option<u64>)
-                .combine(predicates::annotations as fn(&ExternalSecret) -> Option<u64>),
-            Default::default(),
-        )
+        // Status writes change neither generation, labels nor annotations, so they never re-trigger.
+        .try_filter({
+            let states = states.clone();
+            move |es| future::ready(states.changed(es))
+        })
         // The controller keys its queue and its scheduled requeues by the trigger's ObjectRef and
         // reconciles the cached object; without these two the refs hold no copy of them.
         .map_ok(|mut es| {
