@@ -5,8 +5,9 @@
 //! - `moto`: N = `SCALE_N` (default `1000,10000`) ExternalSecrets, one distinct Secrets Manager secret each
 //!   on moto through the real AWS provider, `refreshInterval: 10s`, nothing changes. Per N and per
 //!   `--change-detection` value (`SCALE_DETECTION`, default `list,off` when the binary has the flag):
-//!   AWS calls per ExternalSecret refresh, calls by action, STS calls, RSS, start to all Ready,
-//!   new-ExternalSecret Ready p50/p99, and the time to pick up a change to 1% of the values.
+//!   AWS calls per ExternalSecret refresh, calls by action, STS calls, RSS (median of 1 s samples in the
+//!   window), start to all Ready, new-ExternalSecret Ready p50/p99, and the time to pick up a change to
+//!   1% of the values.
 //! - `batch`: 500 ExternalSecrets created at once; BatchGetSecretValue calls for their first sync.
 //! - `soak`: `SCALE_SOAK_N` ExternalSecrets for `SCALE_SOAK_SECS` seconds, 1% of the values changing every
 //!   minute, RSS sampled every 10 s. Setting `SCALE_SOAK_SECS` alone selects it.
@@ -50,6 +51,16 @@ fn status_mib(pid: u32, field: &str) -> f64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The median of `v` (the mean of the middle two for an even count), 0 if empty.
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
 }
 
 /// CPU seconds (user + system) a process has used so far, from /proc/PID/stat.
@@ -661,6 +672,10 @@ struct Steady {
     /// Cores used in the window by the operator, moto, and the fake API server with the bench.
     cpu: [f64; 3],
     rss: f64,
+    /// Anonymous and file-backed parts of `rss` (medians of the window's samples), MiB.
+    rss_split: (f64, f64),
+    /// The largest RSS sample of the window, MiB.
+    rss_max: f64,
     new_ready: Vec<Duration>,
     change: Result<Duration, usize>,
     change_count: usize,
@@ -722,6 +737,8 @@ async fn steady_state(
             reconciles: None,
             cpu: [0.0; 3],
             rss,
+            rss_split: (0.0, 0.0),
+            rss_max: rss,
             new_ready: Vec::new(),
             change: Err(0),
             change_count: 0,
@@ -734,13 +751,24 @@ async fn steady_state(
     let reconciles_before = operator.reconciles();
     let moto = moto_pid();
     let cpu_before = cpu_split(operator.child.id(), moto);
-    tokio::time::sleep(window).await;
+    // RSS sampled every second through the window, the median reported: one instant lands anywhere in
+    // the 10 s listing cycle (a new snapshot is built while the old one is held) and swings by a few MiB.
+    let pid = operator.child.id();
+    let window_end = Instant::now() + window;
+    let mut samples_mib: Vec<[f64; 3]> = Vec::new();
+    while Instant::now() < window_end {
+        tokio::time::sleep(Duration::from_secs(1).min(window_end - Instant::now())).await;
+        samples_mib.push(["VmRSS:", "RssAnon:", "RssFile:"].map(|f| status_mib(pid, f)));
+    }
     let calls = delta(&aws.counts().await, &before);
     let cpu_after = cpu_split(operator.child.id(), moto);
     let cpu = [0, 1, 2].map(|k| (cpu_after[k] - cpu_before[k]) / window.as_secs_f64());
-    // Before the /metrics scrape below: at 10,000 its text is ~8 MB for about a second, which is
-    // the scrape's cost, not the steady state (the last scrape was a window ago).
-    let rss = operator.rss();
+    // Medians of the window's samples, taken before the /metrics scrape below (at 10,000 its text is
+    // ~8 MB for about a second: the scrape's cost, not the steady state).
+    let median_of = |k: usize| median_f64(samples_mib.iter().map(|s| s[k]).collect());
+    let rss = median_of(0);
+    let rss_max = samples_mib.iter().map(|s| s[0]).fold(0.0, f64::max);
+    let rss_split = (median_of(1), median_of(2));
     let reconciles = operator
         .reconciles()
         .zip(reconciles_before)
@@ -770,6 +798,8 @@ async fn steady_state(
         reconciles,
         cpu,
         rss,
+        rss_split,
+        rss_max,
         new_ready,
         change,
         change_count: changed.len(),
@@ -782,7 +812,7 @@ fn print_steady(rows: &[Steady]) {
          nothing changes; operator binary as its own process (web identity via moto's STS)"
     );
     println!(
-        "| N | change detection | AWS calls / ES refresh | AWS calls / reconcile counted | STS calls in window | operator RSS | start to all Ready | new ES Ready p50 | p99 | 1% changed → all Secrets updated |"
+        "| N | change detection | AWS calls / ES refresh | AWS calls / reconcile counted | STS calls in window | operator RSS (window median) | start to all Ready | new ES Ready p50 | p99 | 1% changed → all Secrets updated |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for r in rows.iter().filter(|r| r.ready_at_limit.is_some()) {
@@ -824,8 +854,8 @@ fn print_steady(rows: &[Steady]) {
     for r in &rows {
         println!(
             "N={} {}: calls in a {:.0} s window after all Ready + {} s warm-up: {}; ES refreshes implied \
-             (N x window / {REFRESH_SECS} s): {:.0}, reconciles counted by the operator: {}; cores used: operator {:.2}, moto {:.2}, fake API server + bench {:.2}; moto seeding {} \
-             secrets took {}",
+             (N x window / {REFRESH_SECS} s): {:.0}, reconciles counted by the operator: {}; cores used: operator {:.2}, moto {:.2}, fake API server + bench {:.2}; operator RSS \
+             (median of 1 s samples) {:.1} MiB anonymous + {:.1} MiB file-backed, largest sample {:.1} MiB; moto seeding {} secrets took {}",
             r.n,
             r.detection,
             r.window.as_secs_f64(),
@@ -836,6 +866,9 @@ fn print_steady(rows: &[Steady]) {
             r.cpu[0],
             r.cpu[1],
             r.cpu[2],
+            r.rss_split.0,
+            r.rss_split.1,
+            r.rss_max,
             r.n + r.new_ready.len(),
             secs(r.seed)
         );
