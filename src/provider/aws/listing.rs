@@ -27,13 +27,41 @@ const DENIED_LISTING_HOLD: Duration = Duration::from_secs(900);
 const WANTED_FOR: Duration = Duration::from_secs(26 * 3600);
 
 /// What a listing says about one remote secret: enough to tell whether a request's document changed.
+/// Boxed strings and slices: a snapshot holds one per wanted secret (10,000 and more), and two while a
+/// listing replaces one.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Entry {
     /// Secrets Manager: each VersionId with its staging labels (`SecretVersionsToStages`). Parameter
     /// Store: the current version number, with no labels (DescribeParameters lists none).
-    pub versions: Vec<(String, Vec<String>)>,
+    pub versions: Box<[Version]>,
     /// A digest of the secret's tags, where the listing carries them (Secrets Manager).
     pub tags: Option<u64>,
+}
+
+/// One listed version of a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Version {
+    /// A Secrets Manager VersionId, or a Parameter Store version number.
+    pub id: Box<str>,
+    /// Its staging labels (Secrets Manager), such as `AWSCURRENT`.
+    pub stages: Box<[Box<str>]>,
+}
+
+impl Entry {
+    /// From the listing's own shapes: `(version id, staging labels)` pairs and a tags digest.
+    pub fn new(
+        versions: impl IntoIterator<Item = (String, Vec<String>)>,
+        tags: Option<u64>,
+    ) -> Self {
+        let versions = versions
+            .into_iter()
+            .map(|(id, stages)| Version {
+                id: id.into_boxed_str(),
+                stages: stages.into_iter().map(String::into_boxed_str).collect(),
+            })
+            .collect();
+        Self { versions, tags }
+    }
 }
 
 /// One complete listing: every wanted name it saw, by the id the requests use (name or ARN).
@@ -41,17 +69,43 @@ pub(crate) struct Entry {
 pub(crate) struct Snapshot {
     /// When its first page was asked for: nothing it says is older than this (AWS's own listing lag aside).
     pub started: Instant,
-    pub entries: HashMap<String, Entry>,
+    pub entries: HashMap<Box<str>, Entry>,
 }
 
-/// What one listed secret is called: its name and, for Secrets Manager, its ARN.
-pub(crate) type Listed = (Vec<String>, Entry);
+/// A listing being gathered, page by page. It keeps only the entries of wanted ids as they arrive, so
+/// a listing never holds every secret it pages through (an account may have many more than are synced).
+pub(crate) struct Gathering {
+    index: Listing,
+    entries: HashMap<Box<str>, Entry>,
+}
+
+impl Gathering {
+    /// Keep `entry` (built only if kept) under each of the secret's `ids` (its name and, for Secrets
+    /// Manager, its ARN) that some ExternalSecret asked about.
+    pub fn keep(&mut self, ids: impl IntoIterator<Item = String>, entry: impl FnOnce() -> Entry) {
+        let kept: Vec<String> = {
+            let Ok(inner) = self.index.inner.lock() else {
+                return;
+            };
+            ids.into_iter()
+                .filter(|id| inner.wanted.contains_key(id.as_str()))
+                .collect()
+        };
+        if kept.is_empty() {
+            return;
+        }
+        let copies = std::iter::repeat_n(entry(), kept.len());
+        for (id, entry) in kept.into_iter().zip(copies) {
+            self.entries.insert(id.into_boxed_str(), entry);
+        }
+    }
+}
 
 #[derive(Default)]
 struct Inner {
     snapshot: Option<Arc<Snapshot>>,
     /// Remote ids some ExternalSecret asked about, with when it last asked.
-    wanted: HashMap<String, Instant>,
+    wanted: HashMap<Box<str>, Instant>,
     /// When the last listing failed, and how long to wait before the next try.
     failed: Option<(Instant, Duration)>,
     /// When the listing in flight started, if one is.
@@ -93,13 +147,13 @@ impl Listing {
 
     /// A snapshot whose listing started at most `max_age` ago, or, when there is none, a listing
     /// started in the background by `list` (called with the longest prefix every wanted id shares, for
-    /// a server-side filter) and `Pending` until it ends. One listing runs at a time, on its own task,
+    /// a server-side filter, and the [`Gathering`] it fills and returns) and `Pending` until it ends. One listing runs at a time, on its own task,
     /// so no caller holds a reconcile slot while it pages. `Failed` when listing failed within
     /// [`FAILED_LISTING_HOLD`] ([`DENIED_LISTING_HOLD`] when denied).
     pub fn fresh<F, Fut>(&self, ids: &[String], max_age: Duration, list: F) -> Lookup
     where
-        F: FnOnce(String) -> Fut,
-        Fut: Future<Output = Result<Vec<Listed>, ProviderError>> + Send + 'static,
+        F: FnOnce(String, Gathering) -> Fut,
+        Fut: Future<Output = Result<Gathering, ProviderError>> + Send + 'static,
     {
         let Ok(mut inner) = self.inner.lock() else {
             return Lookup::Failed;
@@ -124,7 +178,15 @@ impl Listing {
         inner.wanted.retain(|_, asked| asked.elapsed() < WANTED_FOR);
         let started = Instant::now();
         inner.running_since = Some(started);
-        let listing = list(common_prefix(inner.wanted.keys()));
+        // Sized like the last snapshot: the new one is built beside it without growing step by step.
+        let gathering = Gathering {
+            index: self.clone(),
+            entries: HashMap::with_capacity(inner.snapshot.as_ref().map_or(0, |s| s.entries.len())),
+        };
+        let listing = list(
+            common_prefix(inner.wanted.keys().map(|id| &**id)),
+            gathering,
+        );
         let index = self.clone();
         tokio::spawn(async move { index.finish(started, listing.await) });
         Lookup::Pending(inner.last_took.clamp(PENDING_MIN, PENDING_MAX))
@@ -141,8 +203,8 @@ impl Listing {
         token: impl Fn(&Entry, &FetchRequest) -> Option<String>,
     ) -> Versions
     where
-        F: FnOnce(String) -> Fut,
-        Fut: Future<Output = Result<Vec<Listed>, ProviderError>> + Send + 'static,
+        F: FnOnce(String, Gathering) -> Fut,
+        Fut: Future<Output = Result<Gathering, ProviderError>> + Send + 'static,
     {
         let snapshot = match max_age {
             None => self.last(ids),
@@ -162,7 +224,7 @@ impl Listing {
                 .map(|(request, id)| {
                     snapshot
                         .entries
-                        .get(id)
+                        .get(id.as_str())
                         .and_then(|entry| token(entry, request))
                 })
                 .collect(),
@@ -171,13 +233,13 @@ impl Listing {
 
     /// Store a listing's answer. A listing that failed, even halfway, changes nothing: the last complete
     /// snapshot stays, and listing waits for the hold.
-    fn finish(&self, started: Instant, listed: Result<Vec<Listed>, ProviderError>) {
+    fn finish(&self, started: Instant, listed: Result<Gathering, ProviderError>) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
         inner.running_since = None;
-        let listed = match listed {
-            Ok(listed) => listed,
+        let entries = match listed {
+            Ok(gathering) => gathering.entries,
             Err(error) => {
                 let hold = if matches!(error, ProviderError::AccessDenied { .. }) {
                     DENIED_LISTING_HOLD
@@ -188,14 +250,6 @@ impl Listing {
                 return;
             }
         };
-        let mut entries = HashMap::new();
-        for (ids, entry) in listed {
-            for id in ids {
-                if inner.wanted.contains_key(&id) {
-                    entries.insert(id, entry.clone());
-                }
-            }
-        }
         inner.last_took = started.elapsed();
         inner.snapshot = Some(Arc::new(Snapshot { started, entries }));
         inner.failed = None;
@@ -208,14 +262,14 @@ fn want(inner: &mut Inner, ids: &[String]) {
         match inner.wanted.get_mut(id.as_str()) {
             Some(asked) => *asked = now,
             None => {
-                inner.wanted.insert(id.clone(), now);
+                inner.wanted.insert(id.as_str().into(), now);
             }
         }
     }
 }
 
 /// The longest prefix all `ids` share (empty for none), cut at a character boundary.
-fn common_prefix<'a>(mut ids: impl Iterator<Item = &'a String>) -> String {
+fn common_prefix<'a>(mut ids: impl Iterator<Item = &'a str>) -> String {
     let Some(first) = ids.next() else {
         return String::new();
     };
@@ -255,20 +309,26 @@ mod tests {
     }
 
     fn entry(version: &str) -> Entry {
-        Entry {
-            versions: vec![(version.to_owned(), vec!["AWSCURRENT".to_owned()])],
-            tags: None,
+        Entry::new([(version.to_owned(), vec!["AWSCURRENT".to_owned()])], None)
+    }
+
+    /// What a service's listing does with each secret it pages through.
+    fn listed(mut into: Gathering, secrets: Vec<(Vec<String>, Entry)>) -> Gathering {
+        for (ids, entry) in secrets {
+            into.keep(ids, || entry);
         }
+        into
     }
 
     #[test]
     fn the_filter_prefix_is_what_every_wanted_id_shares() {
         let names = ids(&["app/prod/db", "app/prod/api", "app/prod/é1", "app/prod/é2"]);
-        assert_eq!(common_prefix(names.iter()), "app/prod/");
-        assert_eq!(common_prefix(ids(&["é1", "é2"]).iter()), "é");
-        assert_eq!(common_prefix(ids(&["a", "b"]).iter()), "");
-        assert_eq!(common_prefix(ids(&["only"]).iter()), "only");
-        assert_eq!(common_prefix(ids(&[]).iter()), "");
+        let prefix = |names: &[String]| common_prefix(names.iter().map(String::as_str));
+        assert_eq!(prefix(&names), "app/prod/");
+        assert_eq!(prefix(&ids(&["é1", "é2"])), "é");
+        assert_eq!(prefix(&ids(&["a", "b"])), "");
+        assert_eq!(prefix(&ids(&["only"])), "only");
+        assert_eq!(prefix(&ids(&[])), "");
     }
 
     /// Ask until the background listing has answered.
@@ -279,8 +339,8 @@ mod tests {
         list: F,
     ) -> Lookup
     where
-        F: Fn(String) -> Fut,
-        Fut: Future<Output = Result<Vec<Listed>, ProviderError>> + Send + 'static,
+        F: Fn(String, Gathering) -> Fut,
+        Fut: Future<Output = Result<Gathering, ProviderError>> + Send + 'static,
     {
         loop {
             match listing.fresh(ids, max_age, &list) {
@@ -297,16 +357,22 @@ mod tests {
     async fn one_background_listing_serves_every_caller_and_keeps_only_wanted_names() {
         let listing = Listing::default();
         let calls = Arc::new(AtomicUsize::new(0));
-        let list = |prefix: String| {
+        let list = |prefix: String, into: Gathering| {
             calls.fetch_add(1, Ordering::SeqCst);
             async move {
                 assert_eq!(prefix, "app/", "the prefix every wanted name shares");
                 tokio::time::sleep(Duration::from_millis(50)).await;
-                Ok(vec![
-                    (ids(&["app/a", "arn:a"]), entry("v1")),
-                    (ids(&["app/b"]), entry("v2")),
-                    (ids(&["app/other"]), entry("v3")),
-                ])
+                let mut into = listed(
+                    into,
+                    vec![
+                        (ids(&["app/a", "arn:a"]), entry("v1")),
+                        (ids(&["app/b"]), entry("v2")),
+                    ],
+                );
+                into.keep(ids(&["app/other"]), || {
+                    panic!("built though nobody asked for it")
+                });
+                Ok(into)
             }
         };
         let max_age = Duration::from_secs(60);
@@ -348,9 +414,11 @@ mod tests {
     async fn an_old_snapshot_is_listed_again_and_a_failed_listing_keeps_the_last_one() {
         let listing = Listing::default();
         let names = ids(&["k"]);
-        let ok = |_: String| async { Ok(vec![(ids(&["k"]), entry("v1"))]) };
-        let throttled = |_: String| async {
-            Err::<Vec<Listed>, _>(ProviderError::Throttled {
+        let ok = |_: String, into| async { Ok(listed(into, vec![(ids(&["k"]), entry("v1"))])) };
+        // Cut off halfway: a page was gathered, the next one throttled.
+        let throttled = |_: String, into| async {
+            let _half = listed(into, vec![(ids(&["k"]), entry("v2"))]);
+            Err::<Gathering, _>(ProviderError::Throttled {
                 key: "ListSecrets".into(),
                 retry_after: None,
             })
@@ -374,7 +442,7 @@ mod tests {
         ));
         assert!(Arc::ptr_eq(&listing.last(&names).unwrap(), &first));
         // Within the hold after a failure, no listing is attempted.
-        let never = |_: String| -> std::future::Ready<Result<Vec<Listed>, ProviderError>> {
+        let never = |_: String, _| -> std::future::Ready<Result<Gathering, ProviderError>> {
             panic!("listed during the hold")
         };
         assert!(matches!(listing.fresh(&names, tiny, never), Lookup::Failed));
@@ -391,8 +459,8 @@ mod tests {
     async fn a_denied_listing_is_held_longer() {
         let listing = Listing::default();
         let names = ids(&["k"]);
-        let denied = |_: String| async {
-            Err::<Vec<Listed>, _>(ProviderError::AccessDenied {
+        let denied = |_: String, _| async {
+            Err::<Gathering, _>(ProviderError::AccessDenied {
                 key: "ListSecrets".into(),
                 detail: "no".into(),
             })

@@ -352,7 +352,11 @@ impl ParameterStoreProvider {
 
     /// The listing behind change detection: every parameter whose name starts with `prefix` (a
     /// `Name BeginsWith` filter when there is one), with its current version number.
-    async fn list_versions(&self, prefix: String) -> Result<Vec<listing::Listed>, ProviderError> {
+    async fn list_versions(
+        &self,
+        prefix: String,
+        mut gathering: listing::Gathering,
+    ) -> Result<listing::Gathering, ProviderError> {
         let client = self.identity.ssm();
         let filters = if prefix.is_empty() {
             Vec::new()
@@ -368,20 +372,16 @@ impl ParameterStoreProvider {
                     })?,
             ]
         };
-        let mut listed = Vec::new();
         self.describe_parameters(client, filters, |parameter| {
-            if let Some(name) = parameter.name {
-                let entry = listing::Entry {
-                    versions: vec![(parameter.version.to_string(), Vec::new())],
-                    tags: None,
-                };
-                listed.push((vec![name], entry));
-            }
+            let version = parameter.version;
+            gathering.keep(parameter.name, || {
+                listing::Entry::new([(version.to_string(), Vec::new())], None)
+            });
             Ok(())
         })
         .await?;
         self.identity.proven();
-        Ok(listed)
+        Ok(gathering)
     }
 
     /// Current values of `names` (full parameter names, no store prefix), 10 per GetParameters call.
@@ -529,14 +529,14 @@ impl SecretProvider for ParameterStoreProvider {
             requests,
             &ids,
             max_age,
-            |prefix| async move { this.list_versions(prefix).await },
+            |prefix, gathering| async move { this.list_versions(prefix, gathering).await },
             |entry, request| {
                 let current =
                     !request.metadata && request.version.as_deref().is_none_or(str::is_empty);
                 current
                     .then(|| entry.versions.first())
                     .flatten()
-                    .map(|(version, _)| format!("v{version}"))
+                    .map(|version| format!("v{}", version.id))
             },
         )
     }

@@ -299,7 +299,11 @@ impl SecretsManagerProvider {
     /// The listing behind change detection: every secret whose name starts with `prefix` (a server-side
     /// `name` filter when AWS accepts the prefix as one; ARNs are not names, so then no filter), with its
     /// versions, their staging labels, and its tags. Secrets scheduled for deletion are not listed.
-    async fn list_versions(&self, prefix: String) -> Result<Vec<listing::Listed>, ProviderError> {
+    async fn list_versions(
+        &self,
+        prefix: String,
+        mut gathering: listing::Gathering,
+    ) -> Result<listing::Gathering, ProviderError> {
         use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
         let client = self.identity.secrets_manager();
         let plain: String = prefix
@@ -316,34 +320,24 @@ impl SecretsManagerProvider {
                     .build(),
             ]
         };
-        let mut listed = Vec::new();
-        self.list_secrets(client, filters, |entry| {
+        self.list_secrets(client, filters, |mut entry| {
             if entry.deleted_date.is_some() {
                 return Ok(());
             }
-            let versions = entry
-                .secret_versions_to_stages
-                .unwrap_or_default()
-                .into_iter()
-                .collect();
-            let tags = entry.tags.unwrap_or_default();
-            let tags =
-                listing::tags_digest(tags.iter().filter_map(|t| {
+            let ids = entry.name.take().into_iter().chain(entry.arn.take());
+            gathering.keep(ids, || {
+                let tags = entry.tags.unwrap_or_default();
+                let tags = listing::tags_digest(tags.iter().filter_map(|t| {
                     Some((t.key.as_deref()?, t.value.as_deref().unwrap_or_default()))
                 }));
-            let ids = entry.name.into_iter().chain(entry.arn).collect();
-            listed.push((
-                ids,
-                listing::Entry {
-                    versions,
-                    tags: Some(tags),
-                },
-            ));
+                let versions = entry.secret_versions_to_stages.unwrap_or_default();
+                listing::Entry::new(versions, Some(tags))
+            });
             Ok(())
         })
         .await?;
         self.identity.proven();
-        Ok(listed)
+        Ok(gathering)
     }
 }
 
@@ -363,14 +357,14 @@ fn version_token(entry: &listing::Entry, request: &FetchRequest) -> Option<Strin
         return entry
             .versions
             .iter()
-            .any(|(v, _)| v == id)
+            .any(|v| &*v.id == id)
             .then(|| id.to_owned());
     }
     entry
         .versions
         .iter()
-        .find(|(_, stages)| stages.iter().any(|s| s == version))
-        .map(|(v, _)| v.clone())
+        .find(|v| v.stages.iter().any(|s| &**s == version))
+        .map(|v| v.id.to_string())
 }
 
 #[async_trait]
@@ -499,7 +493,7 @@ impl SecretProvider for SecretsManagerProvider {
             requests,
             &ids,
             max_age,
-            |prefix| async move { this.list_versions(prefix).await },
+            |prefix, gathering| async move { this.list_versions(prefix, gathering).await },
             version_token,
         )
     }
