@@ -451,7 +451,7 @@ impl RunArgs {
         };
         let kube_config = kube_config.map_err(CliError::LoadKubeConfig)?;
         let api_url = kube_config.cluster_url.to_string();
-        let client = kube::Client::try_from(kube_config).map_err(CliError::KubeConfig)?;
+        let client = crate::kube_client::client(kube_config).map_err(CliError::KubeConfig)?;
         let metrics = Arc::new(Metrics::new());
         let health = Health {
             api: Arc::new(ApiReachability::new(api_url.trim_end_matches('/'))),

@@ -10,6 +10,7 @@ pub mod events;
 pub mod generators;
 pub mod goregex;
 pub mod inspect;
+pub mod kube_client;
 pub mod leader;
 pub mod provider;
 pub mod reload;
