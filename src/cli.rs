@@ -279,10 +279,11 @@ impl Cli {
     }
 }
 
-/// kube's HTTP layer logs every failed request at ERROR (five lines a second while the API
-/// server is unreachable); connection failures are reported by `ApiReachability` instead, once
-/// and then slowly. A filter that names kube_client itself is left as given.
-const QUIET_KUBE_CLIENT: &str = "kube_client::client::builder=off";
+/// The API client's HTTP layer (ours in `kube_client`, kube's where a proxy is configured) logs
+/// every failed request at ERROR (five lines a second while the API server is unreachable);
+/// connection failures are reported by `ApiReachability` instead, once and then slowly. A filter
+/// that names kube_client itself is left as given.
+const QUIET_KUBE_CLIENT: &str = "kube_client::client::builder=off,secret_sync::kube_client=off";
 
 fn log_filter(given: Option<&str>) -> Result<tracing_subscriber::EnvFilter, CliError> {
     use tracing_subscriber::EnvFilter;

@@ -49,19 +49,28 @@ pub(crate) struct Version {
 }
 
 impl Entry {
-    /// From the listing's own shapes: `(version id, staging labels)` pairs and a tags digest.
+    /// From the listing's own shapes: `(version id, staging labels)` pairs and a tags digest. Sorted,
+    /// so that the same listing decoded twice is equal (`SecretVersionsToStages` arrives as a map, in
+    /// no set order).
     pub fn new(
         versions: impl IntoIterator<Item = (String, Vec<String>)>,
         tags: Option<u64>,
     ) -> Self {
-        let versions = versions
+        let mut versions: Vec<Version> = versions
             .into_iter()
-            .map(|(id, stages)| Version {
-                id: id.into_boxed_str(),
-                stages: stages.into_iter().map(String::into_boxed_str).collect(),
+            .map(|(id, mut stages)| {
+                stages.sort_unstable();
+                Version {
+                    id: id.into_boxed_str(),
+                    stages: stages.into_iter().map(String::into_boxed_str).collect(),
+                }
             })
             .collect();
-        Self { versions, tags }
+        versions.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        Self {
+            versions: versions.into_boxed_slice(),
+            tags,
+        }
     }
 }
 
@@ -84,7 +93,7 @@ pub(crate) struct Gathering {
     base: Option<Arc<Snapshot>>,
     /// `seen[i]`: entry `i` of `base` was listed again, unchanged or not.
     seen: Vec<bool>,
-    changed: Vec<(Box<str>, Entry)>,
+    changed: HashMap<Box<str>, Entry>,
 }
 
 impl Gathering {
@@ -94,7 +103,7 @@ impl Gathering {
             index,
             base,
             seen,
-            changed: Vec::new(),
+            changed: HashMap::new(),
         }
     }
 
@@ -123,15 +132,18 @@ impl Gathering {
                     *seen = true;
                 }
                 if *old == entry {
+                    // Listed twice (never expected): the last answer stands, as for any other.
+                    self.changed.remove(id.as_str());
                     continue;
                 }
             }
-            self.changed.push((id.into_boxed_str(), entry.clone()));
+            self.changed.insert(id.into_boxed_str(), entry.clone());
         }
     }
 
     /// The snapshot this listing makes: the base's entries it saw again, updated and added to. The
-    /// base is taken over in place when no reader holds it any more, copied otherwise.
+    /// base is taken over in place when no reader holds it any more; otherwise what was seen of it is
+    /// copied.
     fn into_entries(self) -> IndexMap<Box<str>, Entry> {
         let Gathering {
             index,
@@ -142,16 +154,29 @@ impl Gathering {
         drop(index);
         let mut entries = match base.map(Arc::try_unwrap) {
             None => IndexMap::with_capacity(changed.len()),
-            Some(Ok(snapshot)) => snapshot.entries,
-            Some(Err(shared)) => shared.entries.clone(),
+            Some(Ok(snapshot)) => {
+                let mut entries = snapshot.entries;
+                let mut position = 0;
+                entries.retain(|_, _| {
+                    let keep = seen.get(position).copied().unwrap_or(false);
+                    position += 1;
+                    keep
+                });
+                entries
+            }
+            Some(Err(shared)) => shared
+                .entries
+                .iter()
+                .zip(&seen)
+                .filter(|(_, seen)| **seen)
+                .map(|((id, entry), _)| (id.clone(), entry.clone()))
+                .collect(),
         };
-        let mut position = 0;
-        entries.retain(|_, _| {
-            let keep = seen.get(position).copied().unwrap_or(false);
-            position += 1;
-            keep
-        });
         entries.extend(changed);
+        // Taken over in place, the table keeps its size when wanted ids go (deleted ExternalSecrets).
+        if entries.capacity() > 2 * entries.len() + 64 {
+            entries.shrink_to_fit();
+        }
         entries
     }
 }
@@ -234,13 +259,14 @@ impl Listing {
         let started = Instant::now();
         inner.running_since = Some(started);
         let gathering = Gathering::new(self.clone(), inner.snapshot.clone());
-        let listing = list(
-            common_prefix(inner.wanted.keys().map(|id| &**id)),
-            gathering,
-        );
+        let prefix = common_prefix(inner.wanted.keys().map(|id| &**id));
+        let wait = inner.last_took.clamp(PENDING_MIN, PENDING_MAX);
+        // Unlocked before `list` runs: the listing takes this lock for every secret it keeps.
+        drop(inner);
+        let listing = list(prefix, gathering);
         let index = self.clone();
         tokio::spawn(async move { index.finish(started, listing.await) });
-        Lookup::Pending(inner.last_took.clamp(PENDING_MIN, PENDING_MAX))
+        Lookup::Pending(wait)
     }
 
     /// [`SecretProvider::versions`](crate::provider::SecretProvider::versions) for one service:
@@ -288,6 +314,11 @@ impl Listing {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        // A listing given up as stuck ([`STUCK_LISTING`]) that answers after all: a newer one has
+        // started since, and an older answer must not replace what that one brings.
+        if inner.running_since != Some(started) {
+            return;
+        }
         inner.running_since = None;
         let gathering = match listed {
             Ok(gathering) => gathering,
@@ -565,6 +596,55 @@ mod tests {
             panic!("listed a third time")
         };
         assert_eq!(view(&last), pairs(&[("a", "v3"), ("b", "v3"), ("d", "v3")]));
+    }
+
+    #[test]
+    fn entries_are_equal_whatever_order_the_listing_gave() {
+        let one = Entry::new(
+            [
+                ("b".to_owned(), vec!["X".to_owned()]),
+                (
+                    "a".to_owned(),
+                    vec!["AWSCURRENT".to_owned(), "Y".to_owned()],
+                ),
+            ],
+            Some(1),
+        );
+        let two = Entry::new(
+            [
+                (
+                    "a".to_owned(),
+                    vec!["Y".to_owned(), "AWSCURRENT".to_owned()],
+                ),
+                ("b".to_owned(), vec!["X".to_owned()]),
+            ],
+            Some(1),
+        );
+        assert_eq!(one, two);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stuck_listing_that_answers_late_does_not_replace_a_newer_one() {
+        let listing = Listing::default();
+        let names = ids(&["k"]);
+        let max_age = Duration::from_secs(1);
+        let stuck = |_: String, into| async {
+            tokio::time::sleep(STUCK_LISTING * 2).await;
+            Ok(listed(into, vec![(ids(&["k"]), entry("old"))]))
+        };
+        assert!(matches!(
+            listing.fresh(&names, max_age, stuck),
+            Lookup::Pending(_)
+        ));
+        tokio::time::sleep(STUCK_LISTING + Duration::from_secs(1)).await;
+        let quick = |_: String, into| async { Ok(listed(into, vec![(ids(&["k"]), entry("new"))])) };
+        let Lookup::Ready(newer) = settled(&listing, &names, max_age, quick).await else {
+            panic!("listed again after the stuck one was given up")
+        };
+        assert_eq!(newer.entries.get("k"), Some(&entry("new")));
+        tokio::time::sleep(STUCK_LISTING).await;
+        let last = listing.last(&names).unwrap();
+        assert!(Arc::ptr_eq(&last, &newer), "the late answer was dropped");
     }
 
     #[tokio::test(start_paused = true)]
