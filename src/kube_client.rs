@@ -153,11 +153,15 @@ mod tests {
     #[tokio::test]
     async fn idle_connections_are_closed_after_the_idle_timeout() {
         crate::install_crypto_provider();
-        let (url, open) = server(Duration::from_millis(200)).await;
+        let (url, open) = server(Duration::from_millis(500)).await;
         let config = kube::Config::new(url.parse().unwrap());
         let client = pooled(config, Duration::from_millis(300)).unwrap();
         let (after_burst, later) = open_after_burst(&client, &open, Duration::from_secs(2)).await;
-        assert_eq!(after_burst, 8, "a burst of 8 opens 8 connections");
+        // 8 when all 8 are in flight together; a loaded machine may dispatch some late.
+        assert!(
+            (2..=8).contains(&after_burst),
+            "requests in flight together open connections of their own: {after_burst}"
+        );
         assert_eq!(later, 0, "all idle past the timeout, all closed");
         // The pool still works after evicting everything.
         assert_eq!(client.apiserver_version().await.unwrap().minor, "33");
@@ -169,10 +173,11 @@ mod tests {
     #[tokio::test]
     async fn kubes_own_client_keeps_idle_connections_past_the_timeout() {
         crate::install_crypto_provider();
-        let (url, open) = server(Duration::from_millis(200)).await;
+        let (url, open) = server(Duration::from_millis(500)).await;
         let config = kube::Config::new(url.parse().unwrap());
         let client = kube::Client::try_from(config).unwrap();
         let (after_burst, later) = open_after_burst(&client, &open, Duration::from_secs(2)).await;
-        assert_eq!((after_burst, later), (8, 8));
+        assert!((2..=8).contains(&after_burst), "{after_burst}");
+        assert_eq!(later, after_burst, "none closed");
     }
 }
