@@ -7,11 +7,11 @@
 //! token a request gets is the service module's.
 
 use std::collections::HashMap;
-
-use indexmap::IndexMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use indexmap::IndexMap;
 
 // Tokio's clock: the same as std's at run time, and one tests can pause and advance.
 use tokio::time::Instant;
@@ -146,12 +146,11 @@ impl Gathering {
     /// copied.
     fn into_entries(self) -> IndexMap<Box<str>, Entry> {
         let Gathering {
-            index,
             base,
             seen,
             changed,
+            ..
         } = self;
-        drop(index);
         let mut entries = match base.map(Arc::try_unwrap) {
             None => IndexMap::with_capacity(changed.len()),
             Some(Ok(snapshot)) => {
@@ -227,8 +226,8 @@ impl Listing {
 
     /// A snapshot whose listing started at most `max_age` ago, or, when there is none, a listing
     /// started in the background by `list` (called with the longest prefix every wanted id shares, for
-    /// a server-side filter, and the [`Gathering`] it fills and returns) and `Pending` until it ends. One listing runs at a time, on its own task,
-    /// so no caller holds a reconcile slot while it pages. `Failed` when listing failed within
+    /// a server-side filter, and the [`Gathering`] it fills and returns) and `Pending` until it ends.
+    /// One listing runs at a time, on its own task, so no caller holds a reconcile slot while it pages. `Failed` when listing failed within
     /// [`FAILED_LISTING_HOLD`] ([`DENIED_LISTING_HOLD`] when denied).
     pub fn fresh<F, Fut>(&self, ids: &[String], max_age: Duration, list: F) -> Lookup
     where
